@@ -1,0 +1,95 @@
+"""One BatchCluster's scheduler, reached through its transport: the operations the handlers need."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from prometheus_client import Counter, Histogram
+
+from .errors import SchedulerUnavailable
+from .model import JobStatus
+from .schedulers import BACKENDS, Scheduler
+from .transports import CommandResult, LocalTransport
+
+log = logging.getLogger(__name__)
+
+COMMANDS = Counter(
+    "batchnotebook_scheduler_commands_total", "Scheduler commands run, by outcome",
+    ["cluster", "command", "outcome"],
+)
+LATENCY = Histogram(
+    "batchnotebook_scheduler_command_seconds", "Scheduler command latency",
+    ["cluster", "command"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+
+class ClusterClient:
+    def __init__(self, name: str, spec: dict) -> None:
+        self.name = name
+        self.spec = spec
+        connection = spec.get("connection", {})
+        self.scheduler: Scheduler = BACKENDS[spec["scheduler"]](spec.get("commands"))
+        self.transport = LocalTransport(
+            run_as=connection.get("runAsCommand", ["sudo", "-n", "-u", "{user}", "--"]),
+            timeout=connection.get("commandTimeoutSeconds", 30),
+            environment=connection.get("environment"),
+        )
+
+    async def _run(
+        self, command: str, *, user: str | None = None, stdin: str | None = None, **context
+    ) -> CommandResult:
+        argv = self.scheduler.argv(command, **context)
+        started = time.monotonic()
+        try:
+            result = await self.transport.run(argv, user=user, stdin=stdin)
+        except SchedulerUnavailable:
+            COMMANDS.labels(self.name, command, "timeout").inc()
+            raise
+        finally:
+            LATENCY.labels(self.name, command).observe(time.monotonic() - started)
+        COMMANDS.labels(self.name, command, "ok" if result.returncode == 0 else "error").inc()
+        if result.returncode:
+            log.info("cluster %s: %s exited %d: %s", self.name, argv[0], result.returncode,
+                     result.stderr.strip()[:500])
+        return result
+
+    async def submit(self, script: str, user: str) -> str:
+        """Submit as `user`; the script goes on stdin, never on the command line."""
+        result = await self._run("submit", user=user, stdin=script)
+        return self.scheduler.parse_submit(self.scheduler.check(result, refusal=True))
+
+    async def query(self, tags: Iterable[str]) -> dict[str, JobStatus]:
+        """State of every job named by `tags`, in one command. Raises if the scheduler is silent."""
+        tags = sorted(set(tags))
+        if not tags:
+            return {}
+        result = await self._run("query", tags=tags)
+        return {job.name: job for job in self.scheduler.parse_query(self.scheduler.check(result))}
+
+    async def accounting(
+        self, *, job_ids: Iterable[str] = (), tags: Iterable[str] = ()
+    ) -> list[JobStatus]:
+        """What accounting remembers of jobs the queue forgot."""
+        job_ids, tags = sorted(set(job_ids)), sorted(set(tags))
+        if not job_ids and not tags:
+            return []
+        result = await self._run("accounting", job_ids=job_ids, tags=tags)
+        return list(self.scheduler.parse_accounting(self.scheduler.check(result)))
+
+    async def find(self, tag: str) -> JobStatus | None:
+        """The job carrying `tag`, wherever the scheduler still knows it (queue, then accounting)."""
+        queued = await self.query([tag])
+        if tag in queued:
+            return queued[tag]
+        remembered = [job for job in await self.accounting(tags=[tag]) if job.name == tag]
+        return remembered[-1] if remembered else None
+
+    async def cancel(self, job_ids: Iterable[str], user: str) -> None:
+        result = await self._run("cancel", user=user, job_ids=sorted(set(job_ids)))
+        self.scheduler.check(result)
+
+    async def version(self) -> str:
+        result = await self._run("version")
+        return self.scheduler.parse_version(self.scheduler.check(result))

@@ -1,0 +1,13 @@
+"""Failures that mean different things to a notebook's lifecycle."""
+
+
+class SchedulerUnavailable(Exception):
+    """The scheduler did not answer (timeout, controller down): nothing is known, nothing is lost."""
+
+
+class SubmissionRefused(Exception):
+    """The scheduler answered and refused the job; the message is its own error text."""
+
+
+class InvalidOptions(ValueError):
+    """A user's options break the profile's rules; the message says which and why."""

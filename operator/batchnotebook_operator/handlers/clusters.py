@@ -1,0 +1,140 @@
+"""BatchCluster: one poller per cluster asks the scheduler about all its notebooks at once."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+import kopf
+
+from .. import API_VERSION, CLUSTERS, GROUP, VERSION
+from ..client import ClusterClient
+from ..errors import SchedulerUnavailable
+from ..follow import Transition, from_job, unreachable, vanished
+from ..model import JobStatus, Phase, condition, timestamp
+from ..registry import registry
+
+log = logging.getLogger(__name__)
+MIN_SECONDS_BETWEEN_POLLS = 1.0
+VERSION_CHECK_SECONDS = 3600
+PARALLEL_PATCHES = 16
+
+
+@kopf.index(GROUP, VERSION, CLUSTERS)
+def clusters_by_name(name: str, spec: kopf.Spec, **_: Any) -> dict:
+    return {name: dict(spec)}
+
+
+def _ref(notebook: dict) -> dict:
+    return {"apiVersion": API_VERSION, "kind": "BatchNotebook", "metadata": {
+        "name": notebook["name"], "namespace": notebook["namespace"], "uid": notebook["uid"]}}
+
+
+def _seconds_since(*stamps: str | None) -> float:
+    for stamp in stamps:
+        if stamp:
+            then = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            return (dt.datetime.now(dt.UTC) - then).total_seconds()
+    return 0.0
+
+
+async def _apply(notebook: dict, transition: Transition, limit: asyncio.Semaphore) -> None:
+    if not transition:
+        return
+    async with limit:
+        await registry.kube.patch_notebook_status(
+            notebook["namespace"], notebook["name"], transition.status)
+        for type_, reason, message in transition.events:
+            await registry.kube.event(_ref(notebook), type_, reason, message)
+
+
+async def poll(client: ClusterClient, spec: dict, notebooks: list[dict]) -> int:
+    """One round: one queue query for every followed notebook (plus accounting for those the
+    queue forgot). Returns how many notebooks are still active. Raises SchedulerUnavailable."""
+    active = [n for n in notebooks
+              if n["status"].get("jobName") and not Phase(n["status"].get("phase", "Pending")).terminal]
+    if not active:
+        return 0
+    limit = asyncio.Semaphore(PARALLEL_PATCHES)
+    try:
+        jobs = await client.query(n["status"]["jobName"] for n in active)
+    except SchedulerUnavailable as error:
+        await asyncio.gather(*(
+            _apply(n, unreachable(n["status"], str(error), n["generation"]), limit) for n in active))
+        raise
+
+    forgotten = [n for n in active if n["status"]["jobName"] not in jobs]
+    remembered: dict[str, JobStatus] | None = {}
+    if forgotten:
+        try:
+            remembered = {j.job_id: j for j in await client.accounting(
+                job_ids=[n["status"]["jobId"] for n in forgotten])}
+        except SchedulerUnavailable as error:
+            log.warning("cluster %s: accounting did not answer: %s", client.name, error)
+            remembered = None  # unknown, not gone
+
+    transitions, still_active = [], 0
+    for notebook in active:
+        status = notebook["status"]
+        job = jobs.get(status["jobName"]) or (remembered or {}).get(status["jobId"])
+        if job is not None:
+            transition = from_job(status, job, spec.get("hostRewrite"), notebook["generation"])
+            still_active += not job.state.ended
+        elif remembered is not None:
+            transition = vanished(status, status["jobId"],
+                                  _seconds_since(status.get("lastSeenAt"), status.get("submittedAt")),
+                                  notebook["generation"])
+        else:
+            transition = Transition()
+        transitions.append(_apply(notebook, transition, limit))
+    await asyncio.gather(*transitions)
+    return still_active
+
+
+@kopf.daemon(GROUP, VERSION, CLUSTERS, cancellation_timeout=5)
+async def follow_cluster(
+    name: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, stopped: kopf.DaemonStopped,
+    notebooks_by_cluster: kopf.Index, **_: Any,
+) -> None:
+    wake = registry.wakeup(name)
+    checked_version_at = 0.0
+    cluster_status: dict = {"conditions": list(status.get("conditions", []))}
+    while not stopped:
+        client = registry.client(name, dict(spec))
+        wake.clear()
+        started = time.monotonic()
+        update: dict = {"observedGeneration": meta.get("generation")}
+        try:
+            if started - checked_version_at > VERSION_CHECK_SECONDS:
+                update["schedulerVersion"] = await client.version()
+                checked_version_at = started
+            update["activeJobs"] = await poll(client, dict(spec),
+                                              list(notebooks_by_cluster.get(name, [])))
+            reachable = condition(cluster_status["conditions"], "Reachable", True, "Answered",
+                                  "the scheduler answered the last query", meta.get("generation"))
+        except SchedulerUnavailable as error:
+            reachable = condition(cluster_status["conditions"], "Reachable", False, "NoAnswer",
+                                  str(error)[:500], meta.get("generation"))
+        except Exception:  # one bad round must not stop following the cluster
+            log.exception("cluster %s: poll failed", name)
+            reachable = cluster_status["conditions"]
+        elapsed = time.monotonic() - started
+        update |= {"lastPollTime": timestamp(), "lastPollDurationSeconds": round(elapsed, 3),
+                   "conditions": reachable}
+        cluster_status |= update
+        try:
+            await registry.kube.patch_cluster_status(name, update)
+        except Exception:
+            log.exception("cluster %s: cannot write status", name)
+
+        interval = float(spec.get("pollIntervalSeconds", 10))
+        await asyncio.sleep(max(0.0, MIN_SECONDS_BETWEEN_POLLS - elapsed))
+        waiter = asyncio.ensure_future(wake.wait())
+        stopper = asyncio.ensure_future(stopped.wait())
+        await asyncio.wait([waiter, stopper], timeout=max(0.0, interval - elapsed - 1),
+                           return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        stopper.cancel()

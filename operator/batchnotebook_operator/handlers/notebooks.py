@@ -1,0 +1,172 @@
+"""BatchNotebook: submit on create (exactly once), cancel on delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .. import GROUP, NOTEBOOKS, REPORT_TOKEN_KEY, VERSION
+from ..errors import InvalidOptions, SchedulerUnavailable, SubmissionRefused
+from ..model import Phase, condition, timestamp
+from ..profiles import find_profile, resolve
+from ..registry import registry
+from ..render import JobRequest, render
+
+# Deleting waits this many attempts (one per poll interval) for the scheduler to confirm that the
+# job ended, then lets the resource go with a Warning so that nothing hangs in Terminating.
+CANCEL_ATTEMPTS = 30
+
+
+def job_name(uid: str) -> str:
+    """The tag every job carries; the operator finds its job by it after any restart."""
+    return f"bnb-{uid}"
+
+
+def report_url(cluster_spec: dict, namespace: str, name: str) -> str:
+    return f"{cluster_spec['callbackURL'].rstrip('/')}/v1/report/{namespace}/{name}"
+
+
+@kopf.index(GROUP, VERSION, NOTEBOOKS)
+def notebooks_by_cluster(
+    name: str, namespace: str, uid: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
+    **_: Any,
+) -> dict:
+    return {spec.get("clusterName"): {
+        "name": name, "namespace": namespace, "uid": uid, "generation": meta.get("generation"),
+        "unixUser": spec.get("unixUser"), "status": dict(status),
+    }}
+
+
+def cluster_spec(clusters_by_name: kopf.Index, name: str) -> dict | None:
+    found = list(clusters_by_name.get(name, []))
+    return found[0] if found else None
+
+
+async def fail(body: kopf.Body, reason: str, message: str) -> None:
+    conditions = condition(body.status.get("conditions", []), "Submitted", False, reason, message,
+                           body.meta.get("generation"))
+    await registry.kube.patch_notebook_status(body.meta["namespace"], body.meta["name"], {
+        "phase": Phase.FAILED.value, "message": message, "finishedAt": timestamp(),
+        "conditions": conditions, "observedGeneration": body.meta.get("generation"),
+    })
+    await registry.kube.event(body, "Warning", reason, message)
+    raise kopf.PermanentError(message)
+
+
+@kopf.on.resume(GROUP, VERSION, NOTEBOOKS)
+@kopf.on.create(GROUP, VERSION, NOTEBOOKS)
+async def submit(
+    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, name: str, namespace: str, uid: str,
+    retry: int, clusters_by_name: kopf.Index, logger: kopf.Logger, **_: Any,
+) -> None:
+    if status.get("jobId") or Phase(status.get("phase", "Pending")).terminal:
+        return
+    cluster_name = spec["clusterName"]
+    cluster = cluster_spec(clusters_by_name, cluster_name)
+    if cluster is None:
+        await fail(body, "UnknownCluster", f"there is no BatchCluster named {cluster_name!r}")
+    try:
+        expected_user = cluster.get("userMapping", {}).get("template", "{username}").format(
+            username=spec["hubUser"])
+        if spec["unixUser"] != expected_user:
+            raise InvalidOptions(f"hub user {spec['hubUser']!r} maps to Unix user "
+                                 f"{expected_user!r}, not {spec['unixUser']!r}")
+        resources = resolve(find_profile(cluster_name, cluster, spec["profile"]),
+                            dict(spec.get("resources", {})))
+    except InvalidOptions as error:
+        await fail(body, "InvalidSpec", str(error))
+
+    client = registry.client(cluster_name, cluster)
+    tag = job_name(uid)
+    interval = cluster.get("pollIntervalSeconds", 10)
+    try:
+        environment = await registry.kube.secret_data(namespace, spec["envSecretName"])
+    except ApiException as error:
+        if error.status == 404 and retry < 10:
+            raise kopf.TemporaryError(f"Secret {spec['envSecretName']} not found yet", delay=2)
+        await fail(body, "SecretMissing", f"cannot read Secret {spec['envSecretName']}: "
+                                          f"{error.reason}")
+    if not environment.get(REPORT_TOKEN_KEY):
+        await fail(body, "SecretIncomplete", f"Secret {spec['envSecretName']} has no "
+                                             f"{REPORT_TOKEN_KEY}")
+    environment["BATCHNOTEBOOK_REPORT_URL"] = report_url(cluster, namespace, name)
+
+    try:
+        existing = await client.find(tag)  # a job submitted before a crash is adopted, not doubled
+        if existing is not None:
+            job_id, how = existing.job_id, "found after a restart"
+        else:
+            script = render(
+                cluster.get("jobTemplate") or client.scheduler.default_template(),
+                JobRequest(
+                    job_name=tag, comment=f"batchnotebook:{namespace}/{name}",
+                    user=spec["unixUser"], resources=resources, environment=environment,
+                    jupyter_command=list(cluster.get("jupyterCommand",
+                                                     ["jupyterhub-singleuser"])),
+                    python=cluster.get("python", "python3"), prologue=cluster.get("prologue", ""),
+                    output=cluster.get("jobOutput", "batchnotebook-%j.log"),
+                ),
+            )
+            job_id, how = await client.submit(script, spec["unixUser"]), "submitted"
+    except SubmissionRefused as error:
+        await fail(body, "SubmissionRefused", f"the scheduler refused the job: {error}")
+    except InvalidOptions as error:
+        await fail(body, "InvalidTemplate", str(error))
+    except SchedulerUnavailable as error:
+        await registry.kube.patch_notebook_status(namespace, name, {
+            "phase": Phase.PENDING.value, "message": f"waiting for the scheduler: {error}",
+            "conditions": condition(status.get("conditions", []), "SchedulerReachable", False,
+                                    "NoAnswer", str(error)[:500], body.meta.get("generation")),
+        })
+        raise kopf.TemporaryError(f"scheduler unavailable: {error}", delay=interval) from error
+
+    logger.info("job %s %s as %s", job_id, how, spec["unixUser"])
+    conditions = condition(status.get("conditions", []), "Submitted", True, "JobSubmitted",
+                           f"job {job_id}", body.meta.get("generation"))
+    await registry.kube.patch_notebook_status(namespace, name, {
+        "phase": Phase.QUEUED.value, "jobId": job_id, "jobName": tag,
+        "submittedAt": status.get("submittedAt") or timestamp(),
+        "message": f"job {job_id} {how}, waiting for the scheduler",
+        "conditions": conditions, "observedGeneration": body.meta.get("generation"),
+    })
+    await registry.kube.event(body, "Normal", "Submitted",
+                              f"job {job_id} {how} to {cluster_name} as {spec['unixUser']}")
+    registry.wakeup(cluster_name).set()
+
+
+@kopf.on.delete(GROUP, VERSION, NOTEBOOKS)
+async def cancel(
+    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, uid: str, retry: int,
+    clusters_by_name: kopf.Index, logger: kopf.Logger, **_: Any,
+) -> None:
+    cluster_name = spec["clusterName"]
+    cluster = cluster_spec(clusters_by_name, cluster_name)
+    if cluster is None:
+        await registry.kube.event(body, "Warning", "UnknownCluster",
+                                  f"BatchCluster {cluster_name} is gone; cannot cancel the job")
+        return
+    client = registry.client(cluster_name, cluster)
+    interval = cluster.get("pollIntervalSeconds", 10)
+    try:
+        job = await client.find(job_name(uid))
+        if job is None or job.state.ended:
+            logger.info("job %s has ended", job.job_id if job else status.get("jobId"))
+            return
+        await client.cancel([job.job_id], spec["unixUser"])
+        after = await client.find(job_name(uid))
+        if after is None or after.state.ended:
+            await registry.kube.event(body, "Normal", "Cancelled", f"job {job.job_id} cancelled")
+            return
+        problem = f"job {job.job_id} is still {after.raw_state}"
+    except SchedulerUnavailable as error:
+        problem = f"the scheduler did not answer: {error}"
+    if retry + 1 >= CANCEL_ATTEMPTS:
+        await registry.kube.event(
+            body, "Warning", "CancelUnconfirmed",
+            f"gave up waiting after {CANCEL_ATTEMPTS} attempts ({problem}); cancel job "
+            f"{status.get('jobId') or job_name(uid)} by hand if it still runs",
+        )
+        return
+    raise kopf.TemporaryError(problem, delay=interval)

@@ -1,0 +1,94 @@
+"""The few Kubernetes API calls the operator makes itself (kopf makes the rest)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from . import API_VERSION, CLUSTERS, GROUP, NOTEBOOKS, VERSION
+from .model import timestamp
+
+COMPONENT = "batchnotebook-operator"
+log = logging.getLogger(__name__)
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    @classmethod
+    async def connect(cls) -> Kube:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            await config.load_kube_config()
+        return cls(client.ApiClient())
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        secret = await self.core.read_namespaced_secret(name, namespace)
+        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+    async def notebook(self, namespace: str, name: str) -> dict | None:
+        try:
+            return await self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, NOTEBOOKS, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def patch_notebook_status(self, namespace: str, name: str, status: dict) -> None:
+        try:
+            await self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, NOTEBOOKS, name, {"status": status},
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as error:
+            if error.status != 404:  # deleted meanwhile: nothing left to update
+                raise
+
+    async def patch_cluster_status(self, name: str, status: dict) -> None:
+        await self.custom.patch_cluster_custom_object_status(
+            GROUP, VERSION, CLUSTERS, name, {"status": status},
+            _content_type="application/merge-patch+json",
+        )
+
+    async def event(self, ref: dict, type_: str, reason: str, message: str) -> None:
+        """Post a core/v1 Event about `ref` (a body or anything with apiVersion, kind, metadata)."""
+        meta = ref["metadata"]
+        when = timestamp()
+        try:
+            await self._create_event(meta, ref, when, type_, reason, message)
+        except ApiException as error:  # a lost event must not stop the reconciliation
+            log.warning("cannot post event %s on %s: %s", reason, meta["name"], error.reason)
+
+    async def _create_event(
+        self, meta: dict, ref: dict, when: str, type_: str, reason: str, message: str
+    ) -> None:
+        await self.core.create_namespaced_event(
+            meta["namespace"],
+            client.CoreV1Event(
+                metadata=client.V1ObjectMeta(
+                    name=f"{meta['name']}.{secrets.token_hex(8)}", namespace=meta["namespace"]
+                ),
+                involved_object=client.V1ObjectReference(
+                    api_version=ref.get("apiVersion", API_VERSION),
+                    kind=ref.get("kind", "BatchNotebook"), name=meta["name"],
+                    namespace=meta["namespace"], uid=meta.get("uid"),
+                ),
+                type=type_, reason=reason, message=message[:1024], count=1,
+                first_timestamp=when, last_timestamp=when,
+                source=client.V1EventSource(component=COMPONENT),
+                reporting_component=COMPONENT, reporting_instance=COMPONENT,
+            ),
+        )

@@ -1,0 +1,147 @@
+"""Runs on the compute node inside the job: starts Jupyter, finds the port it really listens on,
+and reports host and port to the operator. Standard library only, because nothing but Jupyter is
+installed there; the job script embeds this file and runs it with the node's Python.
+
+Usage: python launcher.py JUPYTER-COMMAND [ARGS...]
+Environment: BATCHNOTEBOOK_REPORT_URL, BATCHNOTEBOOK_REPORT_TOKEN (removed before Jupyter starts).
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+RETRYABLE_HTTP = {408, 409, 425, 429, 500, 502, 503, 504}
+REPORT_DEADLINE = 600  # seconds to keep trying to reach the operator
+
+
+def say(message):
+    print(f"[batchnotebook {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    # A hint only: Jupyter moves to another port if this one is taken meanwhile, and the port
+    # reported is the one it really listens on.
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def with_port(service_url, port):
+    parts = urllib.parse.urlsplit(service_url)
+    host = parts.hostname or "0.0.0.0"
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{host}:{port}"))
+
+
+def descendants(root):
+    """Pids of root and all its descendants."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def socket_inodes(pids):
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    return inodes
+
+
+def listening_ports(pid):
+    """TCP ports the process tree of pid listens on, those on all interfaces first."""
+    inodes = socket_inodes(descendants(pid))
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as lines:
+                next(lines)
+                for line in lines:
+                    fields = line.split()
+                    if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                        address, port = fields[1].rsplit(":", 1)
+                        loopback = address in ("0100007F", "00000000000000000000000001000000")
+                        ports.append((loopback, int(port, 16)))
+        except OSError:
+            continue
+    return [port for _, port in sorted(set(ports))]
+
+
+def report(url, token, host, port, child):
+    body = json.dumps({"host": host, "port": port}).encode()
+    request = urllib.request.Request(
+        url, data=body, method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    deadline, delay = time.monotonic() + REPORT_DEADLINE, 1.0
+    while child.poll() is None:
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                say(f"reported {host}:{port}: HTTP {answer.status}")
+                return True
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace")[:500]
+            if error.code not in RETRYABLE_HTTP:
+                say(f"the operator refused the report: HTTP {error.code} {detail}")
+                return False
+            say(f"report not accepted yet (HTTP {error.code} {detail}), retrying")
+        except (urllib.error.URLError, OSError) as error:
+            say(f"cannot reach {url}: {error}, retrying")
+        if time.monotonic() > deadline:
+            say(f"gave up reporting after {REPORT_DEADLINE} s")
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 15)
+    return False
+
+
+def main(command):
+    url = os.environ.pop("BATCHNOTEBOOK_REPORT_URL")
+    token = os.environ.pop("BATCHNOTEBOOK_REPORT_TOKEN")
+    hint = free_port()
+    service_url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://0.0.0.0:0/")
+    os.environ["JUPYTERHUB_SERVICE_URL"] = with_port(service_url, hint)
+    say(f"starting {command[0]} on {socket.gethostname()}, port {hint} suggested")
+    child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, lambda s, _frame: child.send_signal(s))
+
+    port = None
+    while child.poll() is None and port is None:
+        ports = listening_ports(child.pid)
+        port = hint if hint in ports else (ports[0] if ports else None)
+        if port is None:
+            time.sleep(0.2)
+    if port is not None and not report(url, token, socket.gethostname(), port, child):
+        child.terminate()
+    code = child.wait()
+    say(f"{command[0]} exited with {code}")
+    return code if code >= 0 else 128 - code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

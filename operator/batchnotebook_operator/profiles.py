@@ -1,0 +1,174 @@
+"""User options → the resources of one job, checked against the profile's limits.
+
+The spawner calls this before it creates anything; the operator calls it again before it submits,
+so a BatchNotebook written by hand gets no more than the form would allow.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import InvalidOptions
+
+OPTION_KEYS = ("cluster", "profile", "partition", "cpus", "memory", "gpus", "walltime",
+               "account", "qos")
+RESOURCE_KEYS = ("partition", "cpus", "memory", "gpus", "walltime", "account", "qos")
+NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MEMORY = re.compile(r"^(\d{1,9})([KMGT]?)B?$", re.IGNORECASE)
+WALLTIME = re.compile(r"^(?:(\d{1,4})-)?(\d{1,3}):([0-5]\d)(?::([0-5]\d))?$")
+MEMORY_UNITS = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus: int = 1
+    memory: str | None = None
+    gpus: int = 0
+    walltime: str | None = None
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    extras: dict[str, str] = field(default_factory=dict)
+
+    def to_spec(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, {})}
+
+    @property
+    def memory_mb(self) -> int | None:
+        return memory_mb(self.memory) if self.memory else None
+
+    @property
+    def walltime_seconds(self) -> int | None:
+        return walltime_seconds(self.walltime) if self.walltime else None
+
+
+def memory_mb(text: str) -> int:
+    match = MEMORY.match(text.strip())
+    if not match:
+        raise InvalidOptions(f"memory {text!r} is not a size like 4G or 512M")
+    return int(int(match[1]) * MEMORY_UNITS[match[2].upper()])
+
+
+def walltime_seconds(text: str) -> int:
+    match = WALLTIME.match(text.strip())
+    if not match:
+        raise InvalidOptions(f"walltime {text!r} is not a time like 01:30:00 or 2-00:00:00")
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def find_profile(cluster_name: str, cluster_spec: dict, profile_name: str) -> dict:
+    for profile in cluster_spec.get("profiles", []):
+        if profile.get("name") == profile_name:
+            return profile
+    names = ", ".join(p.get("name", "?") for p in cluster_spec.get("profiles", []))
+    raise InvalidOptions(
+        f"cluster {cluster_name!r} has no profile {profile_name!r} (it has: {names})"
+    )
+
+
+def _integer(key: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise InvalidOptions(f"{key} must be a whole number, not {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*\d{1,9}\s*", value):
+        return int(value)
+    raise InvalidOptions(f"{key} must be a whole number, not {value!r}")
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise InvalidOptions(f"{key} must be text, not {value!r}")
+    return str(value).strip()
+
+
+def resolve(profile: dict, requested: dict[str, Any]) -> Resources:
+    """The resources of a job: the profile's defaults overridden by `requested`, within limits."""
+    defaults = profile.get("defaults", {})
+    limits = profile.get("limits", {})
+    name = profile.get("name", "?")
+    unknown = sorted(set(requested) - set(RESOURCE_KEYS) - {"extras"})
+    if unknown:
+        raise InvalidOptions(f"unknown option(s): {', '.join(unknown)}")
+    chosen = {k: v for k, v in requested.items() if v not in (None, "")}
+
+    cpus = _integer("cpus", chosen.get("cpus", defaults.get("cpus", 1)))
+    max_cpus = limits.get("maxCpus", defaults.get("cpus", 1))
+    if not 1 <= cpus <= max_cpus:
+        raise InvalidOptions(f"cpus must be between 1 and {max_cpus} in profile {name!r}, not {cpus}")
+
+    gpus = _integer("gpus", chosen.get("gpus", defaults.get("gpus", 0)))
+    max_gpus = limits.get("maxGpus", defaults.get("gpus", 0))
+    if not 0 <= gpus <= max_gpus:
+        raise InvalidOptions(f"gpus must be between 0 and {max_gpus} in profile {name!r}, not {gpus}")
+
+    memory = chosen.get("memory", defaults.get("memory"))
+    if memory is not None:
+        memory = _text("memory", memory).upper().removesuffix("B")
+        ceiling = limits.get("maxMemory", defaults.get("memory"))
+        if ceiling is None or memory_mb(memory) > memory_mb(ceiling):
+            raise InvalidOptions(
+                f"memory {memory} is more than profile {name!r} allows ({ceiling or 'its default'})"
+            )
+
+    walltime = chosen.get("walltime", defaults.get("walltime"))
+    if walltime is not None:
+        walltime = _text("walltime", walltime)
+        ceiling = limits.get("maxWalltime", defaults.get("walltime"))
+        if ceiling is None or walltime_seconds(walltime) > walltime_seconds(ceiling):
+            raise InvalidOptions(
+                f"walltime {walltime} is longer than profile {name!r} allows "
+                f"({ceiling or 'its default'})"
+            )
+
+    choices = {}
+    for key, allowed_key in (("partition", "partitions"), ("account", "accounts"), ("qos", "qos")):
+        value = chosen.get(key, defaults.get(key))
+        if value is None:
+            continue
+        value = _text(key, value)
+        if not NAME.match(value):
+            raise InvalidOptions(f"{key} {value!r} may only contain letters, digits, '_', '.', '-'")
+        # Accounts are the scheduler's to check unless the admin lists them; the rest are closed.
+        allowed = limits.get(allowed_key) or [d for d in [defaults.get(key)] if d]
+        if (allowed or key != "account") and value not in allowed:
+            raise InvalidOptions(
+                f"{key} {value!r} is not allowed in profile {name!r} (choose from: "
+                f"{', '.join(map(str, allowed)) or 'nothing, it is fixed'})"
+            )
+        choices[key] = value
+
+    extras = dict(defaults.get("extras", {}))
+    for key, value in (chosen.get("extras") or {}).items():
+        allowed = limits.get("extras", {}).get(key)
+        if allowed is None:
+            raise InvalidOptions(f"extra option {key!r} is not allowed in profile {name!r}")
+        if value not in allowed:
+            raise InvalidOptions(
+                f"{key} {value!r} is not allowed in profile {name!r} (choose from: "
+                f"{', '.join(allowed)})"
+            )
+        extras[key] = value
+
+    return Resources(cpus=cpus, gpus=gpus, memory=memory, walltime=walltime, extras=extras,
+                     **choices)
+
+
+def split_options(options: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """Check a user_options dict's shape; return (cluster, profile, requested resources)."""
+    if not isinstance(options, dict):
+        raise InvalidOptions("user options must be an object")
+    unknown = sorted(set(options) - set(OPTION_KEYS))
+    if unknown:
+        raise InvalidOptions(
+            f"unknown option(s): {', '.join(map(str, unknown))} "
+            f"(allowed: {', '.join(OPTION_KEYS)})"
+        )
+    cluster, profile = options.get("cluster"), options.get("profile")
+    for key, value in (("cluster", cluster), ("profile", profile)):
+        if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", value):
+            raise InvalidOptions(f"{key} is required and must be a name, not {value!r}")
+    return cluster, profile, {k: options[k] for k in RESOURCE_KEYS if k in options}

@@ -1,0 +1,31 @@
+"""Operator-wide state that is not in the resources: API client, cluster clients, wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from .client import ClusterClient
+from .kube import Kube
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.kube: Kube | None = None
+        self._clients: dict[str, tuple[str, ClusterClient]] = {}
+        self._wakeups: dict[str, asyncio.Event] = {}
+
+    def client(self, name: str, spec: dict) -> ClusterClient:
+        """The client for a cluster's current spec; rebuilt when the admin edits the spec."""
+        key = json.dumps(spec, sort_keys=True, default=str)
+        cached = self._clients.get(name)
+        if cached is None or cached[0] != key:
+            cached = (key, ClusterClient(name, spec))
+            self._clients[name] = cached
+        return cached[1]
+
+    def wakeup(self, cluster: str) -> asyncio.Event:
+        return self._wakeups.setdefault(cluster, asyncio.Event())
+
+
+registry = Registry()

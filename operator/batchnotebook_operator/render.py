@@ -1,0 +1,99 @@
+"""Renders a BatchCluster's job-script template for one notebook.
+
+Every `{{ expression }}` is shell-quoted on output, so no value a user chose (or an admin typed)
+can break out of its place in the script; only the launcher and the admin's prologue are inserted
+verbatim.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from .errors import InvalidOptions
+from .profiles import Resources
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+HEREDOC_END = "BATCHNOTEBOOK_LAUNCHER"
+
+
+class Verbatim(str):
+    """Text the template inserts as it is."""
+
+
+def _shell_quote(value: Any) -> str:
+    if isinstance(value, Verbatim):
+        return value
+    if value is None:
+        return "''"
+    return shlex.quote(str(value))
+
+
+_templates = SandboxedEnvironment(
+    finalize=_shell_quote, undefined=StrictUndefined, keep_trailing_newline=True,
+    autoescape=False,
+)
+
+
+def launcher_source() -> str:
+    source = (resources.files(__package__) / "launcher.py").read_text()
+    if any(line.strip() == HEREDOC_END for line in source.splitlines()):
+        raise RuntimeError("the launcher must not contain its own heredoc terminator")
+    return source
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """Everything a job script depends on."""
+
+    job_name: str
+    comment: str
+    user: str
+    resources: Resources
+    environment: dict[str, str]
+    jupyter_command: list[str]
+    python: str = "python3"
+    prologue: str = ""
+    output: str = "batchnotebook-%j.log"
+
+
+def render(template: str, request: JobRequest) -> str:
+    bad = [k for k in request.environment if not ENV_NAME.match(k)]
+    if bad:
+        raise InvalidOptions(f"invalid environment variable name(s): {', '.join(bad)}")
+    exports = "\n".join(
+        f"export {key}={shlex.quote(value)}" for key, value in sorted(request.environment.items())
+    )
+    launch = " ".join(shlex.quote(part) for part in [request.python, "-", *request.jupyter_command])
+    resources_ = request.resources
+    context = {
+        "job_name": request.job_name,
+        "comment": request.comment,
+        "user": request.user,
+        "cpus": resources_.cpus,
+        "memory": resources_.memory,
+        "memory_mb": resources_.memory_mb,
+        "gpus": resources_.gpus,
+        "walltime": resources_.walltime,
+        "walltime_seconds": resources_.walltime_seconds,
+        "partition": resources_.partition,
+        "account": resources_.account,
+        "qos": resources_.qos,
+        "extras": resources_.extras,
+        "output": request.output,
+        "prologue": Verbatim(request.prologue),
+        "environment": Verbatim(exports),
+        "launcher": Verbatim(
+            f"exec {launch} <<'{HEREDOC_END}'\n{launcher_source().rstrip()}\n{HEREDOC_END}"
+        ),
+    }
+    try:
+        return _templates.from_string(template).render(**context)
+    except TemplateError as error:
+        raise InvalidOptions(f"the cluster's job template does not render: {error}") from error

@@ -1,0 +1,73 @@
+"""What every scheduler backend shares. A backend is mostly data: commands, patterns, parsers."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from importlib import resources
+from typing import Any, ClassVar
+
+from jinja2.nativetypes import NativeEnvironment
+
+from ..errors import SchedulerUnavailable, SubmissionRefused
+from ..model import JobStatus
+from ..transports import CommandResult
+
+_commands = NativeEnvironment(autoescape=False)
+
+
+class Scheduler(ABC):
+    """A batch scheduler's dialect. Subclasses fill in the class variables and the parsers."""
+
+    name: ClassVar[str]
+    #: argv templates; an argument that renders to a list becomes several, an empty one none.
+    commands: ClassVar[dict[str, list[str]]]
+    #: stderr patterns that mean the scheduler did not answer (as opposed to refused).
+    unavailable_patterns: ClassVar[tuple[str, ...]]
+
+    def __init__(self, overrides: dict[str, list[str]] | None = None) -> None:
+        self.command_templates = {**self.commands, **(overrides or {})}
+
+    @classmethod
+    def default_template(cls) -> str:
+        return (resources.files("batchnotebook_operator") / "templates" / f"{cls.name}.sh.j2").read_text()
+
+    def argv(self, command: str, **context: Any) -> list[str]:
+        argv: list[str] = []
+        for template in self.command_templates[command]:
+            value = _commands.from_string(template).render(**context)
+            if isinstance(value, list | tuple):
+                argv.extend(str(v) for v in value)
+            elif value not in (None, ""):
+                argv.append(str(value))
+        return argv
+
+    def is_unavailable(self, stderr: str) -> bool:
+        return any(re.search(p, stderr, re.IGNORECASE) for p in self.unavailable_patterns)
+
+    def check(self, result: CommandResult, *, refusal: bool = False) -> str:
+        """Return stdout of a command that succeeded; otherwise say what its failure means."""
+        if result.returncode == 0:
+            return result.stdout
+        message = (result.stderr.strip() or result.stdout.strip() or
+                   f"{result.argv[0]} exited with {result.returncode}")
+        if refusal and not self.is_unavailable(message):
+            raise SubmissionRefused(message)
+        raise SchedulerUnavailable(message)
+
+    # Parsers: stdout of the scheduler's own commands → the common model.
+    @abstractmethod
+    def parse_submit(self, stdout: str) -> str:
+        """The job id from the submit command's output."""
+
+    @abstractmethod
+    def parse_query(self, stdout: str) -> Iterable[JobStatus]:
+        """Every job in the batched status query's output."""
+
+    @abstractmethod
+    def parse_accounting(self, stdout: str) -> Iterable[JobStatus]:
+        """Every job in the accounting command's output."""
+
+    def parse_version(self, stdout: str) -> str:
+        return stdout.strip().splitlines()[0] if stdout.strip() else ""

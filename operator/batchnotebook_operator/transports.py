@@ -1,0 +1,74 @@
+"""How scheduler commands reach a cluster. The local command line for now."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass
+
+from .errors import SchedulerUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class LocalTransport:
+    """Runs commands as subprocesses (no shell) where the operator runs."""
+
+    def __init__(
+        self,
+        run_as: list[str],
+        timeout: float = 30,
+        environment: dict[str, str] | None = None,
+    ) -> None:
+        self.run_as = run_as
+        self.timeout = timeout
+        self.environment = {**os.environ, **(environment or {})}
+
+    def command_for(self, argv: list[str], user: str | None) -> list[str]:
+        if user is None:
+            return list(argv)
+        return [part.replace("{user}", user) for part in self.run_as] + list(argv)
+
+    async def run(
+        self, argv: list[str], *, user: str | None = None, stdin: str | None = None
+    ) -> CommandResult:
+        command = self.command_for(argv, user)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self.environment,
+                start_new_session=True,
+            )
+        except OSError as error:
+            raise SchedulerUnavailable(f"cannot run {command[0]}: {error}") from error
+        try:
+            out, err = await asyncio.wait_for(
+                process.communicate(stdin.encode() if stdin is not None else None), self.timeout
+            )
+        except TimeoutError:
+            # The whole process group: sudo's child must not outlive the timeout.
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            await process.wait()
+            raise SchedulerUnavailable(
+                f"{argv[0]} did not answer within {self.timeout:g} s"
+            ) from None
+        return CommandResult(
+            tuple(command), process.returncode or 0, out.decode(errors="replace"),
+            err.decode(errors="replace"),
+        )

@@ -1,0 +1,5 @@
+"""JupyterHub spawner that runs each server as a BatchNotebook on an HPC batch cluster."""
+
+from .spawner import BatchNotebookSpawner
+
+__all__ = ["BatchNotebookSpawner"]

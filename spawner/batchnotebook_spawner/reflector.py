@@ -1,0 +1,36 @@
+"""One shared watch of BatchNotebooks per namespace, for every user of the hub.
+
+kubespawner's reflector does the list-and-watch; this only points it at our custom resource.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batchnotebook_operator import GROUP, NOTEBOOKS, VERSION
+from kubespawner.reflector import NamespacedResourceReflector
+
+
+class _NotebookList:
+    """Gives CustomObjectsApi the list-method shape the reflector calls."""
+
+    def __init__(self, custom: Any) -> None:
+        self.custom = custom
+
+    def list_batchnotebooks(self, namespace: str, **kwargs: Any) -> Any:
+        return self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, NOTEBOOKS, **kwargs
+        )
+
+
+class NotebookReflector(NamespacedResourceReflector):
+    kind = "batchnotebooks"
+    api_group_name = "CustomObjectsApi"
+    list_method_name = "list_batchnotebooks"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.api = _NotebookList(self.api)
+
+    def get(self, namespace: str, name: str) -> dict | None:
+        return self.resources.get(f"{namespace}/{name}")

@@ -1,0 +1,264 @@
+"""BatchNotebookSpawner: a Secret and a BatchNotebook per server; the operator does the rest.
+
+Composes kubespawner's client, slug and reflector helpers (it does not subclass KubeSpawner):
+start() validates the user's options against the BatchCluster's profile, creates the Secret (the
+server's environment and its report token) and the BatchNotebook, and waits for the operator to
+mark it Ready. poll(), progress() and stop() read the one shared watch, never the scheduler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+from typing import Any, ClassVar
+
+from jupyterhub.spawner import Spawner
+from kubernetes_asyncio.client import ApiException
+from kubespawner.clients import load_config, shared_client
+from kubespawner.slugs import multi_slug, safe_slug
+from tornado import web
+from traitlets import Dict, Float, List, Unicode, default
+
+from batchnotebook_operator import API_VERSION, CLUSTERS, GROUP, NOTEBOOKS, REPORT_TOKEN_KEY, VERSION
+from batchnotebook_operator.errors import InvalidOptions
+from batchnotebook_operator.model import Phase
+from batchnotebook_operator.profiles import find_profile, resolve, split_options
+
+from .form import options_from_form, render_form
+from .reflector import NotebookReflector
+
+PROGRESS = {  # phase → (percent, what the user is told while in it)
+    Phase.PENDING: (10, "Waiting to submit the job"),
+    Phase.QUEUED: (30, "Queued"),
+    Phase.STARTING: (60, "Running, Jupyter is starting"),
+    Phase.READY: (100, "Ready"),
+}
+
+
+class BatchNotebookSpawner(Spawner):
+    namespace = Unicode(
+        help="Namespace of the BatchNotebooks and their Secrets (default: the hub's own)."
+    ).tag(config=True)
+
+    @default("namespace")
+    def _namespace(self) -> str:
+        path = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+        if os.path.exists(path):
+            with open(path) as file:
+                return file.read().strip()
+        return os.environ.get("POD_NAMESPACE", "default")
+
+    default_options = Dict(
+        help="user_options used when a request brings none, e.g. {'cluster': 'hpc', 'profile': 'small'}."
+    ).tag(config=True)
+
+    extra_labels = Dict(help="Extra labels on every BatchNotebook and Secret.").tag(config=True)
+
+    stop_timeout = Float(
+        120, help="Seconds stop() waits for the operator to confirm the job ended."
+    ).tag(config=True)
+
+    k8s_api_host = Unicode(None, allow_none=True, help="API server URL (default: kubeconfig).").tag(
+        config=True
+    )
+
+    @default("env_keep")
+    def _env_keep(self) -> list[str]:
+        # The hub's PATH, VIRTUAL_ENV or PYTHONPATH mean nothing on a compute node.
+        return ["LANG", "LC_ALL", "JUPYTERHUB_SINGLEUSER_APP"]
+
+    @default("options_form")
+    def _options_form(self) -> Any:
+        return render_form
+
+    @default("options_from_form")
+    def _options_from_form(self) -> Any:
+        return options_from_form
+
+    @default("start_timeout")
+    def _start_timeout(self) -> int:
+        return 3600  # waiting in a queue is normal
+
+    @default("poll_interval")
+    def _poll_interval(self) -> int:
+        return 5  # poll() reads the shared watch: no scheduler or API traffic
+
+    _reflectors: ClassVar[dict[str, NotebookReflector]] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        load_config(host=self.k8s_api_host)
+        self.port = 0  # the job reports the port it really listens on
+
+    # --- names and clients -------------------------------------------------------------
+
+    @property
+    def resource_name(self) -> str:
+        return "nb-" + multi_slug([self.user.name, self.name or "default"], max_length=55)
+
+    @property
+    def secret_name(self) -> str:
+        return f"{self.resource_name}-env"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            "app.kubernetes.io/managed-by": "batchnotebook-spawner",
+            "app.kubernetes.io/component": "singleuser-server",
+            f"{GROUP}/hub-user": safe_slug(self.user.name, max_length=63),
+            f"{GROUP}/server-name": safe_slug(self.name or "default", max_length=63),
+            **self.extra_labels,
+        }
+
+    @property
+    def custom(self) -> Any:
+        return shared_client("CustomObjectsApi")
+
+    @property
+    def core(self) -> Any:
+        return shared_client("CoreV1Api")
+
+    async def reflector(self) -> NotebookReflector:
+        reflector = self._reflectors.get(self.namespace)
+        if reflector is None:
+            reflector = NotebookReflector(parent=self, namespace=self.namespace)
+            self._reflectors[self.namespace] = reflector
+            asyncio.ensure_future(reflector.start())
+        await reflector.first_load_future
+        return reflector
+
+    async def notebook(self) -> dict | None:
+        return (await self.reflector()).get(self.namespace, self.resource_name)
+
+    # --- options ------------------------------------------------------------------------
+
+    async def cluster_spec(self, name: str) -> dict:
+        try:
+            cluster = await self.custom.get_cluster_custom_object(GROUP, VERSION, CLUSTERS, name)
+        except ApiException as error:
+            if error.status == 404:
+                raise InvalidOptions(f"there is no cluster named {name!r}") from error
+            raise
+        return cluster["spec"]
+
+    async def validated_spec(self) -> dict:
+        """The BatchNotebook spec for self.user_options, or a 400 that says what is wrong."""
+        try:
+            options = self.user_options or self.default_options
+            if not options:
+                raise InvalidOptions("choose a cluster and a profile: "
+                                     'user_options {"cluster": ..., "profile": ...}')
+            cluster_name, profile_name, requested = split_options(options)
+            cluster = await self.cluster_spec(cluster_name)
+            resources = resolve(find_profile(cluster_name, cluster, profile_name), requested)
+            template = cluster.get("userMapping", {}).get("template", "{username}")
+            unix_user = template.format(username=self.user.name)
+        except InvalidOptions as error:
+            raise web.HTTPError(400, f"Invalid server options: {error}") from error
+        return {
+            "clusterName": cluster_name, "profile": profile_name, "hubUser": self.user.name,
+            "serverName": self.name or "", "unixUser": unix_user,
+            "resources": resources.to_spec(), "envSecretName": self.secret_name,
+        }
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> str:
+        spec = await self.validated_spec()  # before anything is created
+        await self._remove_leftovers()
+        environment = {**self.get_env(), REPORT_TOKEN_KEY: secrets.token_urlsafe(32)}
+        metadata = {"name": self.resource_name, "namespace": self.namespace, "labels": self.labels}
+        await self.core.create_namespaced_secret(self.namespace, {
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata,
+            "data": {k: base64.b64encode(str(v).encode()).decode() for k, v in environment.items()},
+        })
+        notebook = await self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, NOTEBOOKS,
+            {"apiVersion": API_VERSION, "kind": "BatchNotebook", "metadata": metadata, "spec": spec},
+        )
+        # The Secret goes when the notebook goes, wherever a garbage collector runs.
+        await self.core.patch_namespaced_secret(self.secret_name, self.namespace, {
+            "metadata": {"ownerReferences": [{
+                "apiVersion": API_VERSION, "kind": "BatchNotebook",
+                "name": self.resource_name, "uid": notebook["metadata"]["uid"],
+            }]}})
+        self.log.info("Created BatchNotebook %s/%s on %s (%s)", self.namespace,
+                      self.resource_name, spec["clusterName"], spec["profile"])
+        return await self._wait_ready(notebook["metadata"]["uid"])
+
+    async def _wait_ready(self, uid: str) -> str:
+        while True:
+            notebook = await self.notebook()
+            if notebook is not None and notebook["metadata"]["uid"] == uid:
+                status = notebook.get("status", {})
+                phase = status.get("phase")
+                if phase == Phase.READY.value and status.get("url"):
+                    return status["url"]
+                if phase and Phase(phase).terminal:
+                    raise RuntimeError(
+                        f"The server could not start: {status.get('message') or phase}")
+            await asyncio.sleep(0.5)
+
+    async def _remove_leftovers(self) -> None:
+        """A resource left from an earlier run of this server (e.g. a failed start) goes first."""
+        if await self.notebook() is not None:
+            self.log.info("Removing leftover BatchNotebook %s", self.resource_name)
+            await self.stop()
+        await self._delete(self.core.delete_namespaced_secret, self.secret_name, self.namespace)
+
+    async def poll(self) -> int | None:
+        notebook = await self.notebook()
+        if notebook is None:
+            return 0
+        status = notebook.get("status", {})
+        phase = Phase(status.get("phase") or "Pending")
+        if phase.terminal or notebook["metadata"].get("deletionTimestamp"):
+            return status.get("exitCode") or (0 if phase is Phase.COMPLETED else 1)
+        return None
+
+    async def stop(self, now: bool = False) -> None:
+        await self._delete(self.custom.delete_namespaced_custom_object, GROUP, VERSION,
+                           self.namespace, NOTEBOOKS, self.resource_name)
+        await self._delete(self.core.delete_namespaced_secret, self.secret_name, self.namespace)
+        # Wait (bounded) until the operator has confirmed that the job ended.
+        deadline = asyncio.get_running_loop().time() + (0 if now else self.stop_timeout)
+        while await self.notebook() is not None:
+            if asyncio.get_running_loop().time() > deadline:
+                self.log.warning("BatchNotebook %s still terminating", self.resource_name)
+                return
+            await asyncio.sleep(0.5)
+
+    @staticmethod
+    async def _delete(method: Any, *args: Any) -> None:
+        try:
+            await method(*args)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    async def progress(self) -> Any:
+        seen: tuple = ()
+        while True:
+            notebook = await self.notebook()
+            status = (notebook or {}).get("status", {})
+            phase = Phase(status.get("phase") or "Pending")
+            current = (phase, status.get("message"))
+            if current != seen:
+                seen = current
+                percent, label = PROGRESS.get(phase, (100, phase.value))
+                yield {"progress": percent, "message": f"{label}: {status.get('message') or ''}"
+                       .rstrip(": "), "phase": phase.value, "status": status}
+            if phase is Phase.READY or phase.terminal:
+                return
+            await asyncio.sleep(0.5)
+
+    def get_state(self) -> dict:
+        state = super().get_state()
+        state["notebook"] = f"{self.namespace}/{self.resource_name}"
+        return state
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self.port = 0
