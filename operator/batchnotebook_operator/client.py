@@ -76,6 +76,8 @@ class ClusterClient:
         if not job_ids and not tags:
             return []
         result = await self._run("accounting", job_ids=job_ids, tags=tags)
+        if self.scheduler.has_no_accounting(result):
+            return []
         return list(self.scheduler.parse_accounting(self.scheduler.check(result)))
 
     async def find(self, tag: str) -> JobStatus | None:

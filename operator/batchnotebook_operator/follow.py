@@ -61,7 +61,7 @@ def ready_fields(status: dict, generation: int | None) -> dict:
     }
 
 
-def from_job(status: dict, job: JobStatus, host_rules: dict | None,
+def from_job(status: dict, job: JobStatus, host_rules: dict | None = None,
              generation: int | None = None) -> Transition:
     """The transition a notebook makes when the scheduler reports `job`."""
     phase = Phase(status.get("phase", Phase.PENDING.value))

@@ -25,6 +25,8 @@ class Scheduler(ABC):
     commands: ClassVar[dict[str, list[str]]]
     #: stderr patterns that mean the scheduler did not answer (as opposed to refused).
     unavailable_patterns: ClassVar[tuple[str, ...]]
+    #: stderr patterns that mean there is no accounting to ask: an answer, "nothing known".
+    no_accounting_patterns: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, overrides: dict[str, list[str]] | None = None) -> None:
         self.command_templates = {**self.commands, **(overrides or {})}
@@ -45,6 +47,10 @@ class Scheduler(ABC):
 
     def is_unavailable(self, stderr: str) -> bool:
         return any(re.search(p, stderr, re.IGNORECASE) for p in self.unavailable_patterns)
+
+    def has_no_accounting(self, result: CommandResult) -> bool:
+        return result.returncode != 0 and any(
+            re.search(p, result.stderr, re.IGNORECASE) for p in self.no_accounting_patterns)
 
     def check(self, result: CommandResult, *, refusal: bool = False) -> str:
         """Return stdout of a command that succeeded; otherwise say what its failure means."""

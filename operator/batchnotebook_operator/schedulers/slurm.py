@@ -93,6 +93,8 @@ class Slurm(Scheduler):
         r"Resource temporarily unavailable",
     )
 
+    no_accounting_patterns = (r"accounting storage is disabled",)
+
     def parse_submit(self, stdout: str) -> str:
         # --parsable prints "id" or "id;cluster"; without it "Submitted batch job id".
         match = re.search(r"^(?:Submitted batch job )?(\d+)(?:;\S+)?\s*$", stdout.strip(), re.M)

@@ -1,0 +1,84 @@
+"""The launcher really runs: it starts a server, finds the port that server listens on, and
+reports it with the notebook's token. The stand-in server ignores the suggested port on purpose."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from importlib import resources
+
+import pytest
+
+LAUNCHER = str(resources.files("batchnotebook_operator") / "launcher.py")
+STAND_IN = r"""
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print("stand-in listening on", s.getsockname()[1], file=sys.stderr, flush=True)
+time.sleep(float(sys.argv[1]))
+"""
+
+
+class Receiver:
+    def __init__(self, status=200):
+        self.reports = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers["Content-Length"])
+                outer.reports.append((self.path, self.headers["Authorization"],
+                                      json.loads(self.rfile.read(length))))
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v1/report/ns/nb"
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def run_launcher(url, *command, timeout=30):
+    env = {**os.environ, "BATCHNOTEBOOK_REPORT_URL": url, "BATCHNOTEBOOK_REPORT_TOKEN": "t0ken",
+           "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:0/user/alice/"}
+    return subprocess.run([sys.executable, LAUNCHER, *command], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_reports_the_port_really_listened_on(receiver):
+    done = run_launcher(receiver.url, sys.executable, "-c", STAND_IN, "3")
+    assert done.returncode == 0, done.stderr
+    listened = int(done.stderr.split("stand-in listening on ")[1].split()[0])
+    assert receiver.reports == [
+        ("/v1/report/ns/nb", "Bearer t0ken", {"host": socket.gethostname(), "port": listened})]
+
+
+def test_token_is_not_passed_to_jupyter(receiver):
+    code = "import os, sys; sys.exit(7 if 'BATCHNOTEBOOK_REPORT_TOKEN' in os.environ else 0)"
+    done = run_launcher(receiver.url, sys.executable, "-c", code)
+    assert done.returncode == 0, done.stderr
+
+
+def test_refused_report_stops_jupyter():
+    refusing = Receiver(status=403)
+    try:
+        done = run_launcher(refusing.url, sys.executable, "-c", STAND_IN, "60")
+    finally:
+        refusing.close()
+    assert "refused the report: HTTP 403" in done.stderr
+    assert done.returncode != 0
