@@ -1,8 +1,7 @@
-"""Operator-wide state that is not in the resources: API client, cluster clients, wake-ups."""
+"""Operator-wide state that is not in the resources: the API client and the cluster clients."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from .client import ClusterClient
@@ -13,7 +12,6 @@ class Registry:
     def __init__(self) -> None:
         self.kube: Kube | None = None
         self._clients: dict[str, tuple[str, ClusterClient]] = {}
-        self._wakeups: dict[str, asyncio.Event] = {}
 
     def client(self, name: str, spec: dict) -> ClusterClient:
         """The client for a cluster's current spec; rebuilt when the admin edits the spec."""
@@ -23,9 +21,6 @@ class Registry:
             cached = (key, ClusterClient(name, spec))
             self._clients[name] = cached
         return cached[1]
-
-    def wakeup(self, cluster: str) -> asyncio.Event:
-        return self._wakeups.setdefault(cluster, asyncio.Event())
 
 
 registry = Registry()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pwd
 import signal
 from dataclasses import dataclass
 
@@ -39,6 +40,16 @@ class LocalTransport:
             return list(argv)
         return [part.replace("{user}", user) for part in self.run_as] + list(argv)
 
+    @staticmethod
+    def working_directory(user: str | None) -> str | None:
+        """A user's commands run in their home, as on a login node (job output lands there)."""
+        if user is None:
+            return None
+        try:
+            return pwd.getpwnam(user).pw_dir
+        except KeyError:
+            return "/"
+
     async def run(
         self, argv: list[str], *, user: str | None = None, stdin: str | None = None
     ) -> CommandResult:
@@ -50,6 +61,7 @@ class LocalTransport:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=self.environment,
+                cwd=self.working_directory(user),
                 start_new_session=True,
             )
         except OSError as error:

@@ -99,12 +99,10 @@ async def follow_cluster(
     name: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, stopped: kopf.DaemonStopped,
     notebooks_by_cluster: kopf.Index, **_: Any,
 ) -> None:
-    wake = registry.wakeup(name)
     checked_version_at = 0.0
     cluster_status: dict = {"conditions": list(status.get("conditions", []))}
     while not stopped:
         client = registry.client(name, dict(spec))
-        wake.clear()
         started = time.monotonic()
         update: dict = {"observedGeneration": meta.get("generation")}
         try:
@@ -131,10 +129,4 @@ async def follow_cluster(
             log.exception("cluster %s: cannot write status", name)
 
         interval = float(spec.get("pollIntervalSeconds", 10))
-        await asyncio.sleep(max(0.0, MIN_SECONDS_BETWEEN_POLLS - elapsed))
-        waiter = asyncio.ensure_future(wake.wait())
-        stopper = asyncio.ensure_future(stopped.wait())
-        await asyncio.wait([waiter, stopper], timeout=max(0.0, interval - elapsed - 1),
-                           return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-        stopper.cancel()
+        await stopped.wait(max(MIN_SECONDS_BETWEEN_POLLS, interval - elapsed))

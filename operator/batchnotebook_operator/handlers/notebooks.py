@@ -133,7 +133,6 @@ async def submit(
     })
     await registry.kube.event(body, "Normal", "Submitted",
                               f"job {job_id} {how} to {cluster_name} as {spec['unixUser']}")
-    registry.wakeup(cluster_name).set()
 
 
 @kopf.on.delete(GROUP, VERSION, NOTEBOOKS)

@@ -84,8 +84,7 @@ async def report(request: web.Request) -> web.Response:
     if update.get("phase") == Phase.READY.value:
         await kube.event(notebook, "Normal", "Ready", update["message"])
         return web.json_response({"phase": Phase.READY.value, "url": update["url"]})
-    # The scheduler has not said where the job runs yet: the next poll (now) will check the host.
-    registry.wakeup(notebook["spec"]["clusterName"]).set()
+    # The scheduler has not said where the job runs yet: the next poll checks the host.
     return web.json_response({"phase": status.get("phase"), "accepted": True}, status=202)
 
 

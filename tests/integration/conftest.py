@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+
+import pytest
+from kubernetes import client, config
+
+from .stack import (
+    JOB_PYTHON, OPERATOR_PORT, STAND_IN, STATE, Operator, start_control_plane, start_slurm,
+    wait_for,
+)
+
+GROUP, VERSION = "batchnotebook.dev", "v1alpha1"
+
+
+@pytest.fixture(scope="session")
+def kubeconfig():
+    (STATE / "logs").mkdir(parents=True, exist_ok=True)
+    return start_control_plane()
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    start_slurm()
+
+
+@pytest.fixture(scope="session")
+def api(kubeconfig):
+    return config.new_client_from_config(config_file=str(kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def custom(api):
+    return client.CustomObjectsApi(api)
+
+
+@pytest.fixture(scope="session")
+def core(api):
+    return client.CoreV1Api(api)
+
+
+@pytest.fixture(scope="session")
+def operator(kubeconfig, slurm):
+    running = Operator(kubeconfig)
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def namespace(core):
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name}})
+    return name
+
+
+def cluster_spec(**overrides) -> dict:
+    spec = {
+        "scheduler": "slurm",
+        "callbackURL": f"http://127.0.0.1:{OPERATOR_PORT}",
+        "pollIntervalSeconds": 2,
+        "python": JOB_PYTHON,
+        "jupyterCommand": [JOB_PYTHON, "-c", STAND_IN],
+        "profiles": [
+            {"name": "small", "displayName": "Small", "description": "1 CPU, 1 hour",
+             "defaults": {"cpus": 1, "memory": "200M", "walltime": "01:00:00",
+                          "partition": "debug"},
+             "limits": {"maxCpus": 2, "maxMemory": "1G", "maxWalltime": "02:00:00",
+                        "partitions": ["debug", "batch"], "accounts": ["research", "physics"]}},
+        ],
+    }
+    spec.update(overrides)
+    return spec
+
+
+@pytest.fixture
+def make_cluster(custom):
+    created = []
+
+    def make(name: str | None = None, **overrides) -> str:
+        name = name or f"itest-{uuid.uuid4().hex[:6]}"
+        custom.create_cluster_custom_object(GROUP, VERSION, "batchclusters", {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "BatchCluster",
+            "metadata": {"name": name}, "spec": cluster_spec(**overrides)})
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        custom.delete_cluster_custom_object(GROUP, VERSION, "batchclusters", name)
+
+
+@pytest.fixture
+def make_notebook(custom, core, namespace):
+    """Creates a Secret and a BatchNotebook the way the spawner does."""
+
+    def make(cluster: str, user: str = "alice", name: str | None = None, **spec_overrides) -> dict:
+        name = name or f"nb-{user}-{uuid.uuid4().hex[:6]}"
+        core.create_namespaced_secret(namespace, {
+            "metadata": {"name": f"{name}-env"},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in {
+                "JUPYTERHUB_USER": user,
+                "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:0/user/" + user + "/",
+                "BATCHNOTEBOOK_REPORT_TOKEN": secrets.token_urlsafe(16)}.items()}})
+        spec = {"clusterName": cluster, "profile": "small", "hubUser": user, "unixUser": user,
+                "envSecretName": f"{name}-env", **spec_overrides}
+        return custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "batchnotebooks", {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "BatchNotebook",
+            "metadata": {"name": name}, "spec": spec})
+
+    return make
+
+
+@pytest.fixture
+def notebook_status(custom, namespace):
+    def get(name: str) -> dict:
+        return custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "batchnotebooks", name).get("status", {})
+    return get
+
+
+@pytest.fixture
+def wait_phase(notebook_status):
+    def wait(name: str, *phases: str, timeout: float = 60) -> dict:
+        return wait_for(lambda: (s := notebook_status(name)).get("phase") in phases and s,
+                        timeout, f"{name} to reach {'/'.join(phases)}")
+    return wait

@@ -1,0 +1,114 @@
+"""The real components the integration tests run against, started by the project's own scripts:
+kube-apiserver + etcd (state in .test/), Slurm (system-wide), and the operator as a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+STATE = REPO / ".test"
+API_PORT = 17443
+OPERATOR_PORT = 18080
+JOB_PYTHON = "/opt/batchnotebook/jobenv/bin/python"
+STAND_IN = (REPO / "tests" / "bin" / "stand-in-server.py").read_text()
+
+
+def run(*argv: str | Path, **kwargs: Any) -> subprocess.CompletedProcess:
+    kwargs.setdefault("check", True)
+    return subprocess.run([str(a) for a in argv], text=True, capture_output=True, **kwargs)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
+    """Poll until condition() is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def start_control_plane() -> Path:
+    run(REPO / "dev/controlplane.sh", "build")
+    run(REPO / "dev/controlplane.sh", "start", STATE, str(API_PORT))
+    kubeconfig = STATE / "kubeconfig"
+    kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", REPO / "crds")
+    kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    return kubeconfig
+
+
+def kubectl(kubeconfig: Path, *args: str | Path) -> str:
+    kubectl_bin = Path(os.environ.get("BATCHNOTEBOOK_CACHE", Path.home() / ".cache/batchnotebook"))
+    return run(kubectl_bin / "bin/kubectl", "--kubeconfig", kubeconfig, *args).stdout
+
+
+def start_slurm() -> None:
+    run(REPO / "dev/slurm.sh", "install")
+    run(REPO / "dev/slurm.sh", "start")
+
+
+def squeue(name: str) -> list[dict]:
+    out = run("squeue", "--noheader", "--states=all", f"--name={name}",
+              "--format=%i|%u|%T|%B").stdout
+    return [dict(zip(("id", "user", "state", "host"), line.split("|"), strict=True))
+            for line in out.splitlines() if line.strip()]
+
+
+class Operator:
+    """The operator as a real process, so tests can kill -9 it and start it again."""
+
+    def __init__(self, kubeconfig: Path, port: int = OPERATOR_PORT) -> None:
+        self.kubeconfig = kubeconfig
+        self.port = port
+        self.process: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = open(STATE / "logs" / f"operator-{self.starts}.log", "w")  # noqa: SIM115
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
+               "BATCHNOTEBOOK_LISTEN": f"127.0.0.1:{self.port}"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "batchnotebook_operator", "--verbose",
+             "--liveness", f"http://127.0.0.1:{self.port + 1}/healthz"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+        )
+        wait_for(self.healthy, 60, "the operator to come up")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
+                return json.load(r)["ok"]
+        except OSError:
+            if self.process and self.process.poll() is not None:
+                raise AssertionError(f"operator exited with {self.process.returncode}") from None
+            return False
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        if self.process:
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    @property
+    def alive(self) -> bool:
+        return bool(self.process) and self.process.poll() is None

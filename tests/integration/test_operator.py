@@ -1,0 +1,111 @@
+"""The operator against the real API server and real Slurm."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from .conftest import GROUP, VERSION
+from .stack import OPERATOR_PORT, squeue, wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slurm]
+
+
+def post_report(namespace, name, body, token):
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{OPERATOR_PORT}/v1/report/{namespace}/{name}",
+        data=json.dumps(body).encode(), method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def events_of(core, namespace, name):
+    return [(e.type, e.reason, e.message) for e in core.list_namespaced_event(
+        namespace, field_selector=f"involvedObject.name={name}").items]
+
+
+def test_lifecycle_submit_run_ready_delete(operator, make_cluster, make_notebook, wait_phase,
+                                           custom, core, namespace):
+    cluster = make_cluster()
+    nb = make_notebook(cluster, user="alice")
+    name, uid = nb["metadata"]["name"], nb["metadata"]["uid"]
+
+    status = wait_phase(name, "Ready")
+    jobs = squeue(f"bnb-{uid}")
+    assert len(jobs) == 1 and jobs[0]["user"] == "alice" and jobs[0]["state"] == "RUNNING"
+    assert status["jobId"] == jobs[0]["id"] and status["execHost"] == jobs[0]["host"]
+    # The job really serves on the port it reported, as alice.
+    with urllib.request.urlopen(status["url"], timeout=10) as answer:
+        assert answer.read().decode().startswith("stand-in for alice as uid ")
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions == {"Submitted": "True", "Running": "True", "Ready": "True",
+                          "SchedulerReachable": "True"}
+    reasons = [reason for _, reason, _ in events_of(core, namespace, name)]
+    assert {"Submitted", "Running", "Ready"} <= set(reasons)
+
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "batchnotebooks", name)
+    wait_for(lambda: not any(j["state"] in ("PENDING", "RUNNING", "COMPLETING")
+                             for j in squeue(f"bnb-{uid}")), 60, "the job to end")
+    wait_for(lambda: not custom.list_namespaced_custom_object(
+        GROUP, VERSION, namespace, "batchnotebooks",
+        field_selector=f"metadata.name={name}")["items"], 60, "the resource to go")
+
+
+def test_reports_are_checked(operator, make_cluster, make_notebook, wait_phase, core, namespace):
+    cluster = make_cluster()
+    name = make_notebook(cluster, user="bob")["metadata"]["name"]
+    status = wait_phase(name, "Ready")
+    secret = core.read_namespaced_secret(f"{name}-env", namespace).data
+    import base64
+    token = base64.b64decode(secret["BATCHNOTEBOOK_REPORT_TOKEN"]).decode()
+
+    assert post_report(namespace, name, {"host": "vm", "port": 1}, "wrong") == 401
+    assert post_report(namespace, "nosuch", {"host": "vm", "port": 1}, token) == 401
+    assert post_report(namespace, name, {"host": "vm", "port": 1, "exec_prefix": "x"}, token) == 400
+    assert post_report(namespace, name, {"host": "vm; id", "port": 1}, token) == 400
+    assert post_report(namespace, name, {"host": "vm", "port": 70000}, token) == 400
+    assert post_report(namespace, name, {"host": "elsewhere", "port": 1}, token) == 403
+    assert ("Warning", "ReportRejected") in [e[:2] for e in events_of(core, namespace, name)]
+    after = wait_phase(name, "Ready")
+    assert after["url"] == status["url"] and after["port"] == status["port"]
+
+
+def test_over_limit_notebook_written_by_hand_is_refused(operator, make_cluster, make_notebook,
+                                                        wait_phase):
+    cluster = make_cluster()
+    nb = make_notebook(cluster, resources={"cpus": 64})
+    status = wait_phase(nb["metadata"]["name"], "Failed")
+    assert "cpus must be between 1 and 2" in status["message"]
+    assert squeue(f"bnb-{nb['metadata']['uid']}") == []
+
+
+def test_unix_user_must_match_the_mapping(operator, make_cluster, make_notebook, wait_phase):
+    cluster = make_cluster()
+    nb = make_notebook(cluster, user="alice", unixUser="bob")
+    status = wait_phase(nb["metadata"]["name"], "Failed")
+    assert "maps to Unix user 'alice', not 'bob'" in status["message"]
+    assert squeue(f"bnb-{nb['metadata']['uid']}") == []
+
+
+def test_scheduler_refusal_shows_its_own_words(operator, make_cluster, make_notebook, wait_phase):
+    cluster = make_cluster(profiles=[{"name": "small", "defaults": {"cpus": 1, "account": "nosuch"}}])
+    nb = make_notebook(cluster)
+    status = wait_phase(nb["metadata"]["name"], "Failed")
+    assert "Invalid account" in status["message"]
+
+
+def test_job_cancelled_outside_is_seen(operator, make_cluster, make_notebook, wait_phase):
+    cluster = make_cluster()
+    nb = make_notebook(cluster)
+    status = wait_phase(nb["metadata"]["name"], "Ready", "Starting")
+    from .stack import run
+    run("scancel", status["jobId"])
+    ended = wait_phase(nb["metadata"]["name"], "Cancelled", timeout=2 * 2 + 5)
+    assert ended["finishedAt"]
