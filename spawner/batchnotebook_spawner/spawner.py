@@ -64,6 +64,10 @@ class BatchNotebookSpawner(Spawner):
         config=True
     )
 
+    @default("ip")
+    def _ip(self) -> str:
+        return "0.0.0.0"  # the hub reaches the server from another host
+
     @default("env_keep")
     def _env_keep(self) -> list[str]:
         # The hub's PATH, VIRTUAL_ENV or PYTHONPATH mean nothing on a compute node.

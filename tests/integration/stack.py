@@ -81,7 +81,7 @@ class Operator:
                "BATCHNOTEBOOK_LISTEN": f"127.0.0.1:{self.port}"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "batchnotebook_operator", "--verbose",
-             "--liveness", f"http://127.0.0.1:{self.port + 1}/healthz"],
+             "--liveness", f"http://127.0.0.1:{self.port + 2}/healthz"],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
         )
         wait_for(self.healthy, 60, "the operator to come up")

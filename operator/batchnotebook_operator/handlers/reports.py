@@ -102,6 +102,12 @@ async def healthz(_: web.Request) -> web.Response:
 async def serve(memo: kopf.Memo, **_: Any) -> None:
     app = web.Application(client_max_size=4096)
     app.add_routes(routes)
+    # Behind the hub's proxy (a JupyterHub service) the same routes live under the service prefix.
+    prefix = os.environ.get("BATCHNOTEBOOK_URL_PREFIX", "").rstrip("/")
+    if prefix:
+        under_prefix = web.Application(client_max_size=4096)
+        under_prefix.add_routes(routes)
+        app.add_subapp(prefix, under_prefix)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     address = os.environ.get("BATCHNOTEBOOK_LISTEN", "0.0.0.0:8080")

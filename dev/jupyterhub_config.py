@@ -1,0 +1,44 @@
+"""JupyterHub for the local stack (make dev) and the end-to-end tests.
+
+Everything site-specific comes from the environment that dev/hub.sh sources from STATE/env.
+"""
+
+import os
+
+env = os.environ
+c = get_config()  # noqa: F821 - provided by JupyterHub
+
+c.JupyterHub.bind_url = f"http://127.0.0.1:{env['PUBLIC_PORT']}"
+c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{env['HUB_PORT']}"
+# Compute nodes call the hub API here (in production: the hub's service address they can reach).
+c.JupyterHub.hub_connect_url = f"http://127.0.0.1:{env['HUB_PORT']}"
+c.JupyterHub.db_url = f"sqlite:///{env['STATE']}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = f"{env['STATE']}/jupyterhub_cookie_secret"
+c.JupyterHub.pid_file = f"{env['STATE']}/run/hub.pid"
+c.JupyterHub.cleanup_servers = False  # a hub restart keeps every server running
+c.JupyterHub.allow_named_servers = True
+
+# The proxy runs on its own (dev/hub.sh) so that it outlives hub restarts.
+c.ConfigurableHTTPProxy.should_start = False
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{env['PROXY_API_PORT']}"
+
+c.JupyterHub.authenticator_class = "dummy"
+c.DummyAuthenticator.password = env["DEV_PASSWORD"]
+c.Authenticator.allowed_users = {"alice", "bob"}
+
+c.JupyterHub.spawner_class = "batchnotebook_spawner.BatchNotebookSpawner"
+c.BatchNotebookSpawner.namespace = env["NAMESPACE"]
+c.BatchNotebookSpawner.http_timeout = 120
+
+c.JupyterHub.services = [
+    # The operator, reached by compute nodes through the hub's public URL.
+    {"name": "batchnotebook", "url": f"http://127.0.0.1:{env['OPERATOR_PORT']}",
+     "api_token": env["OPERATOR_SERVICE_TOKEN"], "display": False},
+    # What scripts and tests use: HUB_API_TOKEN in STATE/env.
+    {"name": "dev-admin", "api_token": env["HUB_API_TOKEN"]},
+]
+c.JupyterHub.load_roles = [
+    {"name": "dev-admin", "services": ["dev-admin"],
+     "scopes": ["admin:users", "admin:servers", "admin-ui", "list:users", "read:users",
+                "servers", "access:servers", "tokens", "proxy", "shutdown"]},
+]
