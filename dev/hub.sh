@@ -59,15 +59,23 @@ start_proxy() {
 		--default-target "http://127.0.0.1:$HUB_PORT" --error-target "http://127.0.0.1:$HUB_PORT/hub/error" \
 		</dev/null >>"$STATE/logs/proxy.log" 2>&1 &
 	echo $! >"$STATE/run/proxy.pid"
-	wait_http "http://127.0.0.1:$PROXY_API_PORT/api/routes -H 'Authorization: token $CONFIGPROXY_AUTH_TOKEN'" 1 || true
+	# The proxy's public port answers (with an error page) once it is up.
+	local deadline=$((SECONDS + 30))
+	until curl -s -o /dev/null "http://127.0.0.1:$PUBLIC_PORT/"; do
+		((SECONDS < deadline)) || { tail -n 20 "$STATE/logs/proxy.log" >&2; exit 1; }
+		sleep 0.2
+	done
 }
 
 start_hub() {
 	alive "$STATE/run/hub.pid" && return 0
 	rm -f "$STATE/run/hub.pid"
-	(cd "$STATE" && setsid "$REPO_ROOT/.venv/bin/jupyterhub" -f "$REPO_ROOT/dev/jupyterhub_config.py" \
+	# The hub's cwd is the state dir (it may write files there); no shell stays around it.
+	pushd "$STATE" >/dev/null
+	setsid "$REPO_ROOT/.venv/bin/jupyterhub" -f "$REPO_ROOT/dev/jupyterhub_config.py" \
 		</dev/null >>"$STATE/logs/hub.log" 2>&1 &
-		echo $! >"$STATE/run/hub.pid")
+	echo $! >"$STATE/run/hub.pid"
+	popd >/dev/null
 	if ! wait_http "http://127.0.0.1:$PUBLIC_PORT/hub/health" 90; then
 		tail -n 40 "$STATE/logs/hub.log" >&2
 		log "the hub did not come up"
@@ -83,9 +91,9 @@ cmd_start() {
 }
 
 cmd_stop() {
-	load_env "$1"
-	stop_pid "$STATE/run/hub.pid"
-	stop_pid "$STATE/run/proxy.pid"
+	local state=$1
+	stop_pid "$state/run/hub.pid"
+	stop_pid "$state/run/proxy.pid"
 }
 
 cmd_restart_hub() {

@@ -175,7 +175,8 @@ class BatchNotebookSpawner(Spawner):
         environment = {**self.get_env(), REPORT_TOKEN_KEY: secrets.token_urlsafe(32)}
         metadata = {"name": self.resource_name, "namespace": self.namespace, "labels": self.labels}
         await self.core.create_namespaced_secret(self.namespace, {
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata,
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {**metadata, "name": self.secret_name},
             "data": {k: base64.b64encode(str(v).encode()).decode() for k, v in environment.items()},
         })
         notebook = await self.custom.create_namespaced_custom_object(

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -78,7 +79,8 @@ class Operator:
         self.starts += 1
         log = open(STATE / "logs" / f"operator-{self.starts}.log", "w")  # noqa: SIM115
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
-               "BATCHNOTEBOOK_LISTEN": f"127.0.0.1:{self.port}"}
+               "BATCHNOTEBOOK_LISTEN": f"127.0.0.1:{self.port}",
+               "BATCHNOTEBOOK_URL_PREFIX": "/services/batchnotebook"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "batchnotebook_operator", "--verbose",
              "--liveness", f"http://127.0.0.1:{self.port + 2}/healthz"],
@@ -112,3 +114,56 @@ class Operator:
     @property
     def alive(self) -> bool:
         return bool(self.process) and self.process.poll() is None
+
+
+class Hub:
+    """JupyterHub + configurable-http-proxy for the tests, started by dev/hub.sh."""
+
+    PUBLIC_PORT, PROXY_API_PORT, HUB_PORT = 18000, 18001, 18081
+
+    def __init__(self, kubeconfig: Path, namespace: str) -> None:
+        import secrets
+
+        self.url = f"http://127.0.0.1:{self.PUBLIC_PORT}"
+        self.token = secrets.token_hex(16)
+        settings = {
+            "PUBLIC_PORT": self.PUBLIC_PORT, "PROXY_API_PORT": self.PROXY_API_PORT,
+            "HUB_PORT": self.HUB_PORT, "OPERATOR_PORT": OPERATOR_PORT,
+            "NAMESPACE": namespace, "KUBECONFIG": kubeconfig,
+            "DEV_PASSWORD": secrets.token_hex(8), "HUB_API_TOKEN": self.token,
+            "OPERATOR_SERVICE_TOKEN": secrets.token_hex(16),
+            "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
+        }
+        self.password = settings["DEV_PASSWORD"]
+        run(REPO / "dev/hub.sh", "stop", STATE)
+        (STATE / "jupyterhub.sqlite").unlink(missing_ok=True)
+        (STATE / "env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+
+    def start(self) -> None:
+        run(REPO / "dev/hub.sh", "start", STATE)
+
+    def restart(self) -> None:
+        run(REPO / "dev/hub.sh", "restart-hub", STATE)
+
+    def stop(self) -> None:
+        run(REPO / "dev/hub.sh", "stop", STATE)
+
+    def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
+        request = urllib.request.Request(
+            f"{self.url}/hub/api{path}", method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                text = answer.read().decode()
+                return answer.status, json.loads(text) if text else None
+        except urllib.error.HTTPError as error:
+            text = error.read().decode()
+            try:
+                return error.code, json.loads(text)
+            except ValueError:
+                return error.code, text
+
+    def server(self, user: str, name: str = "") -> dict | None:
+        _, model = self.api("GET", f"/users/{user}")
+        return model["servers"].get(name)

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# `make dev`: install what is missing and start the whole local stack in the background.
+# Idempotent: re-running it restarts only what is not running.
+set -euo pipefail
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO_ROOT"
+STATE=$REPO_ROOT/.dev
+CACHE=${BATCHNOTEBOOK_CACHE:-$HOME/.cache/batchnotebook}
+KUBECTL=$CACHE/bin/kubectl
+API_PORT=16443
+mkdir -p "$STATE/run" "$STATE/logs"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+say "Python environment (.venv)"
+dev/python.sh
+
+say "Kubernetes API server + etcd (built once, cached in $CACHE)"
+dev/controlplane.sh start "$STATE" "$API_PORT"
+export KUBECONFIG=$STATE/kubeconfig
+
+say "Slurm (munge, MariaDB, slurmdbd, slurmctld, slurmd, slurmrestd)"
+dev/slurm.sh install
+dev/slurm.sh start
+
+say "configurable-http-proxy"
+dev/hub.sh install
+
+if [[ ! -f $STATE/env ]]; then
+	token() { openssl rand -hex "$1"; }
+	cat >"$STATE/env" <<ENV
+HUB_URL=http://127.0.0.1:8000
+HUB_API_TOKEN=$(token 24)
+DEV_PASSWORD=$(token 8)
+KUBECONFIG=$STATE/kubeconfig
+PUBLIC_PORT=8000
+PROXY_API_PORT=8001
+HUB_PORT=8081
+OPERATOR_PORT=8080
+NAMESPACE=jupyterhub
+OPERATOR_SERVICE_TOKEN=$(token 24)
+CONFIGPROXY_AUTH_TOKEN=$(token 24)
+PATH=$CACHE/bin:\$PATH
+ENV
+	chmod 600 "$STATE/env"
+fi
+
+say "CRDs, namespace and the BatchCluster 'local'"
+"$KUBECTL" apply --server-side --force-conflicts -f crds/ >/dev/null
+"$KUBECTL" wait --for=condition=Established crd --all --timeout=60s >/dev/null
+"$KUBECTL" get namespace jupyterhub >/dev/null 2>&1 || "$KUBECTL" create namespace jupyterhub >/dev/null
+"$KUBECTL" apply -f dev/clusters/local.yaml >/dev/null
+
+say "Operator"
+if ! alive "$STATE/run/operator.pid"; then
+	KUBECONFIG=$STATE/kubeconfig BATCHNOTEBOOK_LISTEN=127.0.0.1:8080 \
+		BATCHNOTEBOOK_URL_PREFIX=/services/batchnotebook \
+		setsid .venv/bin/batchnotebook-operator --liveness http://127.0.0.1:8082/healthz \
+		</dev/null >>"$STATE/logs/operator.log" 2>&1 &
+	echo $! >"$STATE/run/operator.pid"
+	for _ in $(seq 1 100); do curl -fs -o /dev/null http://127.0.0.1:8080/healthz && break; sleep 0.3; done
+	curl -fs -o /dev/null http://127.0.0.1:8080/healthz || { tail -n 30 "$STATE/logs/operator.log"; exit 1; }
+fi
+
+say "JupyterHub + proxy"
+dev/hub.sh start "$STATE"
+
+# shellcheck disable=SC1091
+source "$STATE/env"
+cat <<DONE
+
+The local stack is running.
+  Hub:        $HUB_URL   (log in as alice or bob, password: $DEV_PASSWORD)
+  Settings:   source .dev/env   (HUB_URL, HUB_API_TOKEN, KUBECONFIG, DEV_PASSWORD, kubectl on PATH)
+  Notebooks:  kubectl get bnb -A        Clusters: kubectl get bcl
+  Logs:       .dev/logs/                Stop:     make dev-down
+DONE
