@@ -32,13 +32,30 @@ c.BatchNotebookSpawner.http_timeout = 120
 
 c.JupyterHub.services = [
     # The operator, reached by compute nodes through the hub's public URL.
-    {"name": "batchnotebook", "url": f"http://127.0.0.1:{env['OPERATOR_PORT']}",
-     "api_token": env["OPERATOR_SERVICE_TOKEN"], "display": False},
+    {
+        "name": "batchnotebook",
+        "url": f"http://127.0.0.1:{env['OPERATOR_PORT']}",
+        "api_token": env["OPERATOR_SERVICE_TOKEN"],
+        "display": False,
+    },
     # What scripts and tests use: HUB_API_TOKEN in STATE/env.
     {"name": "dev-admin", "api_token": env["HUB_API_TOKEN"]},
 ]
 c.JupyterHub.load_roles = [
-    {"name": "dev-admin", "services": ["dev-admin"],
-     "scopes": ["admin:users", "admin:servers", "admin-ui", "list:users", "read:users",
-                "servers", "access:servers", "tokens", "proxy", "shutdown"]},
+    {
+        "name": "dev-admin",
+        "services": ["dev-admin"],
+        "scopes": [
+            "admin:users",
+            "admin:servers",
+            "admin-ui",
+            "list:users",
+            "read:users",
+            "servers",
+            "access:servers",
+            "tokens",
+            "proxy",
+            "shutdown",
+        ],
+    },
 ]

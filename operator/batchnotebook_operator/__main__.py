@@ -13,18 +13,28 @@ from . import handlers  # noqa: F401 - registers the handlers
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--namespace", action="append",
-                        help="watch only these namespaces (default: all)")
-    parser.add_argument("--liveness", default="http://0.0.0.0:8081/healthz",
-                        help="liveness probe endpoint served by kopf")
+    parser.add_argument(
+        "--namespace", action="append", help="watch only these namespaces (default: all)"
+    )
+    parser.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8081/healthz",
+        help="liveness probe endpoint served by kopf",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(kopf.operator(
-        clusterwide=not args.namespace, namespaces=args.namespace or (),
-        liveness_endpoint=args.liveness, standalone=True,
-    ))
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not args.namespace,
+            namespaces=args.namespace or (),
+            liveness_endpoint=args.liveness,
+            standalone=True,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -16,12 +16,15 @@ from .transports import CommandResult, LocalTransport
 log = logging.getLogger(__name__)
 
 COMMANDS = Counter(
-    "batchnotebook_scheduler_commands_total", "Scheduler commands run, by outcome",
+    "batchnotebook_scheduler_commands_total",
+    "Scheduler commands run, by outcome",
     ["cluster", "command", "outcome"],
 )
 LATENCY = Histogram(
-    "batchnotebook_scheduler_command_seconds", "Scheduler command latency",
-    ["cluster", "command"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    "batchnotebook_scheduler_command_seconds",
+    "Scheduler command latency",
+    ["cluster", "command"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
 
@@ -51,8 +54,13 @@ class ClusterClient:
             LATENCY.labels(self.name, command).observe(time.monotonic() - started)
         COMMANDS.labels(self.name, command, "ok" if result.returncode == 0 else "error").inc()
         if result.returncode:
-            log.info("cluster %s: %s exited %d: %s", self.name, argv[0], result.returncode,
-                     result.stderr.strip()[:500])
+            log.info(
+                "cluster %s: %s exited %d: %s",
+                self.name,
+                argv[0],
+                result.returncode,
+                result.stderr.strip()[:500],
+            )
         return result
 
     async def submit(self, script: str, user: str) -> str:
@@ -81,7 +89,7 @@ class ClusterClient:
         return list(self.scheduler.parse_accounting(self.scheduler.check(result)))
 
     async def find(self, tag: str) -> JobStatus | None:
-        """The job carrying `tag`, wherever the scheduler still knows it (queue, then accounting)."""
+        """The job carrying `tag`, wherever the scheduler still knows it (queue or accounting)."""
         queued = await self.query([tag])
         if tag in queued:
             return queued[tag]

@@ -2,7 +2,7 @@
 
 
 class SchedulerUnavailable(Exception):
-    """The scheduler did not answer (timeout, controller down): nothing is known, nothing is lost."""
+    """The scheduler did not answer (timeout, controller down): nothing known, nothing lost."""
 
 
 class SubmissionRefused(Exception):

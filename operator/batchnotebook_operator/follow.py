@@ -56,42 +56,61 @@ def ready_fields(status: dict, generation: int | None) -> dict:
         "url": notebook_url(host, port),
         "readyAt": status.get("readyAt") or timestamp(),
         "message": f"Jupyter is ready on {host}:{port}",
-        "conditions": condition(status.get("conditions", []), "Ready", True, "JupyterReported",
-                                f"listening on {host}:{port}", generation),
+        "conditions": condition(
+            status.get("conditions", []),
+            "Ready",
+            True,
+            "JupyterReported",
+            f"listening on {host}:{port}",
+            generation,
+        ),
     }
 
 
-def from_job(status: dict, job: JobStatus, host_rules: dict | None = None,
-             generation: int | None = None) -> Transition:
+def from_job(
+    status: dict, job: JobStatus, host_rules: dict | None = None, generation: int | None = None
+) -> Transition:
     """The transition a notebook makes when the scheduler reports `job`."""
     phase = Phase(status.get("phase", Phase.PENDING.value))
-    conditions = condition(status.get("conditions", []), "SchedulerReachable", True, "Answered",
-                           "", generation)
-    wanted: dict = {"schedulerState": job.raw_state, "schedulerReason": job.reason,
-                    "lastSeenAt": timestamp()}
+    conditions = condition(
+        status.get("conditions", []), "SchedulerReachable", True, "Answered", "", generation
+    )
+    wanted: dict = {
+        "schedulerState": job.raw_state,
+        "schedulerReason": job.reason,
+        "lastSeenAt": timestamp(),
+    }
     events: list[tuple[str, str, str]] = []
     if phase.terminal or job.state is JobState.UNKNOWN:
         wanted.pop("lastSeenAt")
     elif job.state is JobState.PENDING:
         expected = timestamp(job.expected_start) if job.expected_start else None
-        wanted |= {"phase": Phase.QUEUED.value, "expectedStartTime": expected,
-                   "message": f"queued: {job.reason or 'waiting'}"
-                              + (f", expected to start {expected}" if expected else "")}
+        wanted |= {
+            "phase": Phase.QUEUED.value,
+            "expectedStartTime": expected,
+            "message": f"queued: {job.reason or 'waiting'}"
+            + (f", expected to start {expected}" if expected else ""),
+        }
         if status.get("schedulerReason") != job.reason and job.reason:
             events.append(("Normal", "Queued", f"job {job.job_id} waits: {job.reason}"))
     elif job.state in (JobState.RUNNING, JobState.COMPLETING):
         host = rewrite_host(job.exec_host, host_rules)
-        wanted |= {"execHost": host or status.get("execHost"),
-                   "startedAt": status.get("startedAt") or timestamp(),
-                   "expectedStartTime": None}
+        wanted |= {
+            "execHost": host or status.get("execHost"),
+            "startedAt": status.get("startedAt") or timestamp(),
+            "expectedStartTime": None,
+        }
         if job.state is JobState.COMPLETING:
             wanted |= {"phase": Phase.STOPPING.value, "message": "the job is ending"}
         elif phase in (Phase.PENDING, Phase.QUEUED):
-            wanted |= {"phase": Phase.STARTING.value,
-                       "message": f"running on {host}, waiting for Jupyter to start"}
+            wanted |= {
+                "phase": Phase.STARTING.value,
+                "message": f"running on {host}, waiting for Jupyter to start",
+            }
             events.append(("Normal", "Running", f"job {job.job_id} runs on {host}"))
-            conditions = condition(conditions, "Running", True, "JobRunning", f"on {host}",
-                                   generation)
+            conditions = condition(
+                conditions, "Running", True, "JobRunning", f"on {host}", generation
+            )
         if phase is not Phase.READY and job.state is JobState.RUNNING:
             ready = ready_fields({**status, **wanted, "conditions": conditions}, generation)
             if ready:
@@ -101,19 +120,31 @@ def from_job(status: dict, job: JobStatus, host_rules: dict | None = None,
     else:  # ended
         new_phase = ENDED_PHASE[job.state]
         detail = job.reason or job.raw_state
-        message = {Phase.COMPLETED: f"the job ended ({detail})",
-                   Phase.CANCELLED: f"the job was cancelled ({detail})",
-                   Phase.FAILED: f"the job failed: {detail}"}[new_phase]
+        message = {
+            Phase.COMPLETED: f"the job ended ({detail})",
+            Phase.CANCELLED: f"the job was cancelled ({detail})",
+            Phase.FAILED: f"the job failed: {detail}",
+        }[new_phase]
         if job.exit_code is not None:
             message += f", exit code {job.exit_code}"
-        wanted |= {"phase": new_phase.value, "finishedAt": status.get("finishedAt") or timestamp(),
-                   "exitCode": job.exit_code, "message": message}
+        wanted |= {
+            "phase": new_phase.value,
+            "finishedAt": status.get("finishedAt") or timestamp(),
+            "exitCode": job.exit_code,
+            "message": message,
+        }
         conditions = condition(conditions, "Running", False, new_phase.value, message, generation)
         conditions = condition(conditions, "Ready", False, new_phase.value, message, generation)
-        events.append(("Warning" if new_phase is Phase.FAILED else "Normal", new_phase.value,
-                       f"job {job.job_id}: {message}"))
-    patch = _changed(status, {k: v for k, v in wanted.items()
-                              if v is not None or status.get(k) is not None})
+        events.append(
+            (
+                "Warning" if new_phase is Phase.FAILED else "Normal",
+                new_phase.value,
+                f"job {job.job_id}: {message}",
+            )
+        )
+    patch = _changed(
+        status, {k: v for k, v in wanted.items() if v is not None or status.get(k) is not None}
+    )
     if patch.keys() - {"lastSeenAt"} or conditions != status.get("conditions", []):
         patch["conditions"] = conditions
     else:
@@ -123,24 +154,38 @@ def from_job(status: dict, job: JobStatus, host_rules: dict | None = None,
 
 def unreachable(status: dict, message: str, generation: int | None = None) -> Transition:
     """The scheduler did not answer: say so, change nothing else."""
-    conditions = condition(status.get("conditions", []), "SchedulerReachable", False,
-                           "NoAnswer", message[:500], generation)
+    conditions = condition(
+        status.get("conditions", []),
+        "SchedulerReachable",
+        False,
+        "NoAnswer",
+        message[:500],
+        generation,
+    )
     if conditions == status.get("conditions", []):
         return Transition()
     return Transition({"conditions": conditions})
 
 
-def vanished(status: dict, job_id: str, seconds_unseen: float,
-             generation: int | None = None) -> Transition:
+def vanished(
+    status: dict, job_id: str, seconds_unseen: float, generation: int | None = None
+) -> Transition:
     """Neither the queue nor accounting knows the job."""
     if seconds_unseen < VANISHED_AFTER_SECONDS or Phase(status.get("phase", "Pending")).terminal:
         return Transition()
-    message = (f"the scheduler no longer knows job {job_id} (not in the queue nor in accounting "
-               f"for {int(seconds_unseen)} s)")
-    conditions = condition(status.get("conditions", []), "Ready", False, "JobNotFound", message,
-                           generation)
+    message = (
+        f"the scheduler no longer knows job {job_id} (not in the queue nor in accounting "
+        f"for {int(seconds_unseen)} s)"
+    )
+    conditions = condition(
+        status.get("conditions", []), "Ready", False, "JobNotFound", message, generation
+    )
     return Transition(
-        {"phase": Phase.FAILED.value, "message": message, "finishedAt": timestamp(),
-         "conditions": conditions},
+        {
+            "phase": Phase.FAILED.value,
+            "message": message,
+            "finishedAt": timestamp(),
+            "conditions": conditions,
+        },
         [("Warning", "JobNotFound", message)],
     )

@@ -50,7 +50,12 @@ class Kube:
     async def patch_notebook_status(self, namespace: str, name: str, status: dict) -> None:
         try:
             await self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, NOTEBOOKS, name, {"status": status},
+                GROUP,
+                VERSION,
+                namespace,
+                NOTEBOOKS,
+                name,
+                {"status": status},
                 _content_type="application/merge-patch+json",
             )
         except ApiException as error:
@@ -59,7 +64,11 @@ class Kube:
 
     async def patch_cluster_status(self, name: str, status: dict) -> None:
         await self.custom.patch_cluster_custom_object_status(
-            GROUP, VERSION, CLUSTERS, name, {"status": status},
+            GROUP,
+            VERSION,
+            CLUSTERS,
+            name,
+            {"status": status},
             _content_type="application/merge-patch+json",
         )
 
@@ -83,12 +92,19 @@ class Kube:
                 ),
                 involved_object=client.V1ObjectReference(
                     api_version=ref.get("apiVersion", API_VERSION),
-                    kind=ref.get("kind", "BatchNotebook"), name=meta["name"],
-                    namespace=meta["namespace"], uid=meta.get("uid"),
+                    kind=ref.get("kind", "BatchNotebook"),
+                    name=meta["name"],
+                    namespace=meta["namespace"],
+                    uid=meta.get("uid"),
                 ),
-                type=type_, reason=reason, message=message[:1024], count=1,
-                first_timestamp=when, last_timestamp=when,
+                type=type_,
+                reason=reason,
+                message=message[:1024],
+                count=1,
+                first_timestamp=when,
+                last_timestamp=when,
                 source=client.V1EventSource(component=COMPONENT),
-                reporting_component=COMPONENT, reporting_instance=COMPONENT,
+                reporting_component=COMPONENT,
+                reporting_instance=COMPONENT,
             ),
         )

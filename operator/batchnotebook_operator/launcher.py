@@ -94,7 +94,9 @@ def listening_ports(pid):
 def report(url, token, host, port, child):
     body = json.dumps({"host": host, "port": port}).encode()
     request = urllib.request.Request(
-        url, data=body, method="POST",
+        url,
+        data=body,
+        method="POST",
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
     deadline, delay = time.monotonic() + REPORT_DEADLINE, 1.0

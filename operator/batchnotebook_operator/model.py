@@ -70,7 +70,11 @@ def timestamp(when: dt.datetime | None = None) -> str:
 
 
 def condition(
-    conditions: list[dict], type_: str, status: bool | None, reason: str, message: str = "",
+    conditions: list[dict],
+    type_: str,
+    status: bool | None,
+    reason: str,
+    message: str = "",
     generation: int | None = None,
 ) -> list[dict]:
     """Return conditions with one set, keeping lastTransitionTime when the status is unchanged."""
@@ -81,8 +85,13 @@ def condition(
         if previous and previous.get("status") == value and previous.get("lastTransitionTime")
         else timestamp()
     )
-    new = {"type": type_, "status": value, "reason": reason, "message": message,
-           "lastTransitionTime": changed_at}
+    new = {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": changed_at,
+    }
     if generation is not None:
         new["observedGeneration"] = generation
     return [c for c in conditions if c.get("type") != type_] + [new]

@@ -12,8 +12,17 @@ from typing import Any
 
 from .errors import InvalidOptions
 
-OPTION_KEYS = ("cluster", "profile", "partition", "cpus", "memory", "gpus", "walltime",
-               "account", "qos")
+OPTION_KEYS = (
+    "cluster",
+    "profile",
+    "partition",
+    "cpus",
+    "memory",
+    "gpus",
+    "walltime",
+    "account",
+    "qos",
+)
 RESOURCE_KEYS = ("partition", "cpus", "memory", "gpus", "walltime", "account", "qos")
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MEMORY = re.compile(r"^(\d{1,9})([KMGT]?)B?$", re.IGNORECASE)
@@ -98,12 +107,16 @@ def resolve(profile: dict, requested: dict[str, Any]) -> Resources:
     cpus = _integer("cpus", chosen.get("cpus", defaults.get("cpus", 1)))
     max_cpus = limits.get("maxCpus", defaults.get("cpus", 1))
     if not 1 <= cpus <= max_cpus:
-        raise InvalidOptions(f"cpus must be between 1 and {max_cpus} in profile {name!r}, not {cpus}")
+        raise InvalidOptions(
+            f"cpus must be between 1 and {max_cpus} in profile {name!r}, not {cpus}"
+        )
 
     gpus = _integer("gpus", chosen.get("gpus", defaults.get("gpus", 0)))
     max_gpus = limits.get("maxGpus", defaults.get("gpus", 0))
     if not 0 <= gpus <= max_gpus:
-        raise InvalidOptions(f"gpus must be between 0 and {max_gpus} in profile {name!r}, not {gpus}")
+        raise InvalidOptions(
+            f"gpus must be between 0 and {max_gpus} in profile {name!r}, not {gpus}"
+        )
 
     memory = chosen.get("memory", defaults.get("memory"))
     if memory is not None:
@@ -153,8 +166,9 @@ def resolve(profile: dict, requested: dict[str, Any]) -> Resources:
             )
         extras[key] = value
 
-    return Resources(cpus=cpus, gpus=gpus, memory=memory, walltime=walltime, extras=extras,
-                     **choices)
+    return Resources(
+        cpus=cpus, gpus=gpus, memory=memory, walltime=walltime, extras=extras, **choices
+    )
 
 
 def split_options(options: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
@@ -164,8 +178,7 @@ def split_options(options: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     unknown = sorted(set(options) - set(OPTION_KEYS))
     if unknown:
         raise InvalidOptions(
-            f"unknown option(s): {', '.join(map(str, unknown))} "
-            f"(allowed: {', '.join(OPTION_KEYS)})"
+            f"unknown option(s): {', '.join(map(str, unknown))} (allowed: {', '.join(OPTION_KEYS)})"
         )
     cluster, profile = options.get("cluster"), options.get("profile")
     for key, value in (("cluster", cluster), ("profile", profile)):

@@ -36,7 +36,9 @@ def _shell_quote(value: Any) -> str:
 
 
 _templates = SandboxedEnvironment(
-    finalize=_shell_quote, undefined=StrictUndefined, keep_trailing_newline=True,
+    finalize=_shell_quote,
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
     autoescape=False,
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import pwd
@@ -72,15 +73,15 @@ class LocalTransport:
             )
         except TimeoutError:
             # The whole process group: sudo's child must not outlive the timeout.
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             await process.wait()
             raise SchedulerUnavailable(
                 f"{argv[0]} did not answer within {self.timeout:g} s"
             ) from None
         return CommandResult(
-            tuple(command), process.returncode or 0, out.decode(errors="replace"),
+            tuple(command),
+            process.returncode or 0,
+            out.decode(errors="replace"),
             err.decode(errors="replace"),
         )

@@ -9,15 +9,12 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-from jinja2 import Environment, select_autoescape
-
 from batchnotebook_operator import CLUSTERS, GROUP, VERSION
 from batchnotebook_operator.profiles import RESOURCE_KEYS
+from jinja2 import Environment, select_autoescape
 
 _env = Environment(autoescape=select_autoescape(default=True))
-_form = _env.from_string(
-    (resources.files(__package__) / "templates" / "form.html").read_text()
-)
+_form = _env.from_string((resources.files(__package__) / "templates" / "form.html").read_text())
 
 
 async def render_form(spawner: Any) -> str:

@@ -14,17 +14,23 @@ import os
 import secrets
 from typing import Any, ClassVar
 
+from batchnotebook_operator import (
+    API_VERSION,
+    CLUSTERS,
+    GROUP,
+    NOTEBOOKS,
+    REPORT_TOKEN_KEY,
+    VERSION,
+)
+from batchnotebook_operator.errors import InvalidOptions
+from batchnotebook_operator.model import Phase
+from batchnotebook_operator.profiles import find_profile, resolve, split_options
 from jupyterhub.spawner import Spawner
 from kubernetes_asyncio.client import ApiException
 from kubespawner.clients import load_config, shared_client
 from kubespawner.slugs import multi_slug, safe_slug
 from tornado import web
-from traitlets import Dict, Float, List, Unicode, default
-
-from batchnotebook_operator import API_VERSION, CLUSTERS, GROUP, NOTEBOOKS, REPORT_TOKEN_KEY, VERSION
-from batchnotebook_operator.errors import InvalidOptions
-from batchnotebook_operator.model import Phase
-from batchnotebook_operator.profiles import find_profile, resolve, split_options
+from traitlets import Dict, Float, Unicode, default
 
 from .form import options_from_form, render_form
 from .reflector import NotebookReflector
@@ -51,7 +57,7 @@ class BatchNotebookSpawner(Spawner):
         return os.environ.get("POD_NAMESPACE", "default")
 
     default_options = Dict(
-        help="user_options used when a request brings none, e.g. {'cluster': 'hpc', 'profile': 'small'}."
+        help="user_options for requests with none, e.g. {'cluster': 'hpc', 'profile': 'small'}."
     ).tag(config=True)
 
     extra_labels = Dict(help="Extra labels on every BatchNotebook and Secret.").tag(config=True)
@@ -129,7 +135,7 @@ class BatchNotebookSpawner(Spawner):
         if reflector is None:
             reflector = NotebookReflector(parent=self, namespace=self.namespace)
             self._reflectors[self.namespace] = reflector
-            asyncio.ensure_future(reflector.start())
+            reflector.start_task = asyncio.ensure_future(reflector.start())
         await reflector.first_load_future
         return reflector
 
@@ -152,8 +158,9 @@ class BatchNotebookSpawner(Spawner):
         try:
             options = self.user_options or self.default_options
             if not options:
-                raise InvalidOptions("choose a cluster and a profile: "
-                                     'user_options {"cluster": ..., "profile": ...}')
+                raise InvalidOptions(
+                    'choose a cluster and a profile: user_options {"cluster": ..., "profile": ...}'
+                )
             cluster_name, profile_name, requested = split_options(options)
             cluster = await self.cluster_spec(cluster_name)
             resources = resolve(find_profile(cluster_name, cluster, profile_name), requested)
@@ -162,9 +169,13 @@ class BatchNotebookSpawner(Spawner):
         except InvalidOptions as error:
             raise web.HTTPError(400, f"Invalid server options: {error}") from error
         return {
-            "clusterName": cluster_name, "profile": profile_name, "hubUser": self.user.name,
-            "serverName": self.name or "", "unixUser": unix_user,
-            "resources": resources.to_spec(), "envSecretName": self.secret_name,
+            "clusterName": cluster_name,
+            "profile": profile_name,
+            "hubUser": self.user.name,
+            "serverName": self.name or "",
+            "unixUser": unix_user,
+            "resources": resources.to_spec(),
+            "envSecretName": self.secret_name,
         }
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -174,23 +185,54 @@ class BatchNotebookSpawner(Spawner):
         await self._remove_leftovers()
         environment = {**self.get_env(), REPORT_TOKEN_KEY: secrets.token_urlsafe(32)}
         metadata = {"name": self.resource_name, "namespace": self.namespace, "labels": self.labels}
-        await self.core.create_namespaced_secret(self.namespace, {
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {**metadata, "name": self.secret_name},
-            "data": {k: base64.b64encode(str(v).encode()).decode() for k, v in environment.items()},
-        })
+        await self.core.create_namespaced_secret(
+            self.namespace,
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {**metadata, "name": self.secret_name},
+                "data": {
+                    k: base64.b64encode(str(v).encode()).decode() for k, v in environment.items()
+                },
+            },
+        )
         notebook = await self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, NOTEBOOKS,
-            {"apiVersion": API_VERSION, "kind": "BatchNotebook", "metadata": metadata, "spec": spec},
+            GROUP,
+            VERSION,
+            self.namespace,
+            NOTEBOOKS,
+            {
+                "apiVersion": API_VERSION,
+                "kind": "BatchNotebook",
+                "metadata": metadata,
+                "spec": spec,
+            },
         )
         # The Secret goes when the notebook goes, wherever a garbage collector runs.
-        await self.core.patch_namespaced_secret(self.secret_name, self.namespace, {
-            "metadata": {"ownerReferences": [{
-                "apiVersion": API_VERSION, "kind": "BatchNotebook",
-                "name": self.resource_name, "uid": notebook["metadata"]["uid"],
-            }]}})
-        self.log.info("Created BatchNotebook %s/%s on %s (%s)", self.namespace,
-                      self.resource_name, spec["clusterName"], spec["profile"])
+        await self.core.patch_namespaced_secret(
+            self.secret_name,
+            self.namespace,
+            {
+                "metadata": {
+                    "ownerReferences": [
+                        {
+                            "apiVersion": API_VERSION,
+                            "kind": "BatchNotebook",
+                            "name": self.resource_name,
+                            "uid": notebook["metadata"]["uid"],
+                        }
+                    ]
+                }
+            },
+        )
+        self.log.info(
+            "Created BatchNotebook %s/%s on %s (%s)",
+            self.namespace,
+            self.resource_name,
+            spec["clusterName"],
+            spec["profile"],
+        )
         return await self._wait_ready(notebook["metadata"]["uid"])
 
     async def _wait_ready(self, uid: str) -> str:
@@ -203,7 +245,8 @@ class BatchNotebookSpawner(Spawner):
                     return status["url"]
                 if phase and Phase(phase).terminal:
                     raise RuntimeError(
-                        f"The server could not start: {status.get('message') or phase}")
+                        f"The server could not start: {status.get('message') or phase}"
+                    )
             await asyncio.sleep(0.5)
 
     async def _remove_leftovers(self) -> None:
@@ -224,8 +267,14 @@ class BatchNotebookSpawner(Spawner):
         return None
 
     async def stop(self, now: bool = False) -> None:
-        await self._delete(self.custom.delete_namespaced_custom_object, GROUP, VERSION,
-                           self.namespace, NOTEBOOKS, self.resource_name)
+        await self._delete(
+            self.custom.delete_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            self.namespace,
+            NOTEBOOKS,
+            self.resource_name,
+        )
         await self._delete(self.core.delete_namespaced_secret, self.secret_name, self.namespace)
         # Wait (bounded) until the operator has confirmed that the job ended.
         deadline = asyncio.get_running_loop().time() + (0 if now else self.stop_timeout)
@@ -253,8 +302,12 @@ class BatchNotebookSpawner(Spawner):
             if current != seen:
                 seen = current
                 percent, label = PROGRESS.get(phase, (100, phase.value))
-                yield {"progress": percent, "message": f"{label}: {status.get('message') or ''}"
-                       .rstrip(": "), "phase": phase.value, "status": status}
+                yield {
+                    "progress": percent,
+                    "message": f"{label}: {status.get('message') or ''}".rstrip(": "),
+                    "phase": phase.value,
+                    "status": status,
+                }
             if phase is Phase.READY or phase.terminal:
                 return
             await asyncio.sleep(0.5)

@@ -8,7 +8,13 @@ import pytest
 from kubernetes import client, config
 
 from .stack import (
-    JOB_PYTHON, OPERATOR_PORT, STAND_IN, STATE, Operator, start_control_plane, start_slurm,
+    JOB_PYTHON,
+    OPERATOR_PORT,
+    STAND_IN,
+    STATE,
+    Operator,
+    start_control_plane,
+    start_slurm,
     wait_for,
 )
 
@@ -64,11 +70,24 @@ def cluster_spec(**overrides) -> dict:
         "python": JOB_PYTHON,
         "jupyterCommand": [JOB_PYTHON, "-c", STAND_IN],
         "profiles": [
-            {"name": "small", "displayName": "Small", "description": "1 CPU, 1 hour",
-             "defaults": {"cpus": 1, "memory": "200M", "walltime": "01:00:00",
-                          "partition": "debug"},
-             "limits": {"maxCpus": 2, "maxMemory": "1G", "maxWalltime": "02:00:00",
-                        "partitions": ["debug", "batch"], "accounts": ["research", "physics"]}},
+            {
+                "name": "small",
+                "displayName": "Small",
+                "description": "1 CPU, 1 hour",
+                "defaults": {
+                    "cpus": 1,
+                    "memory": "200M",
+                    "walltime": "01:00:00",
+                    "partition": "debug",
+                },
+                "limits": {
+                    "maxCpus": 2,
+                    "maxMemory": "1G",
+                    "maxWalltime": "02:00:00",
+                    "partitions": ["debug", "batch"],
+                    "accounts": ["research", "physics"],
+                },
+            },
         ],
     }
     spec.update(overrides)
@@ -81,9 +100,17 @@ def make_cluster(custom):
 
     def make(name: str | None = None, **overrides) -> str:
         name = name or f"itest-{uuid.uuid4().hex[:6]}"
-        custom.create_cluster_custom_object(GROUP, VERSION, "batchclusters", {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "BatchCluster",
-            "metadata": {"name": name}, "spec": cluster_spec(**overrides)})
+        custom.create_cluster_custom_object(
+            GROUP,
+            VERSION,
+            "batchclusters",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "BatchCluster",
+                "metadata": {"name": name},
+                "spec": cluster_spec(**overrides),
+            },
+        )
         created.append(name)
         return name
 
@@ -94,36 +121,81 @@ def make_cluster(custom):
 
 @pytest.fixture
 def make_notebook(custom, core, namespace):
-    """Creates a Secret and a BatchNotebook the way the spawner does."""
+    """Creates a Secret and a BatchNotebook the way the spawner does; deletes them afterwards
+    (the operator cancels their jobs)."""
+    created = []
 
     def make(cluster: str, user: str = "alice", name: str | None = None, **spec_overrides) -> dict:
         name = name or f"nb-{user}-{uuid.uuid4().hex[:6]}"
-        core.create_namespaced_secret(namespace, {
-            "metadata": {"name": f"{name}-env"},
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in {
-                "JUPYTERHUB_USER": user,
-                "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:0/user/" + user + "/",
-                "BATCHNOTEBOOK_REPORT_TOKEN": secrets.token_urlsafe(16)}.items()}})
-        spec = {"clusterName": cluster, "profile": "small", "hubUser": user, "unixUser": user,
-                "envSecretName": f"{name}-env", **spec_overrides}
-        return custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "batchnotebooks", {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "BatchNotebook",
-            "metadata": {"name": name}, "spec": spec})
+        core.create_namespaced_secret(
+            namespace,
+            {
+                "metadata": {"name": f"{name}-env"},
+                "data": {
+                    k: base64.b64encode(v.encode()).decode()
+                    for k, v in {
+                        "JUPYTERHUB_USER": user,
+                        "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:0/user/" + user + "/",
+                        "BATCHNOTEBOOK_REPORT_TOKEN": secrets.token_urlsafe(16),
+                    }.items()
+                },
+            },
+        )
+        spec = {
+            "clusterName": cluster,
+            "profile": "small",
+            "hubUser": user,
+            "unixUser": user,
+            "envSecretName": f"{name}-env",
+            **spec_overrides,
+        }
+        created.append(name)
+        return custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "batchnotebooks",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "BatchNotebook",
+                "metadata": {"name": name},
+                "spec": spec,
+            },
+        )
 
-    return make
+    yield make
+    for name in created:
+        for delete, args in (
+            (
+                custom.delete_namespaced_custom_object,
+                (GROUP, VERSION, namespace, "batchnotebooks", name),
+            ),
+            (core.delete_namespaced_secret, (f"{name}-env", namespace)),
+        ):
+            try:
+                delete(*args)
+            except client.ApiException as error:
+                if error.status != 404:
+                    raise
 
 
 @pytest.fixture
 def notebook_status(custom, namespace):
     def get(name: str) -> dict:
         return custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "batchnotebooks", name).get("status", {})
+            GROUP, VERSION, namespace, "batchnotebooks", name
+        ).get("status", {})
+
     return get
 
 
 @pytest.fixture
 def wait_phase(notebook_status):
     def wait(name: str, *phases: str, timeout: float = 60) -> dict:
-        return wait_for(lambda: (s := notebook_status(name)).get("phase") in phases and s,
-                        timeout, f"{name} to reach {'/'.join(phases)}")
+        return wait_for(
+            lambda: (s := notebook_status(name)).get("phase") in phases and s,
+            timeout,
+            f"{name} to reach {'/'.join(phases)}",
+        )
+
     return wait

@@ -60,10 +60,14 @@ def start_slurm() -> None:
 
 
 def squeue(name: str) -> list[dict]:
-    out = run("squeue", "--noheader", "--states=all", f"--name={name}",
-              "--format=%i|%u|%T|%B").stdout
-    return [dict(zip(("id", "user", "state", "host"), line.split("|"), strict=True))
-            for line in out.splitlines() if line.strip()]
+    out = run(
+        "squeue", "--noheader", "--states=all", f"--name={name}", "--format=%i|%u|%T|%B"
+    ).stdout
+    return [
+        dict(zip(("id", "user", "state", "host"), line.split("|"), strict=True))
+        for line in out.splitlines()
+        if line.strip()
+    ]
 
 
 class Operator:
@@ -78,13 +82,25 @@ class Operator:
     def start(self) -> None:
         self.starts += 1
         log = open(STATE / "logs" / f"operator-{self.starts}.log", "w")  # noqa: SIM115
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig),
-               "BATCHNOTEBOOK_LISTEN": f"127.0.0.1:{self.port}",
-               "BATCHNOTEBOOK_URL_PREFIX": "/services/batchnotebook"}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "BATCHNOTEBOOK_LISTEN": f"127.0.0.1:{self.port}",
+            "BATCHNOTEBOOK_URL_PREFIX": "/services/batchnotebook",
+        }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "batchnotebook_operator", "--verbose",
-             "--liveness", f"http://127.0.0.1:{self.port + 2}/healthz"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "batchnotebook_operator",
+                "--verbose",
+                "--liveness",
+                f"http://127.0.0.1:{self.port + 2}/healthz",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
         wait_for(self.healthy, 60, "the operator to come up")
 
@@ -127,10 +143,14 @@ class Hub:
         self.url = f"http://127.0.0.1:{self.PUBLIC_PORT}"
         self.token = secrets.token_hex(16)
         settings = {
-            "PUBLIC_PORT": self.PUBLIC_PORT, "PROXY_API_PORT": self.PROXY_API_PORT,
-            "HUB_PORT": self.HUB_PORT, "OPERATOR_PORT": OPERATOR_PORT,
-            "NAMESPACE": namespace, "KUBECONFIG": kubeconfig,
-            "DEV_PASSWORD": secrets.token_hex(8), "HUB_API_TOKEN": self.token,
+            "PUBLIC_PORT": self.PUBLIC_PORT,
+            "PROXY_API_PORT": self.PROXY_API_PORT,
+            "HUB_PORT": self.HUB_PORT,
+            "OPERATOR_PORT": OPERATOR_PORT,
+            "NAMESPACE": namespace,
+            "KUBECONFIG": kubeconfig,
+            "DEV_PASSWORD": secrets.token_hex(8),
+            "HUB_API_TOKEN": self.token,
             "OPERATOR_SERVICE_TOKEN": secrets.token_hex(16),
             "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
         }
@@ -150,9 +170,11 @@ class Hub:
 
     def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
         request = urllib.request.Request(
-            f"{self.url}/hub/api{path}", method=method,
+            f"{self.url}/hub/api{path}",
+            method=method,
             data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"})
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=60) as answer:
                 text = answer.read().decode()

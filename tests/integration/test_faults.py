@@ -11,13 +11,17 @@ from .stack import REPO, STATE, run, squeue, wait_for
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm]
 
 
-def test_operator_killed_between_submit_and_status_write(operator, make_cluster, make_notebook,
-                                                         wait_phase, notebook_status):
+def test_operator_killed_between_submit_and_status_write(
+    operator, make_cluster, make_notebook, wait_phase, notebook_status
+):
     flag = STATE / "crash-after-submit"
     flag.touch()
-    cluster = make_cluster(connection={
-        "runAsCommand": [str(REPO / "tests/bin/run-as-then-crash"), "{user}"],
-        "environment": {"CRASH_FLAG": str(flag)}})
+    cluster = make_cluster(
+        connection={
+            "runAsCommand": [str(REPO / "tests/bin/run-as-then-crash"), "{user}"],
+            "environment": {"CRASH_FLAG": str(flag)},
+        }
+    )
     nb = make_notebook(cluster)
     name, tag = nb["metadata"]["name"], f"bnb-{nb['metadata']['uid']}"
 
@@ -33,19 +37,25 @@ def test_operator_killed_between_submit_and_status_write(operator, make_cluster,
     assert len(squeue(tag)) == 1, "still exactly one job"
 
 
-def test_slurmctld_down_for_30_seconds(operator, make_cluster, make_notebook, wait_phase,
-                                       notebook_status, custom):
+def test_slurmctld_down_for_30_seconds(
+    operator, make_cluster, make_notebook, wait_phase, notebook_status, custom
+):
     cluster = make_cluster()
     names = [make_notebook(cluster)["metadata"]["name"] for _ in range(2)]
     before = {n: wait_phase(n, "Ready") for n in names}
 
     run(REPO / "dev/slurm.sh", "stop-ctld")
     try:
+
         def cluster_unreachable():
             status = custom.get_cluster_custom_object(
-                "batchnotebook.dev", "v1alpha1", "batchclusters", cluster).get("status", {})
-            return any(c["type"] == "Reachable" and c["status"] == "False"
-                       for c in status.get("conditions", []))
+                "batchnotebook.dev", "v1alpha1", "batchclusters", cluster
+            ).get("status", {})
+            return any(
+                c["type"] == "Reachable" and c["status"] == "False"
+                for c in status.get("conditions", [])
+            )
+
         wait_for(cluster_unreachable, 60, "the cluster to be marked unreachable")
         time.sleep(30)
         for name in names:
@@ -57,32 +67,53 @@ def test_slurmctld_down_for_30_seconds(operator, make_cluster, make_notebook, wa
         run(REPO / "dev/slurm.sh", "start-ctld")
 
     for name in names:
-        wait_for(lambda n=name: {c["type"]: c["status"] for c in notebook_status(n)["conditions"]}
-                 ["SchedulerReachable"] == "True", 90, f"{name} to see the scheduler again")
+        wait_for(
+            lambda n=name: (
+                {c["type"]: c["status"] for c in notebook_status(n)["conditions"]}[
+                    "SchedulerReachable"
+                ]
+                == "True"
+            ),
+            90,
+            f"{name} to see the scheduler again",
+        )
         after = notebook_status(name)
         assert after["phase"] == "Ready" and after["jobId"] == before[name]["jobId"]
         assert after["url"] == before[name]["url"]
 
 
-def test_fifty_notebooks_one_query_per_interval(operator, make_cluster, make_notebook,
-                                                wait_phase, notebook_status):
+def test_fifty_notebooks_one_query_per_interval(
+    operator, make_cluster, make_notebook, wait_phase, notebook_status
+):
     calls = STATE / "squeue-calls.log"
     calls.unlink(missing_ok=True)
     interval = 2
     cluster = make_cluster(
         pollIntervalSeconds=interval,
-        commands={"query": [str(REPO / "tests/bin/count-calls"), "squeue", "--noheader", "--all",
-                            "--states=all", "--name={{ tags|join(',') }}",
-                            "--format=%i|%j|%u|%T|%B|%r|%S"]},
+        commands={
+            "query": [
+                str(REPO / "tests/bin/count-calls"),
+                "squeue",
+                "--noheader",
+                "--all",
+                "--states=all",
+                "--name={{ tags|join(',') }}",
+                "--format=%i|%j|%u|%T|%B|%r|%S",
+            ]
+        },
         connection={"environment": {"COUNT_LOG": str(calls)}},
         jupyterCommand=["sleep", "600"],  # no port to report: the jobs just run or queue
     )
-    names = [make_notebook(cluster, user=("alice", "bob")[i % 2])["metadata"]["name"]
-             for i in range(50)]
+    names = [
+        make_notebook(cluster, user=("alice", "bob")[i % 2])["metadata"]["name"] for i in range(50)
+    ]
     for name in names:
         wait_phase(name, "Queued", "Starting", timeout=120)
-    wait_for(lambda: all(notebook_status(n).get("schedulerState") for n in names), 60,
-             "every notebook to have a scheduler state")
+    wait_for(
+        lambda: all(notebook_status(n).get("schedulerState") for n in names),
+        60,
+        "every notebook to have a scheduler state",
+    )
 
     start = time.time()
     time.sleep(5 * interval)

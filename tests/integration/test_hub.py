@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 
 from .conftest import GROUP, VERSION, cluster_spec
-from .stack import JOB_PYTHON, REPO, Hub, run, squeue, wait_for
+from .stack import JOB_PYTHON, Hub, run, squeue, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm, pytest.mark.e2e]
 CLUSTER = "e2e"
@@ -20,35 +20,41 @@ def hub(kubeconfig, operator, custom, core):
     namespace = "jupyterhub-e2e"
     try:
         core.create_namespace({"metadata": {"name": namespace}})
-    except Exception as error:  # noqa: BLE001 - it exists from an earlier run
+    except Exception as error:
         assert getattr(error, "status", None) == 409, error
     spec = cluster_spec(
         callbackURL=f"http://127.0.0.1:{Hub.PUBLIC_PORT}/services/batchnotebook",
         jupyterCommand=["/opt/batchnotebook/jobenv/bin/jupyterhub-singleuser"],
-        python=JOB_PYTHON, pollIntervalSeconds=2,
+        python=JOB_PYTHON,
+        pollIntervalSeconds=2,
     )
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "BatchCluster",
-            "metadata": {"name": CLUSTER}, "spec": spec}
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "BatchCluster",
+        "metadata": {"name": CLUSTER},
+        "spec": spec,
+    }
     try:
         custom.create_cluster_custom_object(GROUP, VERSION, "batchclusters", body)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         assert getattr(error, "status", None) == 409, error
-        custom.patch_cluster_custom_object(GROUP, VERSION, "batchclusters", CLUSTER,
-                                           {"spec": spec})
+        custom.patch_cluster_custom_object(GROUP, VERSION, "batchclusters", CLUSTER, {"spec": spec})
     running = Hub(kubeconfig, namespace)
     running.start()
     running.namespace = namespace
     yield running
     for user in ("alice", "bob"):
         for name in list((running.api("GET", f"/users/{user}")[1] or {}).get("servers", {})):
-            running.api("DELETE", f"/users/{user}/servers/{name}" if name else
-                        f"/users/{user}/server")
+            running.api(
+                "DELETE", f"/users/{user}/servers/{name}" if name else f"/users/{user}/server"
+            )
     running.stop()
 
 
 def notebooks(custom, namespace):
-    return custom.list_namespaced_custom_object(GROUP, VERSION, namespace,
-                                                "batchnotebooks")["items"]
+    return custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "batchnotebooks")[
+        "items"
+    ]
 
 
 def start_server(hub, user, options, name=""):
@@ -57,27 +63,35 @@ def start_server(hub, user, options, name=""):
         hub.api("POST", f"/users/{existing}")  # create the users if needed
     code, answer = hub.api("POST", path, options)
     assert code in (201, 202), answer
-    return wait_for(lambda: (s := hub.server(user, name)) and s.get("ready") and s, 180,
-                    f"{user}'s server {name!r} to be ready")
+    return wait_for(
+        lambda: (s := hub.server(user, name)) and s.get("ready") and s,
+        180,
+        f"{user}'s server {name!r} to be ready",
+    )
 
 
 def through_proxy(hub, path):
-    request = urllib.request.Request(f"{hub.url}{path}",
-                                     headers={"Authorization": f"token {hub.token}"})
+    request = urllib.request.Request(
+        f"{hub.url}{path}", headers={"Authorization": f"token {hub.token}"}
+    )
     with urllib.request.urlopen(request, timeout=30) as answer:
         return answer.status, json.loads(answer.read())
 
 
 def job_of(custom, namespace, user, name=""):
-    items = [i for i in notebooks(custom, namespace)
-             if i["spec"]["hubUser"] == user and i["spec"]["serverName"] == name]
+    items = [
+        i
+        for i in notebooks(custom, namespace)
+        if i["spec"]["hubUser"] == user and i["spec"]["serverName"] == name
+    ]
     assert len(items) == 1, items
     return items[0]
 
 
 def test_rest_api_start_reach_stop(hub, custom):
-    start_server(hub, "alice", {"cluster": CLUSTER, "profile": "small", "cpus": 2,
-                                "walltime": "00:30:00"})
+    start_server(
+        hub, "alice", {"cluster": CLUSTER, "profile": "small", "cpus": 2, "walltime": "00:30:00"}
+    )
     nb = job_of(custom, hub.namespace, "alice")
     jobs = squeue(f"bnb-{nb['metadata']['uid']}")
     assert [(j["user"], j["state"]) for j in jobs] == [("alice", "RUNNING")]
@@ -92,24 +106,42 @@ def test_rest_api_start_reach_stop(hub, custom):
     code, _ = hub.api("DELETE", "/users/alice/server")
     assert code in (202, 204)
     wait_for(lambda: hub.server("alice") is None, 120, "the server to stop")
-    wait_for(lambda: all(j["state"] not in ("RUNNING", "PENDING")
-                         for j in squeue(f"bnb-{nb['metadata']['uid']}")), 60, "the job to end")
-    wait_for(lambda: not [i for i in notebooks(custom, hub.namespace)
-                          if i["metadata"]["uid"] == nb["metadata"]["uid"]], 60,
-             "the BatchNotebook to go")
+    wait_for(
+        lambda: all(
+            j["state"] not in ("RUNNING", "PENDING") for j in squeue(f"bnb-{nb['metadata']['uid']}")
+        ),
+        60,
+        "the job to end",
+    )
+    wait_for(
+        lambda: (
+            not [
+                i
+                for i in notebooks(custom, hub.namespace)
+                if i["metadata"]["uid"] == nb["metadata"]["uid"]
+            ]
+        ),
+        60,
+        "the BatchNotebook to go",
+    )
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"cluster": CLUSTER, "profile": "small", "cpus": "1; touch /tmp/pwned"}, "whole number"),
-    ({"cluster": CLUSTER, "profile": "small", "partition": "debug\n#SBATCH --uid=0"},
-     "may only contain"),
-    ({"cluster": CLUSTER, "profile": "small", "account": "$(id)"}, "may only contain"),
-    ({"cluster": CLUSTER, "profile": "huge"}, "has no profile 'huge'"),
-    ({"cluster": "nosuch", "profile": "small"}, "no cluster named 'nosuch'"),
-    ({"cluster": CLUSTER, "profile": "small", "cpus": 64}, "cpus must be between 1 and 2"),
-    ({"cluster": CLUSTER, "profile": "small", "walltime": "99:00:00"}, "longer than"),
-    ({"cluster": CLUSTER, "profile": "small", "cmd": "bash"}, "unknown option"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"cluster": CLUSTER, "profile": "small", "cpus": "1; touch /tmp/pwned"}, "whole number"),
+        (
+            {"cluster": CLUSTER, "profile": "small", "partition": "debug\n#SBATCH --uid=0"},
+            "may only contain",
+        ),
+        ({"cluster": CLUSTER, "profile": "small", "account": "$(id)"}, "may only contain"),
+        ({"cluster": CLUSTER, "profile": "huge"}, "has no profile 'huge'"),
+        ({"cluster": "nosuch", "profile": "small"}, "no cluster named 'nosuch'"),
+        ({"cluster": CLUSTER, "profile": "small", "cpus": 64}, "cpus must be between 1 and 2"),
+        ({"cluster": CLUSTER, "profile": "small", "walltime": "99:00:00"}, "longer than"),
+        ({"cluster": CLUSTER, "profile": "small", "cmd": "bash"}, "unknown option"),
+    ],
+)
 def test_hostile_options_are_refused_before_anything_is_created(hub, custom, options, message):
     hub.api("POST", "/users/bob")
     before = len(notebooks(custom, hub.namespace))
@@ -128,8 +160,10 @@ def test_hub_restart_keeps_the_server(hub, custom):
     assert through_proxy(hub, "/user/bob/api/status")[0] == 200
     server = wait_for(lambda: hub.server("bob"), 30, "the hub to know bob's server")
     assert server["ready"]
-    assert len(squeue(tag)) == 1 and job_of(custom, hub.namespace, "bob")["metadata"]["uid"] == \
-        nb["metadata"]["uid"]
+    assert (
+        len(squeue(tag)) == 1
+        and job_of(custom, hub.namespace, "bob")["metadata"]["uid"] == nb["metadata"]["uid"]
+    )
     hub.api("DELETE", "/users/bob/server")
     wait_for(lambda: hub.server("bob") is None, 120, "bob's server to stop")
 
@@ -139,16 +173,22 @@ def test_job_cancelled_outside_the_hub(hub, custom):
     nb = job_of(custom, hub.namespace, "alice", "side")
     run("scancel", nb["status"]["jobId"])
     # The operator polls every 2 s, the spawner's poll every 5 s: gone within two of those.
-    wait_for(lambda: hub.server("alice", "side") is None or
-             not hub.server("alice", "side").get("ready"), 2 * 5 + 2 + 3,
-             "the hub to see the server stopped")
+    wait_for(
+        lambda: hub.server("alice", "side") is None or not hub.server("alice", "side").get("ready"),
+        2 * 5 + 2 + 3,
+        "the hub to see the server stopped",
+    )
 
 
 def test_named_servers_on_one_user(hub, custom):
     start_server(hub, "bob", {"cluster": CLUSTER, "profile": "small"}, name="one")
-    start_server(hub, "bob", {"cluster": CLUSTER, "profile": "small", "partition": "batch"},
-                 name="two")
-    one, two = job_of(custom, hub.namespace, "bob", "one"), job_of(custom, hub.namespace, "bob", "two")
+    start_server(
+        hub, "bob", {"cluster": CLUSTER, "profile": "small", "partition": "batch"}, name="two"
+    )
+    one, two = (
+        job_of(custom, hub.namespace, "bob", "one"),
+        job_of(custom, hub.namespace, "bob", "two"),
+    )
     assert one["status"]["jobId"] != two["status"]["jobId"]
     assert through_proxy(hub, "/user/bob/one/api/status")[0] == 200
     assert through_proxy(hub, "/user/bob/two/api/status")[0] == 200

@@ -17,8 +17,10 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slurm]
 def post_report(namespace, name, body, token):
     request = urllib.request.Request(
         f"http://127.0.0.1:{OPERATOR_PORT}/v1/report/{namespace}/{name}",
-        data=json.dumps(body).encode(), method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status
@@ -27,12 +29,17 @@ def post_report(namespace, name, body, token):
 
 
 def events_of(core, namespace, name):
-    return [(e.type, e.reason, e.message) for e in core.list_namespaced_event(
-        namespace, field_selector=f"involvedObject.name={name}").items]
+    return [
+        (e.type, e.reason, e.message)
+        for e in core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={name}"
+        ).items
+    ]
 
 
-def test_lifecycle_submit_run_ready_delete(operator, make_cluster, make_notebook, wait_phase,
-                                           custom, core, namespace):
+def test_lifecycle_submit_run_ready_delete(
+    operator, make_cluster, make_notebook, wait_phase, custom, core, namespace
+):
     cluster = make_cluster()
     nb = make_notebook(cluster, user="alice")
     name, uid = nb["metadata"]["name"], nb["metadata"]["uid"]
@@ -45,17 +52,34 @@ def test_lifecycle_submit_run_ready_delete(operator, make_cluster, make_notebook
     with urllib.request.urlopen(status["url"], timeout=10) as answer:
         assert answer.read().decode().startswith("stand-in for alice as uid ")
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
-    assert conditions == {"Submitted": "True", "Running": "True", "Ready": "True",
-                          "SchedulerReachable": "True"}
+    assert conditions == {
+        "Submitted": "True",
+        "Running": "True",
+        "Ready": "True",
+        "SchedulerReachable": "True",
+    }
     reasons = [reason for _, reason, _ in events_of(core, namespace, name)]
     assert {"Submitted", "Running", "Ready"} <= set(reasons)
 
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "batchnotebooks", name)
-    wait_for(lambda: not any(j["state"] in ("PENDING", "RUNNING", "COMPLETING")
-                             for j in squeue(f"bnb-{uid}")), 60, "the job to end")
-    wait_for(lambda: not custom.list_namespaced_custom_object(
-        GROUP, VERSION, namespace, "batchnotebooks",
-        field_selector=f"metadata.name={name}")["items"], 60, "the resource to go")
+    wait_for(
+        lambda: (
+            not any(
+                j["state"] in ("PENDING", "RUNNING", "COMPLETING") for j in squeue(f"bnb-{uid}")
+            )
+        ),
+        60,
+        "the job to end",
+    )
+    wait_for(
+        lambda: (
+            not custom.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, "batchnotebooks", field_selector=f"metadata.name={name}"
+            )["items"]
+        ),
+        60,
+        "the resource to go",
+    )
 
 
 def test_reports_are_checked(operator, make_cluster, make_notebook, wait_phase, core, namespace):
@@ -64,6 +88,7 @@ def test_reports_are_checked(operator, make_cluster, make_notebook, wait_phase, 
     status = wait_phase(name, "Ready")
     secret = core.read_namespaced_secret(f"{name}-env", namespace).data
     import base64
+
     token = base64.b64decode(secret["BATCHNOTEBOOK_REPORT_TOKEN"]).decode()
 
     assert post_report(namespace, name, {"host": "vm", "port": 1}, "wrong") == 401
@@ -77,8 +102,9 @@ def test_reports_are_checked(operator, make_cluster, make_notebook, wait_phase, 
     assert after["url"] == status["url"] and after["port"] == status["port"]
 
 
-def test_over_limit_notebook_written_by_hand_is_refused(operator, make_cluster, make_notebook,
-                                                        wait_phase):
+def test_over_limit_notebook_written_by_hand_is_refused(
+    operator, make_cluster, make_notebook, wait_phase
+):
     cluster = make_cluster()
     nb = make_notebook(cluster, resources={"cpus": 64})
     status = wait_phase(nb["metadata"]["name"], "Failed")
@@ -95,7 +121,9 @@ def test_unix_user_must_match_the_mapping(operator, make_cluster, make_notebook,
 
 
 def test_scheduler_refusal_shows_its_own_words(operator, make_cluster, make_notebook, wait_phase):
-    cluster = make_cluster(profiles=[{"name": "small", "defaults": {"cpus": 1, "account": "nosuch"}}])
+    cluster = make_cluster(
+        profiles=[{"name": "small", "defaults": {"cpus": 1, "account": "nosuch"}}]
+    )
     nb = make_notebook(cluster)
     status = wait_phase(nb["metadata"]["name"], "Failed")
     assert "Invalid account" in status["message"]
@@ -106,6 +134,7 @@ def test_job_cancelled_outside_is_seen(operator, make_cluster, make_notebook, wa
     nb = make_notebook(cluster)
     status = wait_phase(nb["metadata"]["name"], "Ready", "Starting")
     from .stack import run
+
     run("scancel", status["jobId"])
     ended = wait_phase(nb["metadata"]["name"], "Cancelled", timeout=2 * 2 + 5)
     assert ended["finishedAt"]

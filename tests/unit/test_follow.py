@@ -14,8 +14,10 @@ def conditions(status):
 
 def test_queued_with_reason_and_expected_start():
     start = dt.datetime(2026, 11, 23, 3, 0, tzinfo=dt.UTC)
-    t = from_job({"phase": "Queued", "jobId": "7"},
-                 job(JobState.PENDING, raw="PENDING", reason="Resources", expected_start=start))
+    t = from_job(
+        {"phase": "Queued", "jobId": "7"},
+        job(JobState.PENDING, raw="PENDING", reason="Resources", expected_start=start),
+    )
     assert "phase" not in t.status and t.status["schedulerReason"] == "Resources"
     assert t.status["expectedStartTime"] == "2026-11-23T03:00:00Z"
     assert "Resources" in t.status["message"]
@@ -40,20 +42,30 @@ def test_running_then_ready_when_report_matches():
 
 
 def test_report_from_another_host_is_not_ready():
-    status = {"phase": "Starting", "execHost": "node1", "reportedHost": "node2",
-              "reportedPort": 8888}
+    status = {
+        "phase": "Starting",
+        "execHost": "node1",
+        "reportedHost": "node2",
+        "reportedPort": 8888,
+    }
     assert ready_fields(status, 1) == {}
 
 
 def test_host_rewrite():
-    t = from_job({"phase": "Queued"}, job(JobState.RUNNING, exec_host="node1"),
-                 {"domainSuffix": ".cluster.example.org"})
+    t = from_job(
+        {"phase": "Queued"},
+        job(JobState.RUNNING, exec_host="node1"),
+        {"domainSuffix": ".cluster.example.org"},
+    )
     assert t.status["execHost"] == "node1.cluster.example.org"
 
 
 def test_ended_states():
-    for state, phase in ((JobState.FINISHED, "Completed"), (JobState.FAILED, "Failed"),
-                         (JobState.CANCELLED, "Cancelled")):
+    for state, phase in (
+        (JobState.FINISHED, "Completed"),
+        (JobState.FAILED, "Failed"),
+        (JobState.CANCELLED, "Cancelled"),
+    ):
         t = from_job({"phase": "Ready"}, job(state, exit_code=3, reason="x"))
         assert t.status["phase"] == phase and t.status["exitCode"] == 3
         assert t.status["finishedAt"]

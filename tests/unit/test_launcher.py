@@ -29,8 +29,9 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 length = int(self.headers["Content-Length"])
-                outer.reports.append((self.path, self.headers["Authorization"],
-                                      json.loads(self.rfile.read(length))))
+                outer.reports.append(
+                    (self.path, self.headers["Authorization"], json.loads(self.rfile.read(length)))
+                )
                 self.send_response(status)
                 self.end_headers()
                 self.wfile.write(b"{}")
@@ -54,10 +55,19 @@ def receiver():
 
 
 def run_launcher(url, *command, timeout=30):
-    env = {**os.environ, "BATCHNOTEBOOK_REPORT_URL": url, "BATCHNOTEBOOK_REPORT_TOKEN": "t0ken",
-           "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:0/user/alice/"}
-    return subprocess.run([sys.executable, LAUNCHER, *command], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    env = {
+        **os.environ,
+        "BATCHNOTEBOOK_REPORT_URL": url,
+        "BATCHNOTEBOOK_REPORT_TOKEN": "t0ken",
+        "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:0/user/alice/",
+    }
+    return subprocess.run(
+        [sys.executable, LAUNCHER, *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_reports_the_port_really_listened_on(receiver):
@@ -65,7 +75,8 @@ def test_reports_the_port_really_listened_on(receiver):
     assert done.returncode == 0, done.stderr
     listened = int(done.stderr.split("stand-in listening on ")[1].split()[0])
     assert receiver.reports == [
-        ("/v1/report/ns/nb", "Bearer t0ken", {"host": socket.gethostname(), "port": listened})]
+        ("/v1/report/ns/nb", "Bearer t0ken", {"host": socket.gethostname(), "port": listened})
+    ]
 
 
 def test_token_is_not_passed_to_jupyter(receiver):

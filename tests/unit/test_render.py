@@ -2,7 +2,6 @@ import shlex
 import subprocess
 
 import pytest
-
 from batchnotebook_operator.errors import InvalidOptions
 from batchnotebook_operator.profiles import Resources
 from batchnotebook_operator.render import JobRequest, render
@@ -13,10 +12,16 @@ TEMPLATE = BACKENDS["slurm"].default_template()
 
 def request(**overrides):
     values = dict(
-        job_name="bnb-uid", comment="batchnotebook:ns/nb", user="alice",
-        resources=Resources(cpus=2, memory="4G", walltime="01:00:00", partition="debug",
-                            account="research"),
-        environment={"JUPYTERHUB_API_TOKEN": "secret-token", "BATCHNOTEBOOK_REPORT_URL": "http://x"},
+        job_name="bnb-uid",
+        comment="batchnotebook:ns/nb",
+        user="alice",
+        resources=Resources(
+            cpus=2, memory="4G", walltime="01:00:00", partition="debug", account="research"
+        ),
+        environment={
+            "JUPYTERHUB_API_TOKEN": "secret-token",
+            "BATCHNOTEBOOK_REPORT_URL": "http://x",
+        },
         jupyter_command=["/opt/jobenv/bin/jupyterhub-singleuser"],
         python="/opt/jobenv/bin/python",
     )
@@ -31,13 +36,21 @@ def directives(script):
 def test_default_slurm_script():
     script = render(TEMPLATE, request())
     assert directives(script) == [
-        "#SBATCH --job-name=bnb-uid", "#SBATCH --comment=batchnotebook:ns/nb",
-        "#SBATCH --output=batchnotebook-%j.log", "#SBATCH --ntasks=1",
-        "#SBATCH --cpus-per-task=2", "#SBATCH --mem=4G", "#SBATCH --time=01:00:00",
-        "#SBATCH --partition=debug", "#SBATCH --account=research",
+        "#SBATCH --job-name=bnb-uid",
+        "#SBATCH --comment=batchnotebook:ns/nb",
+        "#SBATCH --output=batchnotebook-%j.log",
+        "#SBATCH --ntasks=1",
+        "#SBATCH --cpus-per-task=2",
+        "#SBATCH --mem=4G",
+        "#SBATCH --time=01:00:00",
+        "#SBATCH --partition=debug",
+        "#SBATCH --account=research",
     ]
     assert "export JUPYTERHUB_API_TOKEN=secret-token" in script
-    assert "exec /opt/jobenv/bin/python - /opt/jobenv/bin/jupyterhub-singleuser <<'BATCHNOTEBOOK_LAUNCHER'" in script
+    assert (
+        "exec /opt/jobenv/bin/python - /opt/jobenv/bin/jupyterhub-singleuser "
+        "<<'BATCHNOTEBOOK_LAUNCHER'" in script
+    )
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)  # valid shell
 
 
@@ -49,8 +62,10 @@ def test_optional_directives_only_when_set():
 
 def test_every_value_is_quoted():
     hostile = "x'; touch /tmp/pwned; echo '\n#SBATCH --uid=0 $(id) `id`"
-    script = render("#!/bin/bash\necho {{ comment }} {{ account }}\n",
-                    request(comment=hostile, resources=Resources(account="a b")))
+    script = render(
+        "#!/bin/bash\necho {{ comment }} {{ account }}\n",
+        request(comment=hostile, resources=Resources(account="a b")),
+    )
     body = script.split("\n", 1)[1]
     assert shlex.split(body) == ["echo", hostile, "a b"]
     out = subprocess.run(["bash"], input=script, text=True, capture_output=True, check=True)
@@ -58,9 +73,10 @@ def test_every_value_is_quoted():
 
 
 def test_environment_values_survive_quoting_and_names_are_checked():
-    value = "tok'en with $HOME and \"quotes\"\nand a newline"
-    script = render("#!/bin/bash\n{{ environment }}\necho \"$V\"\n",
-                    request(environment={"V": value}))
+    value = 'tok\'en with $HOME and "quotes"\nand a newline'
+    script = render(
+        '#!/bin/bash\n{{ environment }}\necho "$V"\n', request(environment={"V": value})
+    )
     out = subprocess.run(["bash"], input=script, text=True, capture_output=True, check=True)
     assert out.stdout == value + "\n"
     with pytest.raises(InvalidOptions, match="environment variable"):

@@ -1,5 +1,4 @@
 import pytest
-
 from batchnotebook_operator.errors import SchedulerUnavailable, SubmissionRefused
 from batchnotebook_operator.model import JobState
 from batchnotebook_operator.schedulers import BACKENDS
@@ -12,12 +11,15 @@ def result(returncode, stdout="", stderr=""):
     return CommandResult(("sbatch",), returncode, stdout, stderr)
 
 
-@pytest.mark.parametrize("stdout, job_id", [
-    ("481417\n", "481417"),
-    ("481417;cluster2\n", "481417"),
-    ("Submitted batch job 481417\n", "481417"),
-    ("sbatch: warning: something\n12\n", "12"),
-])
+@pytest.mark.parametrize(
+    "stdout, job_id",
+    [
+        ("481417\n", "481417"),
+        ("481417;cluster2\n", "481417"),
+        ("Submitted batch job 481417\n", "481417"),
+        ("sbatch: warning: something\n12\n", "12"),
+    ],
+)
 def test_submit_output(stdout, job_id):
     assert slurm.parse_submit(stdout) == job_id
 
@@ -53,19 +55,25 @@ def test_accounting(fixture_text):
     assert jobs["7"].exec_host == ""
 
 
-@pytest.mark.parametrize("stderr", [
-    "slurm_load_jobs error: Unable to contact slurm controller (connect failure)",
-    "slurm_load_jobs error:  Socket timed out on send/recv operation",
-    "sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)",
-])
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "slurm_load_jobs error: Unable to contact slurm controller (connect failure)",
+        "slurm_load_jobs error:  Socket timed out on send/recv operation",
+        "sbatch: error: Batch job submission failed: "
+        "Unable to contact slurm controller (connect failure)",
+    ],
+)
 def test_controller_down_is_unavailable_never_refused(stderr):
     with pytest.raises(SchedulerUnavailable):
         slurm.check(result(1, stderr=stderr), refusal=True)
 
 
 def test_refusal_keeps_the_schedulers_words():
-    text = ("sbatch: error: Batch job submission failed: Invalid account or account/partition "
-            "combination specified")
+    text = (
+        "sbatch: error: Batch job submission failed: Invalid account or account/partition "
+        "combination specified"
+    )
     with pytest.raises(SubmissionRefused, match="Invalid account or account/partition"):
         slurm.check(result(1, stderr=text), refusal=True)
 

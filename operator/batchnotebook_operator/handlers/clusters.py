@@ -29,8 +29,15 @@ def clusters_by_name(name: str, spec: kopf.Spec, **_: Any) -> dict:
 
 
 def _ref(notebook: dict) -> dict:
-    return {"apiVersion": API_VERSION, "kind": "BatchNotebook", "metadata": {
-        "name": notebook["name"], "namespace": notebook["namespace"], "uid": notebook["uid"]}}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "BatchNotebook",
+        "metadata": {
+            "name": notebook["name"],
+            "namespace": notebook["namespace"],
+            "uid": notebook["uid"],
+        },
+    }
 
 
 def _seconds_since(*stamps: str | None) -> float:
@@ -46,7 +53,8 @@ async def _apply(notebook: dict, transition: Transition, limit: asyncio.Semaphor
         return
     async with limit:
         await registry.kube.patch_notebook_status(
-            notebook["namespace"], notebook["name"], transition.status)
+            notebook["namespace"], notebook["name"], transition.status
+        )
         for type_, reason, message in transition.events:
             await registry.kube.event(_ref(notebook), type_, reason, message)
 
@@ -54,24 +62,33 @@ async def _apply(notebook: dict, transition: Transition, limit: asyncio.Semaphor
 async def poll(client: ClusterClient, spec: dict, notebooks: list[dict]) -> int:
     """One round: one queue query for every followed notebook (plus accounting for those the
     queue forgot). Returns how many notebooks are still active. Raises SchedulerUnavailable."""
-    active = [n for n in notebooks
-              if n["status"].get("jobName") and not Phase(n["status"].get("phase", "Pending")).terminal]
+    active = [
+        n
+        for n in notebooks
+        if n["status"].get("jobName") and not Phase(n["status"].get("phase", "Pending")).terminal
+    ]
     if not active:
         return 0
     limit = asyncio.Semaphore(PARALLEL_PATCHES)
     try:
         jobs = await client.query(n["status"]["jobName"] for n in active)
     except SchedulerUnavailable as error:
-        await asyncio.gather(*(
-            _apply(n, unreachable(n["status"], str(error), n["generation"]), limit) for n in active))
+        await asyncio.gather(
+            *(
+                _apply(n, unreachable(n["status"], str(error), n["generation"]), limit)
+                for n in active
+            )
+        )
         raise
 
     forgotten = [n for n in active if n["status"]["jobName"] not in jobs]
     remembered: dict[str, JobStatus] | None = {}
     if forgotten:
         try:
-            remembered = {j.job_id: j for j in await client.accounting(
-                job_ids=[n["status"]["jobId"] for n in forgotten])}
+            remembered = {
+                j.job_id: j
+                for j in await client.accounting(job_ids=[n["status"]["jobId"] for n in forgotten])
+            }
         except SchedulerUnavailable as error:
             log.warning("cluster %s: accounting did not answer: %s", client.name, error)
             remembered = None  # unknown, not gone
@@ -84,9 +101,12 @@ async def poll(client: ClusterClient, spec: dict, notebooks: list[dict]) -> int:
             transition = from_job(status, job, spec.get("hostRewrite"), notebook["generation"])
             still_active += not job.state.ended
         elif remembered is not None:
-            transition = vanished(status, status["jobId"],
-                                  _seconds_since(status.get("lastSeenAt"), status.get("submittedAt")),
-                                  notebook["generation"])
+            transition = vanished(
+                status,
+                status["jobId"],
+                _seconds_since(status.get("lastSeenAt"), status.get("submittedAt")),
+                notebook["generation"],
+            )
         else:
             transition = Transition()
         transitions.append(_apply(notebook, transition, limit))
@@ -96,8 +116,13 @@ async def poll(client: ClusterClient, spec: dict, notebooks: list[dict]) -> int:
 
 @kopf.daemon(GROUP, VERSION, CLUSTERS, cancellation_timeout=5)
 async def follow_cluster(
-    name: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, stopped: kopf.DaemonStopped,
-    notebooks_by_cluster: kopf.Index, **_: Any,
+    name: str,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    stopped: kopf.DaemonStopped,
+    notebooks_by_cluster: kopf.Index,
+    **_: Any,
 ) -> None:
     checked_version_at = 0.0
     cluster_status: dict = {"conditions": list(status.get("conditions", []))}
@@ -109,19 +134,35 @@ async def follow_cluster(
             if started - checked_version_at > VERSION_CHECK_SECONDS:
                 update["schedulerVersion"] = await client.version()
                 checked_version_at = started
-            update["activeJobs"] = await poll(client, dict(spec),
-                                              list(notebooks_by_cluster.get(name, [])))
-            reachable = condition(cluster_status["conditions"], "Reachable", True, "Answered",
-                                  "the scheduler answered the last query", meta.get("generation"))
+            update["activeJobs"] = await poll(
+                client, dict(spec), list(notebooks_by_cluster.get(name, []))
+            )
+            reachable = condition(
+                cluster_status["conditions"],
+                "Reachable",
+                True,
+                "Answered",
+                "the scheduler answered the last query",
+                meta.get("generation"),
+            )
         except SchedulerUnavailable as error:
-            reachable = condition(cluster_status["conditions"], "Reachable", False, "NoAnswer",
-                                  str(error)[:500], meta.get("generation"))
+            reachable = condition(
+                cluster_status["conditions"],
+                "Reachable",
+                False,
+                "NoAnswer",
+                str(error)[:500],
+                meta.get("generation"),
+            )
         except Exception:  # one bad round must not stop following the cluster
             log.exception("cluster %s: poll failed", name)
             reachable = cluster_status["conditions"]
         elapsed = time.monotonic() - started
-        update |= {"lastPollTime": timestamp(), "lastPollDurationSeconds": round(elapsed, 3),
-                   "conditions": reachable}
+        update |= {
+            "lastPollTime": timestamp(),
+            "lastPollDurationSeconds": round(elapsed, 3),
+            "conditions": reachable,
+        }
         cluster_status |= update
         try:
             await registry.kube.patch_cluster_status(name, update)

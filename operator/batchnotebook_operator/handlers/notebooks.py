@@ -30,13 +30,24 @@ def report_url(cluster_spec: dict, namespace: str, name: str) -> str:
 
 @kopf.index(GROUP, VERSION, NOTEBOOKS)
 def notebooks_by_cluster(
-    name: str, namespace: str, uid: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
     **_: Any,
 ) -> dict:
-    return {spec.get("clusterName"): {
-        "name": name, "namespace": namespace, "uid": uid, "generation": meta.get("generation"),
-        "unixUser": spec.get("unixUser"), "status": dict(status),
-    }}
+    return {
+        spec.get("clusterName"): {
+            "name": name,
+            "namespace": namespace,
+            "uid": uid,
+            "generation": meta.get("generation"),
+            "unixUser": spec.get("unixUser"),
+            "status": dict(status),
+        }
+    }
 
 
 def cluster_spec(clusters_by_name: kopf.Index, name: str) -> dict | None:
@@ -45,12 +56,25 @@ def cluster_spec(clusters_by_name: kopf.Index, name: str) -> dict | None:
 
 
 async def fail(body: kopf.Body, reason: str, message: str) -> None:
-    conditions = condition(body.status.get("conditions", []), "Submitted", False, reason, message,
-                           body.meta.get("generation"))
-    await registry.kube.patch_notebook_status(body.meta["namespace"], body.meta["name"], {
-        "phase": Phase.FAILED.value, "message": message, "finishedAt": timestamp(),
-        "conditions": conditions, "observedGeneration": body.meta.get("generation"),
-    })
+    conditions = condition(
+        body.status.get("conditions", []),
+        "Submitted",
+        False,
+        reason,
+        message,
+        body.meta.get("generation"),
+    )
+    await registry.kube.patch_notebook_status(
+        body.meta["namespace"],
+        body.meta["name"],
+        {
+            "phase": Phase.FAILED.value,
+            "message": message,
+            "finishedAt": timestamp(),
+            "conditions": conditions,
+            "observedGeneration": body.meta.get("generation"),
+        },
+    )
     await registry.kube.event(body, "Warning", reason, message)
     raise kopf.PermanentError(message)
 
@@ -58,8 +82,16 @@ async def fail(body: kopf.Body, reason: str, message: str) -> None:
 @kopf.on.resume(GROUP, VERSION, NOTEBOOKS)
 @kopf.on.create(GROUP, VERSION, NOTEBOOKS)
 async def submit(
-    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, name: str, namespace: str, uid: str,
-    retry: int, clusters_by_name: kopf.Index, logger: kopf.Logger, **_: Any,
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    name: str,
+    namespace: str,
+    uid: str,
+    retry: int,
+    clusters_by_name: kopf.Index,
+    logger: kopf.Logger,
+    **_: Any,
 ) -> None:
     if status.get("jobId") or Phase(status.get("phase", "Pending")).terminal:
         return
@@ -68,13 +100,19 @@ async def submit(
     if cluster is None:
         await fail(body, "UnknownCluster", f"there is no BatchCluster named {cluster_name!r}")
     try:
-        expected_user = cluster.get("userMapping", {}).get("template", "{username}").format(
-            username=spec["hubUser"])
+        expected_user = (
+            cluster.get("userMapping", {})
+            .get("template", "{username}")
+            .format(username=spec["hubUser"])
+        )
         if spec["unixUser"] != expected_user:
-            raise InvalidOptions(f"hub user {spec['hubUser']!r} maps to Unix user "
-                                 f"{expected_user!r}, not {spec['unixUser']!r}")
-        resources = resolve(find_profile(cluster_name, cluster, spec["profile"]),
-                            dict(spec.get("resources", {})))
+            raise InvalidOptions(
+                f"hub user {spec['hubUser']!r} maps to Unix user "
+                f"{expected_user!r}, not {spec['unixUser']!r}"
+            )
+        resources = resolve(
+            find_profile(cluster_name, cluster, spec["profile"]), dict(spec.get("resources", {}))
+        )
     except InvalidOptions as error:
         await fail(body, "InvalidSpec", str(error))
 
@@ -85,12 +123,16 @@ async def submit(
         environment = await registry.kube.secret_data(namespace, spec["envSecretName"])
     except ApiException as error:
         if error.status == 404 and retry < 10:
-            raise kopf.TemporaryError(f"Secret {spec['envSecretName']} not found yet", delay=2)
-        await fail(body, "SecretMissing", f"cannot read Secret {spec['envSecretName']}: "
-                                          f"{error.reason}")
+            raise kopf.TemporaryError(
+                f"Secret {spec['envSecretName']} not found yet", delay=2
+            ) from error
+        await fail(
+            body, "SecretMissing", f"cannot read Secret {spec['envSecretName']}: {error.reason}"
+        )
     if not environment.get(REPORT_TOKEN_KEY):
-        await fail(body, "SecretIncomplete", f"Secret {spec['envSecretName']} has no "
-                                             f"{REPORT_TOKEN_KEY}")
+        await fail(
+            body, "SecretIncomplete", f"Secret {spec['envSecretName']} has no {REPORT_TOKEN_KEY}"
+        )
     environment["BATCHNOTEBOOK_REPORT_URL"] = report_url(cluster, namespace, name)
 
     try:
@@ -101,11 +143,14 @@ async def submit(
             script = render(
                 cluster.get("jobTemplate") or client.scheduler.default_template(),
                 JobRequest(
-                    job_name=tag, comment=f"batchnotebook:{namespace}/{name}",
-                    user=spec["unixUser"], resources=resources, environment=environment,
-                    jupyter_command=list(cluster.get("jupyterCommand",
-                                                     ["jupyterhub-singleuser"])),
-                    python=cluster.get("python", "python3"), prologue=cluster.get("prologue", ""),
+                    job_name=tag,
+                    comment=f"batchnotebook:{namespace}/{name}",
+                    user=spec["unixUser"],
+                    resources=resources,
+                    environment=environment,
+                    jupyter_command=list(cluster.get("jupyterCommand", ["jupyterhub-singleuser"])),
+                    python=cluster.get("python", "python3"),
+                    prologue=cluster.get("prologue", ""),
                     output=cluster.get("jobOutput", "batchnotebook-%j.log"),
                 ),
             )
@@ -115,36 +160,71 @@ async def submit(
     except InvalidOptions as error:
         await fail(body, "InvalidTemplate", str(error))
     except SchedulerUnavailable as error:
-        await registry.kube.patch_notebook_status(namespace, name, {
-            "phase": Phase.PENDING.value, "message": f"waiting for the scheduler: {error}",
-            "conditions": condition(status.get("conditions", []), "SchedulerReachable", False,
-                                    "NoAnswer", str(error)[:500], body.meta.get("generation")),
-        })
+        await registry.kube.patch_notebook_status(
+            namespace,
+            name,
+            {
+                "phase": Phase.PENDING.value,
+                "message": f"waiting for the scheduler: {error}",
+                "conditions": condition(
+                    status.get("conditions", []),
+                    "SchedulerReachable",
+                    False,
+                    "NoAnswer",
+                    str(error)[:500],
+                    body.meta.get("generation"),
+                ),
+            },
+        )
         raise kopf.TemporaryError(f"scheduler unavailable: {error}", delay=interval) from error
 
     logger.info("job %s %s as %s", job_id, how, spec["unixUser"])
-    conditions = condition(status.get("conditions", []), "Submitted", True, "JobSubmitted",
-                           f"job {job_id}", body.meta.get("generation"))
-    await registry.kube.patch_notebook_status(namespace, name, {
-        "phase": Phase.QUEUED.value, "jobId": job_id, "jobName": tag,
-        "submittedAt": status.get("submittedAt") or timestamp(),
-        "message": f"job {job_id} {how}, waiting for the scheduler",
-        "conditions": conditions, "observedGeneration": body.meta.get("generation"),
-    })
-    await registry.kube.event(body, "Normal", "Submitted",
-                              f"job {job_id} {how} to {cluster_name} as {spec['unixUser']}")
+    conditions = condition(
+        status.get("conditions", []),
+        "Submitted",
+        True,
+        "JobSubmitted",
+        f"job {job_id}",
+        body.meta.get("generation"),
+    )
+    await registry.kube.patch_notebook_status(
+        namespace,
+        name,
+        {
+            "phase": Phase.QUEUED.value,
+            "jobId": job_id,
+            "jobName": tag,
+            "submittedAt": status.get("submittedAt") or timestamp(),
+            "message": f"job {job_id} {how}, waiting for the scheduler",
+            "conditions": conditions,
+            "observedGeneration": body.meta.get("generation"),
+        },
+    )
+    await registry.kube.event(
+        body, "Normal", "Submitted", f"job {job_id} {how} to {cluster_name} as {spec['unixUser']}"
+    )
 
 
 @kopf.on.delete(GROUP, VERSION, NOTEBOOKS)
 async def cancel(
-    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, uid: str, retry: int,
-    clusters_by_name: kopf.Index, logger: kopf.Logger, **_: Any,
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    uid: str,
+    retry: int,
+    clusters_by_name: kopf.Index,
+    logger: kopf.Logger,
+    **_: Any,
 ) -> None:
     cluster_name = spec["clusterName"]
     cluster = cluster_spec(clusters_by_name, cluster_name)
     if cluster is None:
-        await registry.kube.event(body, "Warning", "UnknownCluster",
-                                  f"BatchCluster {cluster_name} is gone; cannot cancel the job")
+        await registry.kube.event(
+            body,
+            "Warning",
+            "UnknownCluster",
+            f"BatchCluster {cluster_name} is gone; cannot cancel the job",
+        )
         return
     client = registry.client(cluster_name, cluster)
     interval = cluster.get("pollIntervalSeconds", 10)
@@ -163,7 +243,9 @@ async def cancel(
         problem = f"the scheduler did not answer: {error}"
     if retry + 1 >= CANCEL_ATTEMPTS:
         await registry.kube.event(
-            body, "Warning", "CancelUnconfirmed",
+            body,
+            "Warning",
+            "CancelUnconfirmed",
             f"gave up waiting after {CANCEL_ATTEMPTS} attempts ({problem}); cancel job "
             f"{status.get('jobId') or job_name(uid)} by hand if it still runs",
         )

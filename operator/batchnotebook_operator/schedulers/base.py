@@ -33,7 +33,9 @@ class Scheduler(ABC):
 
     @classmethod
     def default_template(cls) -> str:
-        return (resources.files("batchnotebook_operator") / "templates" / f"{cls.name}.sh.j2").read_text()
+        return (
+            resources.files("batchnotebook_operator") / "templates" / f"{cls.name}.sh.j2"
+        ).read_text()
 
     def argv(self, command: str, **context: Any) -> list[str]:
         argv: list[str] = []
@@ -50,14 +52,18 @@ class Scheduler(ABC):
 
     def has_no_accounting(self, result: CommandResult) -> bool:
         return result.returncode != 0 and any(
-            re.search(p, result.stderr, re.IGNORECASE) for p in self.no_accounting_patterns)
+            re.search(p, result.stderr, re.IGNORECASE) for p in self.no_accounting_patterns
+        )
 
     def check(self, result: CommandResult, *, refusal: bool = False) -> str:
         """Return stdout of a command that succeeded; otherwise say what its failure means."""
         if result.returncode == 0:
             return result.stdout
-        message = (result.stderr.strip() or result.stdout.strip() or
-                   f"{result.argv[0]} exited with {result.returncode}")
+        message = (
+            result.stderr.strip()
+            or result.stdout.strip()
+            or f"{result.argv[0]} exited with {result.returncode}"
+        )
         if refusal and not self.is_unavailable(message):
             raise SubmissionRefused(message)
         raise SchedulerUnavailable(message)

@@ -71,13 +71,24 @@ class Slurm(Scheduler):
     name = "slurm"
     commands = {  # noqa: RUF012 - class-level data read by the base class
         "submit": ["sbatch", "--parsable"],
-        "query": ["squeue", "--noheader", "--all", "--states=all",
-                  "--name={{ tags|join(',') }}", f"--format={QUERY_FIELDS}"],
-        "accounting": ["sacct", "--noheader", "--parsable2", "--allocations",
-                       "{% if job_ids %}--jobs={{ job_ids|join(',') }}{% endif %}",
-                       "{% if tags %}--name={{ tags|join(',') }}{% endif %}",
-                       "{% if tags %}--starttime=now-7days{% endif %}",
-                       f"--format={ACCOUNTING_FIELDS}"],
+        "query": [
+            "squeue",
+            "--noheader",
+            "--all",
+            "--states=all",
+            "--name={{ tags|join(',') }}",
+            f"--format={QUERY_FIELDS}",
+        ],
+        "accounting": [
+            "sacct",
+            "--noheader",
+            "--parsable2",
+            "--allocations",
+            "{% if job_ids %}--jobs={{ job_ids|join(',') }}{% endif %}",
+            "{% if tags %}--name={{ tags|join(',') }}{% endif %}",
+            "{% if tags %}--starttime=now-7days{% endif %}",
+            f"--format={ACCOUNTING_FIELDS}",
+        ],
         "cancel": ["scancel", "{{ job_ids }}"],
         "version": ["sinfo", "--version"],
     }
@@ -110,7 +121,11 @@ class Slurm(Scheduler):
             job_id, name, user, state, host, reason, start = fields
             job_state, raw = _state(state)
             yield JobStatus(
-                job_id=job_id.strip(), name=name, user=user, state=job_state, raw_state=raw,
+                job_id=job_id.strip(),
+                name=name,
+                user=user,
+                state=job_state,
+                raw_state=raw,
                 exec_host=_value(host) if job_state is not JobState.PENDING else "",
                 reason=_value(reason),
                 expected_start=_start_time(start) if job_state is JobState.PENDING else None,
@@ -124,9 +139,14 @@ class Slurm(Scheduler):
             job_id, name, user, state, exit_code, nodes = fields
             job_state, raw = _state(state)
             yield JobStatus(
-                job_id=job_id, name=name, user=user, state=job_state, raw_state=raw,
+                job_id=job_id,
+                name=name,
+                user=user,
+                state=job_state,
+                raw_state=raw,
                 exec_host=_value(nodes) if "None assigned" not in nodes else "",
-                exit_code=_exit_code(exit_code), reason=state.strip() if raw != state else "",
+                exit_code=_exit_code(exit_code),
+                reason=state.strip() if raw != state else "",
             )
 
     def parse_version(self, stdout: str) -> str:

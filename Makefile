@@ -1,0 +1,25 @@
+# BatchNotebook — the two commands the README promises, and a few helpers.
+.PHONY: dev dev-down test unit lint format clean
+
+dev:            ## install what is missing and start the whole local stack
+	@dev/up.sh
+
+dev-down:       ## stop everything `make dev` started
+	@dev/down.sh
+
+test:           ## install what is missing and run the whole suite on the real components
+	@dev/test.sh
+
+unit:           ## fast tests only (no API server, no Slurm)
+	@dev/python.sh
+	.venv/bin/python -m pytest -q tests/unit
+
+lint:
+	@dev/python.sh
+	.venv/bin/ruff check .
+
+format:
+	.venv/bin/ruff format .
+
+clean:          ## forget the local state (not the build cache)
+	rm -rf .dev .test

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# `make test`: install what is missing, then run lint and the whole suite against real components
+# (the suite starts its own API server in .test/, shares the system Slurm).
+set -euo pipefail
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO_ROOT"
+
+dev/python.sh
+dev/controlplane.sh build
+dev/slurm.sh install
+dev/slurm.sh start
+dev/hub.sh install
+
+cleanup() {
+	dev/hub.sh stop .test || true
+	dev/controlplane.sh stop .test || true
+}
+trap cleanup EXIT
+
+.venv/bin/ruff check .
+mkdir -p test-artifacts
+.venv/bin/python -m pytest -q -ra --junitxml=test-artifacts/junit.xml "$@" tests
