@@ -11,7 +11,8 @@ from prometheus_client import Counter, Histogram
 from .errors import SchedulerUnavailable
 from .model import JobStatus
 from .schedulers import BACKENDS, Scheduler
-from .transports import CommandResult, LocalTransport
+from .transports import CommandResult, Transport, with_bin_directory
+from .transports.local import LocalTransport
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,8 @@ class ClusterClient:
         self.spec = spec
         connection = spec.get("connection", {})
         self.scheduler: Scheduler = BACKENDS[spec["scheduler"]](spec.get("commands"))
-        self.transport = LocalTransport(
+        self.bin_directory = connection.get("binDirectory")
+        self.transport: Transport = LocalTransport(
             run_as=connection.get("runAsCommand", ["sudo", "-n", "-u", "{user}", "--"]),
             timeout=connection.get("commandTimeoutSeconds", 30),
             environment=connection.get("environment"),
@@ -43,7 +45,7 @@ class ClusterClient:
     async def _run(
         self, command: str, *, user: str | None = None, stdin: str | None = None, **context
     ) -> CommandResult:
-        argv = self.scheduler.argv(command, **context)
+        argv = with_bin_directory(self.scheduler.argv(command, **context), self.bin_directory)
         started = time.monotonic()
         try:
             result = await self.transport.run(argv, user=user, stdin=stdin)
@@ -68,12 +70,13 @@ class ClusterClient:
         result = await self._run("submit", user=user, stdin=script)
         return self.scheduler.parse_submit(self.scheduler.check(result, refusal=True))
 
-    async def query(self, tags: Iterable[str]) -> dict[str, JobStatus]:
-        """State of every job named by `tags`, in one command. Raises if the scheduler is silent."""
-        tags = sorted(set(tags))
+    async def query(self, tags: Iterable[str], job_ids: Iterable[str] = ()) -> dict[str, JobStatus]:
+        """State of every job named by `tags` (ids given where known), in one command, by tag.
+        Raises SchedulerUnavailable if the scheduler is silent."""
+        tags, job_ids = sorted(set(tags)), sorted(set(job_ids))
         if not tags:
             return {}
-        result = await self._run("query", tags=tags)
+        result = await self._run("query", tags=tags, job_ids=job_ids)
         return {job.name: job for job in self.scheduler.parse_query(self.scheduler.check(result))}
 
     async def accounting(

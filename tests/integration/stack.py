@@ -80,6 +80,7 @@ class Operator:
         self.starts = 0
 
     def start(self) -> None:
+        assert not self.healthy_elsewhere(), f"something else already listens on {self.port}"
         self.starts += 1
         log = open(STATE / "logs" / f"operator-{self.starts}.log", "w")  # noqa: SIM115
         env = {
@@ -103,6 +104,13 @@ class Operator:
             cwd=REPO,
         )
         wait_for(self.healthy, 60, "the operator to come up")
+
+    def healthy_elsewhere(self) -> bool:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2).close()
+            return True
+        except OSError:
+            return False
 
     def healthy(self) -> bool:
         try:

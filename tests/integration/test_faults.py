@@ -126,3 +126,23 @@ def test_fifty_notebooks_one_query_per_interval(
         assert len(asked) == 50
     for name in names:
         run("scancel", notebook_status(name)["jobId"])
+
+
+def test_api_server_restart_loses_nothing(
+    operator, kubeconfig, make_cluster, make_notebook, wait_phase, notebook_status
+):
+    cluster = make_cluster()
+    name = make_notebook(cluster)["metadata"]["name"]
+    before = wait_phase(name, "Ready")
+
+    run(REPO / "dev/controlplane.sh", "stop", STATE)
+    time.sleep(5)  # the operator meanwhile polls Slurm and cannot write: nothing may break
+    run(REPO / "dev/controlplane.sh", "start", STATE, "17443")
+
+    assert operator.alive
+    wait_for(operator.healthy, 60, "the operator to be healthy again")
+    after = wait_phase(name, "Ready")
+    assert (after["jobId"], after["url"]) == (before["jobId"], before["url"])
+    assert len(squeue(before["jobName"])) == 1
+    # And it still acts: a new notebook is submitted and becomes ready.
+    wait_phase(make_notebook(cluster)["metadata"]["name"], "Ready", timeout=90)

@@ -194,3 +194,27 @@ def test_named_servers_on_one_user(hub, custom):
     assert through_proxy(hub, "/user/bob/two/api/status")[0] == 200
     for name in ("one", "two"):
         hub.api("DELETE", f"/users/bob/servers/{name}")
+
+
+def test_progress_follows_the_status(hub, custom):
+    hub.api("POST", "/users/alice")
+    code, answer = hub.api(
+        "POST", "/users/alice/servers/watched", {"cluster": CLUSTER, "profile": "small"}
+    )
+    assert code in (201, 202), answer
+    request = urllib.request.Request(
+        f"{hub.url}/hub/api/users/alice/servers/watched/progress",
+        headers={"Authorization": f"token {hub.token}"},
+    )
+    events = []
+    with urllib.request.urlopen(request, timeout=180) as stream:
+        for line in stream:
+            if line.startswith(b"data:"):
+                events.append(json.loads(line[5:]))
+                if events[-1].get("ready") or events[-1].get("failed"):
+                    break
+    messages = " | ".join(e.get("message", "") for e in events)
+    assert events[-1].get("ready"), messages
+    assert "Queued" in messages or "Running" in messages, messages
+    assert "Ready" in messages, messages
+    hub.api("DELETE", "/users/alice/servers/watched")

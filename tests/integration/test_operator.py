@@ -138,3 +138,23 @@ def test_job_cancelled_outside_is_seen(operator, make_cluster, make_notebook, wa
     run("scancel", status["jobId"])
     ended = wait_phase(nb["metadata"]["name"], "Cancelled", timeout=2 * 2 + 5)
     assert ended["finishedAt"]
+
+
+def test_editing_a_cluster_applies_to_new_notebooks(
+    operator, make_cluster, make_notebook, wait_phase, custom
+):
+    cluster = make_cluster()
+    first = make_notebook(cluster, resources={"cpus": 2})
+    wait_phase(first["metadata"]["name"], "Ready", "Starting")
+
+    profiles = custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", cluster)["spec"][
+        "profiles"
+    ]
+    profiles[0]["limits"]["maxCpus"] = 1
+    custom.patch_cluster_custom_object(
+        GROUP, VERSION, "batchclusters", cluster, {"spec": {"profiles": profiles}}
+    )
+    second = make_notebook(cluster, resources={"cpus": 2})
+    status = wait_phase(second["metadata"]["name"], "Failed")
+    assert "cpus must be between 1 and 1" in status["message"]
+    assert wait_phase(first["metadata"]["name"], "Ready")["jobId"]

@@ -2,6 +2,7 @@ import pytest
 from batchnotebook_operator.errors import SchedulerUnavailable, SubmissionRefused
 from batchnotebook_operator.model import JobState
 from batchnotebook_operator.schedulers import BACKENDS
+from batchnotebook_operator.schedulers.base import first_exec_host
 from batchnotebook_operator.transports import CommandResult
 
 slurm = BACKENDS["slurm"]()
@@ -107,3 +108,33 @@ def test_version():
 def test_disabled_accounting_is_an_answer():
     assert slurm.has_no_accounting(result(1, stderr="Slurm accounting storage is disabled"))
     assert not slurm.has_no_accounting(result(1, stderr="Unable to contact slurm controller"))
+
+
+@pytest.mark.parametrize(
+    "text, host",
+    [
+        ("vm", "vm"),
+        ("node[01-04,07]", "node01"),
+        ("host1:host1", "host1"),
+        ("2*host1", "host1"),
+        ("2*host1:3*host2", "host1"),
+        ("host/1", "host"),
+        ("host/0+host/1+other/0", "host"),
+        ("host/2*1", "host"),
+        ("(host:ncpus=2)", "host"),
+        ("all.q@node17.example.org", "node17.example.org"),
+        ("slot1@node3", "node3"),
+        ("", ""),
+    ],
+)
+def test_first_exec_host_in_every_notation(text, host):
+    assert first_exec_host(text) == host
+
+
+def test_short_job_names_for_schedulers_that_truncate():
+    class Short(type(slurm)):
+        job_name_length = 15
+
+    uid = "0b1c2d3e-0000-4000-8000-000000000001"
+    assert slurm.job_name(uid) == f"bnb-{uid}"
+    assert Short().job_name(uid) == "bnb0b1c2d3e0000"

@@ -71,7 +71,9 @@ async def poll(client: ClusterClient, spec: dict, notebooks: list[dict]) -> int:
         return 0
     limit = asyncio.Semaphore(PARALLEL_PATCHES)
     try:
-        jobs = await client.query(n["status"]["jobName"] for n in active)
+        jobs = await client.query(
+            [n["status"]["jobName"] for n in active], [n["status"]["jobId"] for n in active]
+        )
     except SchedulerUnavailable as error:
         await asyncio.gather(
             *(

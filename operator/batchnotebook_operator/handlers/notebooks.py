@@ -19,11 +19,6 @@ from ..render import JobRequest, render
 CANCEL_ATTEMPTS = 30
 
 
-def job_name(uid: str) -> str:
-    """The tag every job carries; the operator finds its job by it after any restart."""
-    return f"bnb-{uid}"
-
-
 def report_url(cluster_spec: dict, namespace: str, name: str) -> str:
     return f"{cluster_spec['callbackURL'].rstrip('/')}/v1/report/{namespace}/{name}"
 
@@ -117,7 +112,7 @@ async def submit(
         await fail(body, "InvalidSpec", str(error))
 
     client = registry.client(cluster_name, cluster)
-    tag = job_name(uid)
+    tag = client.scheduler.job_name(uid)
     interval = cluster.get("pollIntervalSeconds", 10)
     try:
         environment = await registry.kube.secret_data(namespace, spec["envSecretName"])
@@ -229,12 +224,13 @@ async def cancel(
     client = registry.client(cluster_name, cluster)
     interval = cluster.get("pollIntervalSeconds", 10)
     try:
-        job = await client.find(job_name(uid))
+        tag = client.scheduler.job_name(uid)
+        job = await client.find(tag)
         if job is None or job.state.ended:
             logger.info("job %s has ended", job.job_id if job else status.get("jobId"))
             return
         await client.cancel([job.job_id], spec["unixUser"])
-        after = await client.find(job_name(uid))
+        after = await client.find(tag)
         if after is None or after.state.ended:
             await registry.kube.event(body, "Normal", "Cancelled", f"job {job.job_id} cancelled")
             return
@@ -247,7 +243,7 @@ async def cancel(
             "Warning",
             "CancelUnconfirmed",
             f"gave up waiting after {CANCEL_ATTEMPTS} attempts ({problem}); cancel job "
-            f"{status.get('jobId') or job_name(uid)} by hand if it still runs",
+            f"{status.get('jobId') or uid} by hand if it still runs",
         )
         return
     raise kopf.TemporaryError(problem, delay=interval)

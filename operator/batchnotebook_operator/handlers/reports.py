@@ -112,7 +112,11 @@ async def serve(memo: kopf.Memo, **_: Any) -> None:
     await runner.setup()
     address = os.environ.get("BATCHNOTEBOOK_LISTEN", "0.0.0.0:8080")
     host, _sep, port = address.rpartition(":")
-    await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
+    try:
+        await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
+    except OSError as error:  # without the endpoint no notebook can become ready: stop here
+        await runner.cleanup()
+        raise kopf.PermanentError(f"cannot listen on {address}: {error}") from error
     memo.report_server = runner
 
 

@@ -17,6 +17,21 @@ from ..transports import CommandResult
 _commands = NativeEnvironment(autoescape=False)
 
 
+def first_exec_host(text: str) -> str:
+    """The first host of an execution-host list in any scheduler's notation: Slurm `node[01-04]`,
+    LSF `host:host` and `2*host`, Torque `host/1+host/2`, PBS Pro `(host:ncpus=2)` or
+    `host/2*1`, Grid Engine `all.q@host`, HTCondor `slot1@host`."""
+    text = text.strip().strip("()")
+    if not text:
+        return ""
+    first = re.split(r"[\s+:,]", text, maxsplit=1)[0]
+    first = first.rsplit("@", 1)[-1]  # queue@host, slot@host
+    first = first.split("/", 1)[0]  # host/1, host/2*1
+    first = first.split("*", 1)[-1]  # 2*host
+    bracket = re.match(r"^([^\[]*)\[(\d+)", first)  # node[01-04,07] -> node01
+    return bracket[1] + bracket[2] if bracket else first
+
+
 class Scheduler(ABC):
     """A batch scheduler's dialect. Subclasses fill in the class variables and the parsers."""
 
@@ -27,6 +42,16 @@ class Scheduler(ABC):
     unavailable_patterns: ClassVar[tuple[str, ...]]
     #: stderr patterns that mean there is no accounting to ask: an answer, "nothing known".
     no_accounting_patterns: ClassVar[tuple[str, ...]] = ()
+
+    #: Longest job name the scheduler keeps (older PBS and Torque: 15); None: no limit.
+    job_name_length: ClassVar[int | None] = None
+
+    def job_name(self, uid: str) -> str:
+        """The tag every job carries, derived from its BatchNotebook's uid: the operator finds
+        the job again by it after any restart."""
+        if self.job_name_length is None:
+            return f"bnb-{uid}"
+        return f"bnb{uid.replace('-', '')}"[: self.job_name_length]
 
     def __init__(self, overrides: dict[str, list[str]] | None = None) -> None:
         self.command_templates = {**self.commands, **(overrides or {})}

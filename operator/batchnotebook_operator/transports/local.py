@@ -1,4 +1,4 @@
-"""How scheduler commands reach a cluster. The local command line for now."""
+"""The local command line: scheduler tools run as subprocesses where the operator runs."""
 
 from __future__ import annotations
 
@@ -8,19 +8,11 @@ import logging
 import os
 import pwd
 import signal
-from dataclasses import dataclass
 
-from .errors import SchedulerUnavailable
+from ..errors import SchedulerUnavailable
+from . import CommandResult
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    argv: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
 
 
 class LocalTransport:
@@ -50,6 +42,9 @@ class LocalTransport:
             return pwd.getpwnam(user).pw_dir
         except KeyError:
             return "/"
+
+    async def close(self) -> None:
+        """Nothing to close: every command is its own process."""
 
     async def run(
         self, argv: list[str], *, user: str | None = None, stdin: str | None = None
