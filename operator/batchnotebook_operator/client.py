@@ -9,10 +9,10 @@ from collections.abc import Iterable
 from prometheus_client import Counter, Histogram
 
 from .errors import SchedulerUnavailable
+from .kube import Kube
 from .model import JobStatus
 from .schedulers import BACKENDS, Scheduler
-from .transports import CommandResult, Transport, with_bin_directory
-from .transports.local import LocalTransport
+from .transports import CommandResult, Transport, make_transport, with_bin_directory
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +29,29 @@ LATENCY = Histogram(
 )
 
 
+def make_client(name: str, spec: dict, kube: Kube | None = None) -> ClusterClient:
+    """The client a BatchCluster's spec asks for: its scheduler's commands over its transport,
+    or slurmrestd's API."""
+    if spec.get("connection", {}).get("type") == "slurmrest":
+        from .slurmrest import SlurmRestClient
+
+        return SlurmRestClient(name, spec, kube)
+    return ClusterClient(name, spec, kube)
+
+
 class ClusterClient:
-    def __init__(self, name: str, spec: dict) -> None:
+    """A scheduler's command-line tools, reached through a transport."""
+
+    def __init__(self, name: str, spec: dict, kube: Kube | None = None) -> None:
         self.name = name
         self.spec = spec
         connection = spec.get("connection", {})
         self.scheduler: Scheduler = BACKENDS[spec["scheduler"]](spec.get("commands"))
         self.bin_directory = connection.get("binDirectory")
-        self.transport: Transport = LocalTransport(
-            run_as=connection.get("runAsCommand", ["sudo", "-n", "-u", "{user}", "--"]),
-            timeout=connection.get("commandTimeoutSeconds", 30),
-            environment=connection.get("environment"),
-        )
+        self.transport: Transport = make_transport(connection, kube)
+
+    async def close(self) -> None:
+        await self.transport.close()
 
     async def _run(
         self, command: str, *, user: str | None = None, stdin: str | None = None, **context

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
-from .client import ClusterClient
+from .client import ClusterClient, make_client
 from .kube import Kube
 
 
@@ -12,15 +13,25 @@ class Registry:
     def __init__(self) -> None:
         self.kube: Kube | None = None
         self._clients: dict[str, tuple[str, ClusterClient]] = {}
+        self._closing: set[asyncio.Future] = set()
 
     def client(self, name: str, spec: dict) -> ClusterClient:
         """The client for a cluster's current spec; rebuilt when the admin edits the spec."""
         key = json.dumps(spec, sort_keys=True, default=str)
         cached = self._clients.get(name)
         if cached is None or cached[0] != key:
-            cached = (key, ClusterClient(name, spec))
+            if cached is not None:  # e.g. an SSH connection to a login node no longer used
+                closing = asyncio.ensure_future(cached[1].close())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+            cached = (key, make_client(name, spec, self.kube))
             self._clients[name] = cached
         return cached[1]
+
+    async def close(self) -> None:
+        for _key, client in self._clients.values():
+            await client.close()
+        self._clients.clear()
 
 
 registry = Registry()

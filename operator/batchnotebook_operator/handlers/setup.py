@@ -29,6 +29,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.cleanup()
 async def close(**_: Any) -> None:
+    await registry.close()
     if registry.kube is not None:
         await registry.kube.close()
         registry.kube = None

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..kube import Kube
 
 
 @dataclass(frozen=True)
@@ -31,3 +35,27 @@ def with_bin_directory(argv: list[str], directory: str | None) -> list[str]:
     if not directory or not argv or "/" in argv[0]:
         return argv
     return [f"{directory.rstrip('/')}/{argv[0]}", *argv[1:]]
+
+
+def operator_namespace() -> str:
+    """Where the operator's own Secrets (SSH keys, JWT keys) live unless a reference says."""
+    return os.environ.get("BATCHNOTEBOOK_NAMESPACE", "default")
+
+
+def make_transport(connection: dict, kube: Kube | None) -> Transport:
+    """The transport a BatchCluster's spec.connection asks for."""
+    run_as = connection.get("runAsCommand", ["sudo", "-n", "-u", "{user}", "--"])
+    timeout = connection.get("commandTimeoutSeconds", 30)
+    if connection.get("type") == "ssh":
+        from .ssh import SSHTransport
+
+        return SSHTransport(
+            connection["ssh"],
+            kube,
+            run_as=run_as,
+            timeout=timeout,
+            environment=connection.get("environment"),
+        )
+    from .local import LocalTransport
+
+    return LocalTransport(run_as=run_as, timeout=timeout, environment=connection.get("environment"))
