@@ -11,9 +11,10 @@ dev/slurm.sh install
 dev/slurm.sh start
 dev/hub.sh install
 
+state=${BATCHNOTEBOOK_TEST_STATE:-.test}
 cleanup() {
-	dev/hub.sh stop .test || true
-	dev/controlplane.sh stop .test || true
+	dev/hub.sh stop "$state" || true
+	dev/controlplane.sh stop "$state" || true
 }
 trap cleanup EXIT
 

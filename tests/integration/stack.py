@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-STATE = REPO / ".test"
-API_PORT = 17443
-OPERATOR_PORT = 18080
+# Several suites may run at once (e.g. `make test` and a developer's run): each takes its own
+# state directory and ports from the environment.
+STATE = REPO / os.environ.get("BATCHNOTEBOOK_TEST_STATE", ".test")
+API_PORT = int(os.environ.get("BATCHNOTEBOOK_TEST_API_PORT", "17443"))
+OPERATOR_PORT = int(os.environ.get("BATCHNOTEBOOK_TEST_OPERATOR_PORT", "18080"))
+HUB_PORT_BASE = int(os.environ.get("BATCHNOTEBOOK_TEST_HUB_PORT", "18000"))
 JOB_PYTHON = "/opt/batchnotebook/jobenv/bin/python"
 STAND_IN = (REPO / "tests" / "bin" / "stand-in-server.py").read_text()
 
@@ -143,7 +146,7 @@ class Operator:
 class Hub:
     """JupyterHub + configurable-http-proxy for the tests, started by dev/hub.sh."""
 
-    PUBLIC_PORT, PROXY_API_PORT, HUB_PORT = 18000, 18001, 18081
+    PUBLIC_PORT, PROXY_API_PORT, HUB_PORT = HUB_PORT_BASE, HUB_PORT_BASE + 1, HUB_PORT_BASE + 81
 
     def __init__(self, kubeconfig: Path, namespace: str) -> None:
         import secrets

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from .stack import REPO, STATE, run, squeue, wait_for
+from .stack import API_PORT, REPO, STATE, run, squeue, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm]
 
@@ -137,7 +137,7 @@ def test_api_server_restart_loses_nothing(
 
     run(REPO / "dev/controlplane.sh", "stop", STATE)
     time.sleep(5)  # the operator meanwhile polls Slurm and cannot write: nothing may break
-    run(REPO / "dev/controlplane.sh", "start", STATE, "17443")
+    run(REPO / "dev/controlplane.sh", "start", STATE, str(API_PORT))
 
     assert operator.alive
     wait_for(operator.healthy, 60, "the operator to be healthy again")
