@@ -72,7 +72,7 @@ start_hub() {
 	rm -f "$STATE/run/hub.pid"
 	# The hub's cwd is the state dir (it may write files there); no shell stays around it.
 	pushd "$STATE" >/dev/null
-	setsid "$REPO_ROOT/.venv/bin/jupyterhub" -f "$REPO_ROOT/dev/jupyterhub_config.py" \
+	setsid "$REPO_ROOT/${HUB_VENV:-.venv}/bin/jupyterhub" -f "$REPO_ROOT/dev/jupyterhub_config.py" \
 		</dev/null >>"$STATE/logs/hub.log" 2>&1 &
 	echo $! >"$STATE/run/hub.pid"
 	popd >/dev/null

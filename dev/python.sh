@@ -10,3 +10,12 @@ if [[ ! -f $stamp ]]; then
 	rm -f .venv/.installed-*
 	touch "$stamp"
 fi
+
+# JupyterHub 5 beside 6: the spawner must work on both (tests/integration/test_hub5.py).
+stamp5=.venv-hub5/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [[ ${BATCHNOTEBOOK_SKIP_HUB5:-} != 1 && ! -f $stamp5 ]]; then
+	[[ -x .venv-hub5/bin/python ]] || python3 -m venv .venv-hub5
+	.venv-hub5/bin/pip install --quiet --disable-pip-version-check -e '.[hub]' 'jupyterhub>=5,<6'
+	rm -f .venv-hub5/.installed-*
+	touch "$stamp5"
+fi

@@ -146,18 +146,27 @@ class Operator:
 class Hub:
     """JupyterHub + configurable-http-proxy for the tests, started by dev/hub.sh."""
 
-    PUBLIC_PORT, PROXY_API_PORT, HUB_PORT = HUB_PORT_BASE, HUB_PORT_BASE + 1, HUB_PORT_BASE + 81
-
-    def __init__(self, kubeconfig: Path, namespace: str) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        state: Path = STATE,
+        port_base: int = HUB_PORT_BASE,
+        venv: str = ".venv",
+    ) -> None:
         import secrets
 
-        self.url = f"http://127.0.0.1:{self.PUBLIC_PORT}"
+        self.state = state
+        self.public_port = port_base
+        self.url = f"http://127.0.0.1:{port_base}"
         self.token = secrets.token_hex(16)
+        self.namespace = namespace
         settings = {
-            "PUBLIC_PORT": self.PUBLIC_PORT,
-            "PROXY_API_PORT": self.PROXY_API_PORT,
-            "HUB_PORT": self.HUB_PORT,
+            "PUBLIC_PORT": port_base,
+            "PROXY_API_PORT": port_base + 1,
+            "HUB_PORT": port_base + 81,
             "OPERATOR_PORT": OPERATOR_PORT,
+            "HUB_VENV": venv,
             "NAMESPACE": namespace,
             "KUBECONFIG": kubeconfig,
             "DEV_PASSWORD": secrets.token_hex(8),
@@ -166,18 +175,19 @@ class Hub:
             "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
         }
         self.password = settings["DEV_PASSWORD"]
-        run(REPO / "dev/hub.sh", "stop", STATE)
-        (STATE / "jupyterhub.sqlite").unlink(missing_ok=True)
-        (STATE / "env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        state.mkdir(parents=True, exist_ok=True)
+        run(REPO / "dev/hub.sh", "stop", state)
+        (state / "jupyterhub.sqlite").unlink(missing_ok=True)
+        (state / "env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
 
     def start(self) -> None:
-        run(REPO / "dev/hub.sh", "start", STATE)
+        run(REPO / "dev/hub.sh", "start", self.state)
 
     def restart(self) -> None:
-        run(REPO / "dev/hub.sh", "restart-hub", STATE)
+        run(REPO / "dev/hub.sh", "restart-hub", self.state)
 
     def stop(self) -> None:
-        run(REPO / "dev/hub.sh", "stop", STATE)
+        run(REPO / "dev/hub.sh", "stop", self.state)
 
     def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
         request = urllib.request.Request(

@@ -7,6 +7,7 @@ import json
 import urllib.request
 
 import pytest
+from kubernetes.client import ApiException
 
 from .conftest import GROUP, VERSION, cluster_spec
 from .stack import JOB_PYTHON, Hub, run, squeue, wait_for
@@ -15,15 +16,16 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slurm, pytest.mark.e2e]
 CLUSTER = "e2e"
 
 
-@pytest.fixture(scope="module")
-def hub(kubeconfig, operator, custom, core):
-    namespace = "jupyterhub-e2e"
+def hub_stack(kubeconfig, custom, core, cluster, namespace, **hub_options):
+    """A hub with its own namespace and BatchCluster whose jobs call back through its proxy."""
     try:
         core.create_namespace({"metadata": {"name": namespace}})
-    except Exception as error:
-        assert getattr(error, "status", None) == 409, error
+    except ApiException as error:  # it exists from an earlier run
+        if error.status != 409:
+            raise
+    running = Hub(kubeconfig, namespace, **hub_options)
     spec = cluster_spec(
-        callbackURL=f"http://127.0.0.1:{Hub.PUBLIC_PORT}/services/batchnotebook",
+        callbackURL=f"{running.url}/services/batchnotebook",
         jupyterCommand=["/opt/batchnotebook/jobenv/bin/jupyterhub-singleuser"],
         python=JOB_PYTHON,
         pollIntervalSeconds=2,
@@ -31,17 +33,16 @@ def hub(kubeconfig, operator, custom, core):
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "BatchCluster",
-        "metadata": {"name": CLUSTER},
+        "metadata": {"name": cluster},
         "spec": spec,
     }
     try:
         custom.create_cluster_custom_object(GROUP, VERSION, "batchclusters", body)
-    except Exception as error:
-        assert getattr(error, "status", None) == 409, error
-        custom.patch_cluster_custom_object(GROUP, VERSION, "batchclusters", CLUSTER, {"spec": spec})
-    running = Hub(kubeconfig, namespace)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        custom.patch_cluster_custom_object(GROUP, VERSION, "batchclusters", cluster, {"spec": spec})
     running.start()
-    running.namespace = namespace
     yield running
     for user in ("alice", "bob"):
         for name in list((running.api("GET", f"/users/{user}")[1] or {}).get("servers", {})):
@@ -49,6 +50,11 @@ def hub(kubeconfig, operator, custom, core):
                 "DELETE", f"/users/{user}/servers/{name}" if name else f"/users/{user}/server"
             )
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def hub(kubeconfig, operator, custom, core):
+    yield from hub_stack(kubeconfig, custom, core, CLUSTER, "jupyterhub-e2e")
 
 
 def notebooks(custom, namespace):
