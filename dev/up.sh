@@ -14,7 +14,7 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 say "Python environment (.venv)"
-dev/python.sh
+BATCHNOTEBOOK_SKIP_HUB5=1 dev/python.sh
 
 say "Kubernetes API server + etcd (built once, cached in $CACHE)"
 dev/controlplane.sh start "$STATE" "$API_PORT"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 
 import kopf
 
@@ -23,10 +22,8 @@ def main() -> None:
     )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # kopf's own log format names the object each line is about ([namespace/name]).
+    kopf.configure(verbose=args.verbose, log_prefix=True)
     asyncio.run(
         kopf.operator(
             clusterwide=not args.namespace,

@@ -118,20 +118,28 @@ def resolve(profile: dict, requested: dict[str, Any]) -> Resources:
             f"gpus must be between 0 and {max_gpus} in profile {name!r}, not {gpus}"
         )
 
+    # Zero is not "nothing": to Slurm --mem=0 is the whole node and --time=0 no limit at all.
     memory = chosen.get("memory", defaults.get("memory"))
     if memory is not None:
-        memory = _text("memory", memory).upper().removesuffix("B")
+        text = _text("memory", memory)
+        megabytes = memory_mb(text)
+        memory = text.upper().removesuffix("B")
         ceiling = limits.get("maxMemory", defaults.get("memory"))
-        if ceiling is None or memory_mb(memory) > memory_mb(ceiling):
+        if megabytes < 1:
+            raise InvalidOptions(f"memory must be at least 1M, not {text}")
+        if ceiling is None or megabytes > memory_mb(ceiling):
             raise InvalidOptions(
-                f"memory {memory} is more than profile {name!r} allows ({ceiling or 'its default'})"
+                f"memory {text} is more than profile {name!r} allows ({ceiling or 'its default'})"
             )
 
     walltime = chosen.get("walltime", defaults.get("walltime"))
     if walltime is not None:
         walltime = _text("walltime", walltime)
+        seconds = walltime_seconds(walltime)
         ceiling = limits.get("maxWalltime", defaults.get("walltime"))
-        if ceiling is None or walltime_seconds(walltime) > walltime_seconds(ceiling):
+        if seconds < 60:
+            raise InvalidOptions(f"walltime must be at least 00:01:00, not {walltime}")
+        if ceiling is None or seconds > walltime_seconds(ceiling):
             raise InvalidOptions(
                 f"walltime {walltime} is longer than profile {name!r} allows "
                 f"({ceiling or 'its default'})"

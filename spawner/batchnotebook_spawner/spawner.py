@@ -79,6 +79,15 @@ class BatchNotebookSpawner(Spawner):
         # The hub's PATH, VIRTUAL_ENV or PYTHONPATH mean nothing on a compute node.
         return ["LANG", "LC_ALL", "JUPYTERHUB_SINGLEUSER_APP"]
 
+    @default("apply_user_options")
+    def _apply_user_options(self) -> Any:
+        # JupyterHub 5.3+ calls this early in a spawn: bad options fail there with a 400.
+        # start() validates again, for older hubs and because the cluster may change meanwhile.
+        async def validate(spawner: BatchNotebookSpawner, _options: dict) -> None:
+            await spawner.validated_spec()
+
+        return validate
+
     @default("options_form")
     def _options_form(self) -> Any:
         return render_form
@@ -167,7 +176,7 @@ class BatchNotebookSpawner(Spawner):
             template = cluster.get("userMapping", {}).get("template", "{username}")
             unix_user = template.format(username=self.user.name)
         except InvalidOptions as error:
-            raise web.HTTPError(400, f"Invalid server options: {error}") from error
+            raise web.HTTPError(400, "Invalid server options: %s", error) from error
         return {
             "clusterName": cluster_name,
             "profile": profile_name,
@@ -244,10 +253,22 @@ class BatchNotebookSpawner(Spawner):
                 if phase == Phase.READY.value and status.get("url"):
                     return status["url"]
                 if phase and Phase(phase).terminal:
-                    raise RuntimeError(
-                        f"The server could not start: {status.get('message') or phase}"
-                    )
+                    await self._failed(status)
             await asyncio.sleep(0.5)
+
+    async def _failed(self, status: dict) -> None:
+        """A start that failed leaves nothing behind and says why, in the scheduler's words."""
+        await self.stop(now=True)
+        reason = next(
+            (
+                c.get("reason")
+                for c in status.get("conditions", [])
+                if c.get("type") == "Submitted" and c.get("status") == "False"
+            ),
+            "",
+        )
+        code = 400 if reason in ("SubmissionRefused", "InvalidSpec") else 500
+        raise web.HTTPError(code, "The server could not start: %s", status.get("message"))
 
     async def _remove_leftovers(self) -> None:
         """A resource left from an earlier run of this server (e.g. a failed start) goes first."""

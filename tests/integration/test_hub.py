@@ -203,24 +203,39 @@ def test_named_servers_on_one_user(hub, custom):
 
 
 def test_progress_follows_the_status(hub, custom):
-    hub.api("POST", "/users/alice")
-    code, answer = hub.api(
-        "POST", "/users/alice/servers/watched", {"cluster": CLUSTER, "profile": "small"}
-    )
-    assert code in (201, 202), answer
-    request = urllib.request.Request(
-        f"{hub.url}/hub/api/users/alice/servers/watched/progress",
-        headers={"Authorization": f"token {hub.token}"},
-    )
-    events = []
-    with urllib.request.urlopen(request, timeout=180) as stream:
-        for line in stream:
-            if line.startswith(b"data:"):
-                events.append(json.loads(line[5:]))
-                if events[-1].get("ready") or events[-1].get("failed"):
-                    break
-    messages = " | ".join(e.get("message", "") for e in events)
-    assert events[-1].get("ready"), messages
-    assert "Queued" in messages or "Running" in messages, messages
-    assert "Ready" in messages, messages
-    hub.api("DELETE", "/users/alice/servers/watched")
+    # A job that takes a while to start, so that the hub answers the POST before it is ready
+    # (after its slow_spawn_timeout, 10 s) and the progress stream has a story to tell.
+    spec = custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", CLUSTER)["spec"]
+    slow = "e2e-slow"
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "BatchCluster",
+        "metadata": {"name": slow},
+        "spec": {**spec, "prologue": "sleep 15"},
+    }
+    custom.create_cluster_custom_object(GROUP, VERSION, "batchclusters", body)
+    try:
+        hub.api("POST", "/users/alice")
+        code, answer = hub.api(
+            "POST", "/users/alice/servers/watched", {"cluster": slow, "profile": "small"}
+        )
+        assert code == 202, answer
+        request = urllib.request.Request(
+            f"{hub.url}/hub/api/users/alice/servers/watched/progress",
+            headers={"Authorization": f"token {hub.token}"},
+        )
+        events = []
+        with urllib.request.urlopen(request, timeout=180) as stream:
+            for line in stream:
+                if line.startswith(b"data:"):
+                    events.append(json.loads(line[5:]))
+                    if events[-1].get("ready") or events[-1].get("failed"):
+                        break
+        messages = " | ".join(e.get("message", "") for e in events)
+        assert events[-1].get("ready"), messages
+        assert "Running, Jupyter is starting: running on vm" in messages, messages
+        assert "Ready" in messages or "ready" in messages, messages
+        hub.api("DELETE", "/users/alice/servers/watched")
+        wait_for(lambda: hub.server("alice", "watched") is None, 120, "the server to stop")
+    finally:
+        custom.delete_cluster_custom_object(GROUP, VERSION, "batchclusters", slow)

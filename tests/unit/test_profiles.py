@@ -67,6 +67,11 @@ def test_choices_within_limits():
         ({"extras": {"constraint": "haswell"}}, "not allowed"),
         ({"extras": {"exclusive": "yes"}}, "extra option 'exclusive' is not allowed"),
         ({"script": "x"}, "unknown option"),
+        ({"memory": "0"}, "memory must be at least 1M"),
+        ({"memory": "0G"}, "memory must be at least 1M"),
+        ({"memory": "lots"}, "memory 'lots' is not a size"),
+        ({"walltime": "00:00:00"}, "walltime must be at least 00:01:00"),
+        ({"walltime": "0:00"}, "walltime must be at least"),
     ],
 )
 def test_out_of_bounds_and_hostile_values_are_refused(requested, message):

@@ -9,7 +9,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import GROUP, NOTEBOOKS, REPORT_TOKEN_KEY, VERSION
 from ..errors import InvalidOptions, SchedulerUnavailable, SubmissionRefused
-from ..model import Phase, condition, timestamp
+from ..model import JobState, Phase, condition, timestamp
 from ..profiles import find_profile, resolve
 from ..registry import registry
 from ..render import JobRequest, render
@@ -118,6 +118,14 @@ async def submit(
         environment = await registry.kube.secret_data(namespace, spec["envSecretName"])
     except ApiException as error:
         if error.status == 404 and retry < 10:
+            await registry.kube.patch_notebook_status(
+                namespace,
+                name,
+                {
+                    "phase": Phase.PENDING.value,
+                    "message": f"waiting for Secret {spec['envSecretName']}",
+                },
+            )
             raise kopf.TemporaryError(
                 f"Secret {spec['envSecretName']} not found yet", delay=2
             ) from error
@@ -227,11 +235,12 @@ async def cancel(
         tag = client.scheduler.job_name(uid)
         job = await client.find(tag)
         if job is None or job.state.ended:
-            logger.info("job %s has ended", job.job_id if job else status.get("jobId"))
+            logger.info("no job to cancel" if job is None else f"job {job.job_id} has ended")
             return
         await client.cancel([job.job_id], spec["unixUser"])
         after = await client.find(tag)
-        if after is None or after.state.ended:
+        # COMPLETING: the scheduler has ended the job and is cleaning up after it.
+        if after is None or after.state.ended or after.state is JobState.COMPLETING:
             await registry.kube.event(body, "Normal", "Cancelled", f"job {job.job_id} cancelled")
             return
         problem = f"job {job.job_id} is still {after.raw_state}"
