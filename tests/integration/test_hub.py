@@ -239,3 +239,26 @@ def test_progress_follows_the_status(hub, custom):
         wait_for(lambda: hub.server("alice", "watched") is None, 120, "the server to stop")
     finally:
         custom.delete_cluster_custom_object(GROUP, VERSION, "batchclusters", slow)
+
+
+def test_a_refused_job_says_why_and_leaves_nothing(hub, custom, core):
+    hub.api("POST", "/users/bob")
+    # The profile offers "physics", but Slurm has bob only in "research": sbatch refuses.
+    code, answer = hub.api(
+        "POST",
+        "/users/bob/servers/refused",
+        {"cluster": CLUSTER, "profile": "small", "account": "physics"},
+    )
+    assert code == 400, answer
+    assert "Invalid account or account/partition combination" in answer["message"], answer
+    wait_for(
+        lambda: (
+            not [
+                i for i in notebooks(custom, hub.namespace) if i["spec"]["serverName"] == "refused"
+            ]
+        ),
+        60,
+        "the failed BatchNotebook to be removed",
+    )
+    secrets = core.list_namespaced_secret(hub.namespace).items
+    assert not [s for s in secrets if "refused" in s.metadata.name]
