@@ -126,7 +126,7 @@ async def follow_cluster(
     notebooks_by_cluster: kopf.Index,
     **_: Any,
 ) -> None:
-    checked_version_at = 0.0
+    checked_version_at = float("-inf")  # the first round asks, however young the monotonic clock
     cluster_status: dict = {"conditions": list(status.get("conditions", []))}
     while not stopped:
         client = registry.client(name, dict(spec))
