@@ -45,6 +45,8 @@ def test_lifecycle_submit_run_ready_delete(
     name, uid = nb["metadata"]["name"], nb["metadata"]["uid"]
 
     status = wait_phase(name, "Ready")
+    cluster_status = custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", cluster)
+    assert cluster_status["status"]["schedulerVersion"].startswith("22.05")
     jobs = squeue(f"bnb-{uid}")
     assert len(jobs) == 1 and jobs[0]["user"] == "alice" and jobs[0]["state"] == "RUNNING"
     assert status["jobId"] == jobs[0]["id"] and status["execHost"] == jobs[0]["host"]
