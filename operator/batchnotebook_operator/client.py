@@ -56,7 +56,11 @@ class ClusterClient:
     async def _run(
         self, command: str, *, user: str | None = None, stdin: str | None = None, **context
     ) -> CommandResult:
-        argv = with_bin_directory(self.scheduler.argv(command, **context), self.bin_directory)
+        # A command that starts a shell (HTCondor's submit) finds the tools by bin_directory.
+        argv = with_bin_directory(
+            self.scheduler.argv(command, bin_directory=self.bin_directory or "", **context),
+            self.bin_directory,
+        )
         started = time.monotonic()
         try:
             result = await self.transport.run(argv, user=user, stdin=stdin)

@@ -37,6 +37,11 @@ class Kube:
         secret = await self.core.read_namespaced_secret(name, namespace)
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
+    async def secret_bytes(self, namespace: str, name: str) -> dict[str, bytes]:
+        """A Secret's values as they are, for binary ones such as a JWT key."""
+        secret = await self.core.read_namespaced_secret(name, namespace)
+        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
     async def notebook(self, namespace: str, name: str) -> dict | None:
         try:
             return await self.custom.get_namespaced_custom_object(
