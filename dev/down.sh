@@ -18,5 +18,6 @@ stop_pid() {
 
 dev/hub.sh stop "$STATE"
 stop_pid "$STATE/run/operator.pid"
+dev/sshd.sh stop
 dev/slurm.sh stop
 dev/controlplane.sh stop "$STATE"

@@ -9,6 +9,7 @@ dev/python.sh
 dev/controlplane.sh build
 dev/slurm.sh install
 dev/slurm.sh start
+dev/sshd.sh install
 dev/hub.sh install
 
 state=${BATCHNOTEBOOK_TEST_STATE:-.test}

@@ -28,6 +28,12 @@ class Registry:
             self._clients[name] = cached
         return cached[1]
 
+    async def forget(self, name: str) -> None:
+        """A deleted cluster's client goes, with its connection."""
+        cached = self._clients.pop(name, None)
+        if cached is not None:
+            await cached[1].close()
+
     async def close(self) -> None:
         for _key, client in self._clients.values():
             await client.close()

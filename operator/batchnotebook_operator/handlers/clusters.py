@@ -126,6 +126,20 @@ async def follow_cluster(
     notebooks_by_cluster: kopf.Index,
     **_: Any,
 ) -> None:
+    try:
+        await _follow(name, spec, status, meta, stopped, notebooks_by_cluster)
+    finally:
+        await registry.forget(name)
+
+
+async def _follow(
+    name: str,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    stopped: kopf.DaemonStopped,
+    notebooks_by_cluster: kopf.Index,
+) -> None:
     checked_version_at = float("-inf")  # the first round asks, however young the monotonic clock
     cluster_status: dict = {"conditions": list(status.get("conditions", []))}
     while not stopped:

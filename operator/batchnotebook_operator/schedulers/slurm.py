@@ -81,6 +81,7 @@ class Slurm(Scheduler):
         ],
         "accounting": [
             "sacct",
+            "--allusers",  # as a service account sacct would show only its own jobs
             "--noheader",
             "--parsable2",
             "--allocations",
