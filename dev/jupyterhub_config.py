@@ -59,3 +59,4 @@ c.JupyterHub.load_roles = [
         ],
     },
 ]
+c.Application.log_level = env.get("HUB_LOG_LEVEL", "INFO")

@@ -253,10 +253,10 @@ class BatchNotebookSpawner(Spawner):
                 if phase == Phase.READY.value and status.get("url"):
                     return status["url"]
                 if phase and Phase(phase).terminal:
-                    await self._failed(status)
+                    await self._start_failed(status)
             await asyncio.sleep(0.5)
 
-    async def _failed(self, status: dict) -> None:
+    async def _start_failed(self, status: dict) -> None:
         """A start that failed leaves nothing behind and says why, in the scheduler's words."""
         await self.stop(now=True)
         reason = next(

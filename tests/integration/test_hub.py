@@ -216,12 +216,10 @@ def test_progress_follows_the_status(hub, custom):
     custom.create_cluster_custom_object(GROUP, VERSION, "batchclusters", body)
     try:
         hub.api("POST", "/users/alice")
-        code, answer = hub.api(
-            "POST", "/users/alice/servers/watched", {"cluster": slow, "profile": "small"}
-        )
+        code, answer = hub.api("POST", "/users/alice/server", {"cluster": slow, "profile": "small"})
         assert code == 202, answer
         request = urllib.request.Request(
-            f"{hub.url}/hub/api/users/alice/servers/watched/progress",
+            f"{hub.url}/hub/api/users/alice/server/progress",
             headers={"Authorization": f"token {hub.token}"},
         )
         events = []
@@ -235,8 +233,8 @@ def test_progress_follows_the_status(hub, custom):
         assert events[-1].get("ready"), messages
         assert "Running, Jupyter is starting: running on vm" in messages, messages
         assert "Ready" in messages or "ready" in messages, messages
-        hub.api("DELETE", "/users/alice/servers/watched")
-        wait_for(lambda: hub.server("alice", "watched") is None, 120, "the server to stop")
+        hub.api("DELETE", "/users/alice/server")
+        wait_for(lambda: hub.server("alice") is None, 120, "the server to stop")
     finally:
         custom.delete_cluster_custom_object(GROUP, VERSION, "batchclusters", slow)
 
