@@ -35,7 +35,19 @@ def test_overrides_only_the_spawner_api():
     assert shadowed - traitlets_machinery == INTENDED
 
 
-def test_defaults_suit_batch_jobs():
+KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+"""
+
+
+def test_defaults_suit_batch_jobs(tmp_path, monkeypatch):
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
     spawner = BatchNotebookSpawner()
     assert spawner.poll_interval == 5  # poll() reads the shared watch, no scheduler traffic
     assert spawner.start_timeout >= 3600  # waiting in a queue is normal
