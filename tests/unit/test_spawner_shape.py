@@ -2,10 +2,9 @@
 attributes silently changes the hub's behaviour (a method named `_failed` once made every new
 spawner look failed and broke polling)."""
 
+from batchnotebook_spawner import BatchNotebookSpawner
 from jupyterhub.spawner import Spawner
 from traitlets import HasTraits
-
-from batchnotebook_spawner import BatchNotebookSpawner
 
 INTENDED = {
     "start",
@@ -35,19 +34,8 @@ def test_overrides_only_the_spawner_api():
     assert shadowed - traitlets_machinery == INTENDED
 
 
-KUBECONFIG = """
-apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-"""
-
-
-def test_defaults_suit_batch_jobs(tmp_path, monkeypatch):
-    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+def test_defaults_suit_batch_jobs(monkeypatch):
+    monkeypatch.setattr("batchnotebook_spawner.spawner.load_config", lambda **_: None)
     spawner = BatchNotebookSpawner()
     assert spawner.poll_interval == 5  # poll() reads the shared watch, no scheduler traffic
     assert spawner.start_timeout >= 3600  # waiting in a queue is normal
