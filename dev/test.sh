@@ -9,6 +9,7 @@ dev/python.sh
 dev/controlplane.sh build
 dev/slurm.sh install
 dev/slurm.sh start
+dev/emulators.sh install
 dev/sshd.sh install
 dev/hub.sh install
 

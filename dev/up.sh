@@ -23,6 +23,7 @@ export KUBECONFIG=$STATE/kubeconfig
 say "Slurm (munge, MariaDB, slurmdbd, slurmctld, slurmd, slurmrestd)"
 dev/slurm.sh install
 dev/slurm.sh start
+dev/emulators.sh install
 
 say "configurable-http-proxy"
 dev/hub.sh install

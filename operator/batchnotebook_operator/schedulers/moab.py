@@ -1,0 +1,121 @@
+"""Moab (over Torque or another resource manager): msub, one `showq --xml` for all of a
+cluster's jobs (active, eligible and blocked), `showq -c --xml` for the jobs Moab remembers as
+completed, mjobctl -c to cancel."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+
+from ..model import JobState, JobStatus
+from .base import Scheduler
+
+STATES = {
+    "Idle": JobState.PENDING,
+    "Starting": JobState.PENDING,
+    "Staging": JobState.PENDING,
+    "Migrated": JobState.PENDING,
+    "Deferred": JobState.PENDING,
+    "Hold": JobState.PENDING,
+    "UserHold": JobState.PENDING,
+    "SystemHold": JobState.PENDING,
+    "BatchHold": JobState.PENDING,
+    "NotQueued": JobState.PENDING,
+    "Suspended": JobState.PENDING,
+    "Running": JobState.RUNNING,
+    "Canceling": JobState.COMPLETING,
+    "Removed": JobState.CANCELLED,
+    "Vacated": JobState.FAILED,
+}
+DOCUMENT = re.compile(r"<Data\b.*?</Data>", re.DOTALL)
+CANCELLED_CODE = "CNCLD"
+
+
+def _epoch(text: str | None) -> dt.datetime | None:
+    """Moab's epoch seconds; 0 means "not set"."""
+    if not text or not text.isdigit() or int(text) == 0:
+        return None
+    return dt.datetime.fromtimestamp(int(text), dt.UTC)
+
+
+def _exit_code(code: str) -> int | None:
+    if not re.fullmatch(r"-?\d+", code):
+        return None
+    status = int(code)
+    return 128 + status - 256 if status > 256 else status
+
+
+def _status(job: ET.Element, section: str) -> JobStatus:
+    raw = job.get("State", "")
+    code = job.get("CompletionCode", "")
+    if raw == "Completed":
+        state = (
+            JobState.CANCELLED
+            if code == CANCELLED_CODE
+            else JobState.FINISHED
+            if code in ("", "0")
+            else JobState.FAILED
+        )
+    else:
+        state = STATES.get(raw, JobState.UNKNOWN)
+    pending = state is JobState.PENDING
+    start = _epoch(job.get("StartTime")) if pending else None
+    return JobStatus(
+        job_id=job.get("JobID", ""),
+        state=state,
+        raw_state=raw,
+        name=job.get("JobName", ""),
+        user=job.get("User", ""),
+        # showq says why a job waits only by the section it lists it in.
+        reason=(section if raw == "Idle" else f"{section}: {raw}") if pending else "",
+        exec_host=job.get("MasterHost", "") if state is JobState.RUNNING else "",
+        # An idle job with a reservation carries the reservation's start.
+        expected_start=start,
+        exit_code=_exit_code(code),
+    )
+
+
+def _jobs(stdout: str) -> Iterator[JobStatus]:
+    for document in DOCUMENT.findall(stdout):
+        for queue in ET.fromstring(document).iter("queue"):
+            for job in queue.iter("job"):
+                yield _status(job, queue.get("option", ""))
+
+
+class Moab(Scheduler):
+    name = "moab"
+    commands = {  # noqa: RUF012 - class-level data read by the base class
+        "submit": ["msub"],
+        "query": ["showq", "--xml"],
+        "accounting": ["showq", "-c", "--xml"],
+        "cancel": ["mjobctl", "-c", "{{ job_ids }}"],
+        "version": ["showq", "--version"],
+    }
+    unavailable_patterns = (
+        r"connection refused",
+        r"no service listening",
+        r"communication error",
+        r"client timed out",
+        r"cannot connect to",
+        r"lost connection to server",
+        r"server not responding",
+    )
+
+    def parse_submit(self, stdout: str) -> str:
+        # msub prints the id after a blank line: `\n\n4761849\n`.
+        lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+        if not lines or not re.fullmatch(r"[\w.\-\[\]]+", lines[-1]):
+            raise ValueError(f"no job id in msub output: {stdout!r}")
+        return lines[-1]
+
+    def parse_query(self, stdout: str) -> Iterator[JobStatus]:
+        return _jobs(stdout)
+
+    def parse_accounting(self, stdout: str) -> Iterator[JobStatus]:
+        return _jobs(stdout)
+
+    def parse_version(self, stdout: str) -> str:
+        text = stdout.strip().splitlines()[0] if stdout.strip() else ""
+        return text.removeprefix("Version:").strip().removeprefix("moab client").strip()
