@@ -126,64 +126,53 @@ async def follow_cluster(
     notebooks_by_cluster: kopf.Index,
     **_: Any,
 ) -> None:
-    try:
-        await _follow(name, spec, status, meta, stopped, notebooks_by_cluster)
-    finally:
-        await registry.forget(name)
-
-
-async def _follow(
-    name: str,
-    spec: kopf.Spec,
-    status: kopf.Status,
-    meta: kopf.Meta,
-    stopped: kopf.DaemonStopped,
-    notebooks_by_cluster: kopf.Index,
-) -> None:
     checked_version_at = float("-inf")  # the first round asks, however young the monotonic clock
     cluster_status: dict = {"conditions": list(status.get("conditions", []))}
-    while not stopped:
-        client = registry.client(name, dict(spec))
-        started = time.monotonic()
-        update: dict = {"observedGeneration": meta.get("generation")}
-        try:
-            if started - checked_version_at > VERSION_CHECK_SECONDS:
-                update["schedulerVersion"] = await client.version()
-                checked_version_at = started
-            update["activeJobs"] = await poll(
-                client, dict(spec), list(notebooks_by_cluster.get(name, []))
-            )
-            reachable = condition(
-                cluster_status["conditions"],
-                "Reachable",
-                True,
-                "Answered",
-                "the scheduler answered the last query",
-                meta.get("generation"),
-            )
-        except SchedulerUnavailable as error:
-            reachable = condition(
-                cluster_status["conditions"],
-                "Reachable",
-                False,
-                "NoAnswer",
-                str(error)[:500],
-                meta.get("generation"),
-            )
-        except Exception:  # one bad round must not stop following the cluster
-            log.exception("cluster %s: poll failed", name)
-            reachable = cluster_status["conditions"]
-        elapsed = time.monotonic() - started
-        update |= {
-            "lastPollTime": timestamp(),
-            "lastPollDurationSeconds": round(elapsed, 3),
-            "conditions": reachable,
-        }
-        cluster_status |= update
-        try:
-            await registry.kube.patch_cluster_status(name, update)
-        except Exception:
-            log.exception("cluster %s: cannot write status", name)
+    try:
+        while not stopped:
+            client = registry.client(name, dict(spec))
+            started = time.monotonic()
+            update: dict = {"observedGeneration": meta.get("generation")}
+            try:
+                if started - checked_version_at > VERSION_CHECK_SECONDS:
+                    update["schedulerVersion"] = await client.version()
+                    checked_version_at = started
+                update["activeJobs"] = await poll(
+                    client, dict(spec), list(notebooks_by_cluster.get(name, []))
+                )
+                reachable = condition(
+                    cluster_status["conditions"],
+                    "Reachable",
+                    True,
+                    "Answered",
+                    "the scheduler answered the last query",
+                    meta.get("generation"),
+                )
+            except SchedulerUnavailable as error:
+                reachable = condition(
+                    cluster_status["conditions"],
+                    "Reachable",
+                    False,
+                    "NoAnswer",
+                    str(error)[:500],
+                    meta.get("generation"),
+                )
+            except Exception:  # one bad round must not stop following the cluster
+                log.exception("cluster %s: poll failed", name)
+                reachable = cluster_status["conditions"]
+            elapsed = time.monotonic() - started
+            update |= {
+                "lastPollTime": timestamp(),
+                "lastPollDurationSeconds": round(elapsed, 3),
+                "conditions": reachable,
+            }
+            cluster_status |= update
+            try:
+                await registry.kube.patch_cluster_status(name, update)
+            except Exception:
+                log.exception("cluster %s: cannot write status", name)
 
-        interval = float(spec.get("pollIntervalSeconds", 10))
-        await stopped.wait(max(MIN_SECONDS_BETWEEN_POLLS, interval - elapsed))
+            interval = float(spec.get("pollIntervalSeconds", 10))
+            await stopped.wait(max(MIN_SECONDS_BETWEEN_POLLS, interval - elapsed))
+    finally:
+        await registry.forget(name)  # a deleted cluster's connection goes with it
