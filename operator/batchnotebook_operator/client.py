@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
 from prometheus_client import Counter, Histogram
@@ -29,7 +30,48 @@ LATENCY = Histogram(
 )
 
 
-def make_client(name: str, spec: dict, kube: Kube | None = None) -> ClusterClient:
+class SchedulerClient(ABC):
+    """What the handlers ask of a cluster, however it is reached."""
+
+    name: str
+    scheduler: Scheduler
+
+    @abstractmethod
+    async def submit(self, script: str, user: str) -> str:
+        """Submit as `user`; return the job id."""
+
+    @abstractmethod
+    async def query(self, tags: Iterable[str], job_ids: Iterable[str] = ()) -> dict[str, JobStatus]:
+        """Every job named by `tags` in one request, by tag."""
+
+    @abstractmethod
+    async def accounting(
+        self, *, job_ids: Iterable[str] = (), tags: Iterable[str] = ()
+    ) -> list[JobStatus]:
+        """What accounting remembers of jobs the queue forgot."""
+
+    @abstractmethod
+    async def cancel(self, job_ids: Iterable[str], user: str) -> None:
+        """Cancel as `user`."""
+
+    @abstractmethod
+    async def version(self) -> str:
+        """The scheduler's version."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def find(self, tag: str) -> JobStatus | None:
+        """The job carrying `tag`, wherever the scheduler still knows it (queue or accounting)."""
+        queued = await self.query([tag])
+        if tag in queued:
+            return queued[tag]
+        remembered = [job for job in await self.accounting(tags=[tag]) if job.name == tag]
+        return remembered[-1] if remembered else None
+
+
+def make_client(name: str, spec: dict, kube: Kube | None = None) -> SchedulerClient:
     """The client a BatchCluster's spec asks for: its scheduler's commands over its transport,
     or slurmrestd's API."""
     if spec.get("connection", {}).get("type") == "slurmrest":
@@ -39,7 +81,7 @@ def make_client(name: str, spec: dict, kube: Kube | None = None) -> ClusterClien
     return ClusterClient(name, spec, kube)
 
 
-class ClusterClient:
+class ClusterClient(SchedulerClient):
     """A scheduler's command-line tools, reached through a transport."""
 
     def __init__(self, name: str, spec: dict, kube: Kube | None = None) -> None:
@@ -105,14 +147,6 @@ class ClusterClient:
         if self.scheduler.has_no_accounting(result):
             return []
         return list(self.scheduler.parse_accounting(self.scheduler.check(result)))
-
-    async def find(self, tag: str) -> JobStatus | None:
-        """The job carrying `tag`, wherever the scheduler still knows it (queue or accounting)."""
-        queued = await self.query([tag])
-        if tag in queued:
-            return queued[tag]
-        remembered = [job for job in await self.accounting(tags=[tag]) if job.name == tag]
-        return remembered[-1] if remembered else None
 
     async def cancel(self, job_ids: Iterable[str], user: str) -> None:
         result = await self._run("cancel", user=user, job_ids=sorted(set(job_ids)))

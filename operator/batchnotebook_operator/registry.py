@@ -5,17 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 
-from .client import ClusterClient, make_client
+from .client import SchedulerClient, make_client
 from .kube import Kube
 
 
 class Registry:
     def __init__(self) -> None:
         self.kube: Kube | None = None
-        self._clients: dict[str, tuple[str, ClusterClient]] = {}
+        self._clients: dict[str, tuple[str, SchedulerClient]] = {}
         self._closing: set[asyncio.Future] = set()
 
-    def client(self, name: str, spec: dict) -> ClusterClient:
+    def client(self, name: str, spec: dict) -> SchedulerClient:
         """The client for a cluster's current spec; rebuilt when the admin edits the spec."""
         key = json.dumps(spec, sort_keys=True, default=str)
         cached = self._clients.get(name)

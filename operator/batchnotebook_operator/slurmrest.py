@@ -24,7 +24,7 @@ import jwt
 import yarl
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .client import COMMANDS, LATENCY
+from .client import COMMANDS, LATENCY, SchedulerClient
 from .errors import InvalidOptions, SchedulerUnavailable, SubmissionRefused
 from .kube import Kube
 from .model import JobState, JobStatus
@@ -365,8 +365,8 @@ class Answer:
 # The client
 
 
-class SlurmRestClient:
-    """The operations the handlers use on ClusterClient, over slurmrestd's REST API."""
+class SlurmRestClient(SchedulerClient):
+    """SchedulerClient over slurmrestd's REST API."""
 
     def __init__(self, name: str, spec: dict, kube: Kube | None = None) -> None:
         self.name = name
@@ -541,14 +541,6 @@ class SlurmRestClient:
         # A refused token comes back as HTTP 200 with an empty list: only "nothing found" is
         # an empty answer.
         return list(parse_accounting(self._expect(answer)))
-
-    async def find(self, tag: str) -> JobStatus | None:
-        """The job carrying `tag`, wherever Slurm still knows it (queue or accounting)."""
-        queued = await self.query([tag])
-        if tag in queued:
-            return queued[tag]
-        remembered = [job for job in await self.accounting(tags=[tag]) if job.name == tag]
-        return remembered[-1] if remembered else None
 
     async def cancel(self, job_ids: Iterable[str], user: str) -> None:
         """Cancel as `user`, with `user`'s token: Slurm refuses another user's job."""

@@ -11,7 +11,7 @@ from typing import Any
 import kopf
 
 from .. import API_VERSION, CLUSTERS, GROUP, VERSION
-from ..client import ClusterClient
+from ..client import SchedulerClient
 from ..errors import SchedulerUnavailable
 from ..follow import Transition, from_job, unreachable, vanished
 from ..model import JobStatus, Phase, condition, timestamp
@@ -59,7 +59,7 @@ async def _apply(notebook: dict, transition: Transition, limit: asyncio.Semaphor
             await registry.kube.event(_ref(notebook), type_, reason, message)
 
 
-async def poll(client: ClusterClient, spec: dict, notebooks: list[dict]) -> int:
+async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> int:
     """One round: one queue query for every followed notebook (plus accounting for those the
     queue forgot). Returns how many notebooks are still active. Raises SchedulerUnavailable."""
     active = [
