@@ -9,6 +9,8 @@ dev/python.sh
 dev/controlplane.sh build
 dev/slurm.sh install
 dev/slurm.sh start
+dev/sge.sh install
+dev/sge.sh start
 dev/emulators.sh install
 dev/sshd.sh install
 dev/hub.sh install
