@@ -118,6 +118,9 @@ ListenAddress 127.0.0.1
 HostKey "$DIR/ssh_host_ed25519_key"
 PidFile "$PIDFILE"
 AuthorizedKeysFile "$DIR/authorized_keys"
+# The keys live in the project's state directory, which may sit below a world-writable one (a
+# clone in /tmp); StrictModes would refuse them there. This sshd serves loopback tests only.
+StrictModes no
 AllowUsers $ACCOUNT
 PermitRootLogin no
 AuthenticationMethods publickey

@@ -103,6 +103,7 @@ def test_admin_overrides_replace_one_command_only():
 
 def test_version():
     assert slurm.parse_version("slurm 22.05.8\n") == "22.05.8"
+    assert slurm.parse_version("slurm-wlm 22.05.8\n") == "22.05.8"
 
 
 def test_disabled_accounting_is_an_answer():

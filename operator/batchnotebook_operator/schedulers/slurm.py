@@ -151,4 +151,6 @@ class Slurm(Scheduler):
             )
 
     def parse_version(self, stdout: str) -> str:
-        return stdout.strip().removeprefix("slurm ").strip()
+        # "slurm 22.05.8", or "slurm-wlm 22.05.8" from Debian's build
+        words = stdout.split()
+        return words[-1] if words else ""
