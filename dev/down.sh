@@ -2,7 +2,7 @@
 # `make dev-down`: stop everything `make dev` started, by pid file.
 set -uo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$REPO_ROOT"
+cd "$REPO_ROOT" || exit 1
 STATE=$REPO_ROOT/.dev
 
 stop_pid() {
@@ -19,5 +19,6 @@ stop_pid() {
 dev/hub.sh stop "$STATE"
 stop_pid "$STATE/run/operator.pid"
 dev/sshd.sh stop
+dev/sge.sh stop
 dev/slurm.sh stop
 dev/controlplane.sh stop "$STATE"

@@ -23,7 +23,17 @@ export KUBECONFIG=$STATE/kubeconfig
 say "Slurm (munge, MariaDB, slurmdbd, slurmctld, slurmd, slurmrestd)"
 dev/slurm.sh install
 dev/slurm.sh start
+
+say "Grid Engine (sge_qmaster, sge_execd)"
+dev/sge.sh install
+dev/sge.sh start
+
+say "Emulators of PBS Pro, Torque, Moab, LSF and HTCondor (tests/emulators)"
 dev/emulators.sh install
+
+say "Login node for the ssh transport (sshd on 127.0.0.1:2222)"
+dev/sshd.sh install
+dev/sshd.sh start
 
 say "configurable-http-proxy"
 dev/hub.sh install
@@ -46,14 +56,37 @@ PATH=$CACHE/bin:\$PATH
 ENV
 	chmod 600 "$STATE/env"
 fi
+# Exported, so that `source .dev/env` hands KUBECONFIG to kubectl (and fixes an older file).
+sed -i -E 's/^([A-Z_]+=)/export \1/' "$STATE/env"
 
-say "CRDs, namespace and the BatchCluster 'local'"
+say "CRDs, namespace, the operator's Secrets and a BatchCluster per scheduler (dev/clusters/)"
 "$KUBECTL" apply --server-side --force-conflicts -f crds/ >/dev/null
 "$KUBECTL" wait --for=condition=Established crd --all --timeout=60s >/dev/null
 "$KUBECTL" get namespace jupyterhub >/dev/null 2>&1 || "$KUBECTL" create namespace jupyterhub >/dev/null
-"$KUBECTL" apply -f dev/clusters/local.yaml >/dev/null
+# The operator's own Secrets, in its namespace "default": its key for the login node, and the
+# key slurmrestd checks tokens with. Rewritten when the files change.
+secret_from_file() { # NAME KEY=FILE
+	"$KUBECTL" create secret generic "$1" --namespace default --from-file="$2" \
+		--dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+}
+secret_from_file batchnotebook-ssh ssh-privatekey="$STATE/sshd/id_ed25519"
+secret_from_file slurm-jwt jwt_hs256.key=/var/spool/slurm/jwt_hs256.key
+"$KUBECTL" apply -f dev/clusters/ >/dev/null
+# The clusters that name this clone's path or the login node's host key.
+host_key=$(dev/sshd.sh host-key)
+for template in dev/clusters/*.yaml.in; do
+	sed -e "s|@REPO@|$REPO_ROOT|g" -e "s|@SSH_HOST_KEY@|$host_key|g" "$template" \
+		| "$KUBECTL" apply -f - >/dev/null
+done
 
 say "Operator"
+# An operator older than its code (a pull, an edit) makes way for a new one: notebooks and
+# their jobs outlive it, and the new one takes them over.
+if alive "$STATE/run/operator.pid" \
+	&& [[ -n $(find operator -name '*.py' -newer "$STATE/run/operator.pid" -print -quit) ]]; then
+	kill -TERM "$(cat "$STATE/run/operator.pid")"
+	for _ in $(seq 1 100); do alive "$STATE/run/operator.pid" || break; sleep 0.3; done
+fi
 if ! alive "$STATE/run/operator.pid"; then
 	KUBECONFIG=$STATE/kubeconfig BATCHNOTEBOOK_LISTEN=127.0.0.1:8080 \
 		BATCHNOTEBOOK_URL_PREFIX=/services/batchnotebook \
@@ -74,6 +107,6 @@ cat <<DONE
 The local stack is running.
   Hub:        $HUB_URL   (log in as alice or bob, password: $DEV_PASSWORD)
   Settings:   source .dev/env   (HUB_URL, HUB_API_TOKEN, KUBECONFIG, DEV_PASSWORD, kubectl on PATH)
-  Notebooks:  kubectl get bnb -A        Clusters: kubectl get bcl
+  Notebooks:  kubectl get bnb -A        Clusters: kubectl get bcl  (one per scheduler: dev/clusters/)
   Logs:       .dev/logs/                Stop:     make dev-down
 DONE

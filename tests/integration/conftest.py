@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import secrets
 import uuid
 
@@ -10,15 +11,24 @@ from kubernetes import client, config
 from .stack import (
     JOB_PYTHON,
     OPERATOR_PORT,
+    REPO,
     STAND_IN,
     STATE,
     Operator,
+    run,
     start_control_plane,
     start_slurm,
     wait_for,
 )
 
 GROUP, VERSION = "batchnotebook.dev", "v1alpha1"
+# Where the operator's own Secrets live (SSH and JWT keys): the test operator inherits this
+# environment, so it reads the same variable.
+OPERATOR_NAMESPACE = os.environ.get("BATCHNOTEBOOK_NAMESPACE", "default")
+# Each test stack has its own login node for the ssh transport (dev/sshd.sh), next to its
+# operator's ports unless told otherwise, its keys in the state directory.
+SSHD_PORT = int(os.environ.get("BATCHNOTEBOOK_TEST_SSHD_PORT", str(OPERATOR_PORT + 22)))
+SSHD_DIR = STATE / "sshd"
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +63,46 @@ def operator(kubeconfig, slurm):
     running.start()
     yield running
     running.stop()
+
+
+def sshd(*args: str) -> str:
+    env = {
+        **os.environ,
+        "BATCHNOTEBOOK_STATE": str(STATE),
+        "BATCHNOTEBOOK_SSHD_PORT": str(SSHD_PORT),
+    }
+    return run(REPO / "dev/sshd.sh", *args, env=env).stdout
+
+
+@pytest.fixture(scope="module")
+def login_node(kubeconfig, slurm):
+    sshd("install")
+    sshd("start")
+    yield
+    sshd("stop")
+
+
+@pytest.fixture
+def operator_secret(core):
+    """Makes Secrets in the operator's namespace, as an admin would with `kubectl create secret
+    generic NAME --from-file=KEY=FILE`; deletes them afterwards."""
+    created = []
+
+    def make(prefix: str, data: dict[str, bytes]) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        core.create_namespaced_secret(
+            OPERATOR_NAMESPACE,
+            {
+                "metadata": {"name": name},
+                "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
+            },
+        )
+        created.append(name)
+        return name
+
+    yield make
+    for name in created:
+        core.delete_namespaced_secret(name, OPERATOR_NAMESPACE)
 
 
 @pytest.fixture(scope="module")

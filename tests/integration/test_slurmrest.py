@@ -9,46 +9,31 @@ import secrets
 import socket
 import time
 import urllib.request
-import uuid
 
 import pytest
 from batchnotebook_operator.errors import SchedulerUnavailable
 from batchnotebook_operator.slurmrest import SlurmRestClient
 
-from .conftest import GROUP, VERSION
+from .conftest import GROUP, OPERATOR_NAMESPACE, VERSION
 from .stack import JOB_PYTHON, run, squeue, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm]
 
 SLURMRESTD = "http://127.0.0.1:6820"
 JWT_KEY = "/var/spool/slurm/jwt_hs256.key"
-# The test operator runs without BATCHNOTEBOOK_NAMESPACE: its own Secrets live in "default".
-OPERATOR_NAMESPACE = "default"
 
 
 @pytest.fixture
-def key_secret(core):
+def key_secret(operator_secret):
     """Makes Secrets holding a JWT key (the cluster's own by default) as the admin would:
     `kubectl create secret generic NAME --from-file=jwt_hs256.key=/var/spool/slurm/...`."""
-    created = []
 
     def make(key: bytes | None = None) -> str:
-        name = f"slurm-jwt-{uuid.uuid4().hex[:6]}"
         with open(JWT_KEY, "rb") as cluster_key:
             value = key if key is not None else cluster_key.read()
-        core.create_namespaced_secret(
-            OPERATOR_NAMESPACE,
-            {
-                "metadata": {"name": name},
-                "data": {"jwt_hs256.key": base64.b64encode(value).decode()},
-            },
-        )
-        created.append(name)
-        return name
+        return operator_secret("slurm-jwt", {"jwt_hs256.key": value})
 
-    yield make
-    for name in created:
-        core.delete_namespaced_secret(name, OPERATOR_NAMESPACE)
+    return make
 
 
 def rest_connection(secret: str, url: str = SLURMRESTD) -> dict:

@@ -4,24 +4,19 @@ batchnotebook, which submits and cancels through sudo as the notebook's user on 
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
 
-from .conftest import GROUP, VERSION
-from .stack import OPERATOR_PORT, REPO, STATE, run, squeue, wait_for
+from .conftest import GROUP, OPERATOR_NAMESPACE, SSHD_DIR, SSHD_PORT, VERSION, sshd
+from .stack import STATE, run, squeue, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm]
 
-# Each test stack has its own sshd, next to its operator's ports unless told otherwise.
-SSHD_PORT = int(os.environ.get("BATCHNOTEBOOK_TEST_SSHD_PORT", str(OPERATOR_PORT + 22)))
-SSHD_DIR = STATE / "sshd"
 SSHD_LOG = STATE / "logs" / "sshd.log"
 POLL_SECONDS = 2
 ACCEPTED = re.compile(
@@ -30,38 +25,12 @@ ACCEPTED = re.compile(
 SESSION = re.compile(r"Starting session: command for batchnotebook from 127\.0\.0\.1 port (\d+)")
 
 
-def sshd(*args: str) -> str:
-    env = {
-        **os.environ,
-        "BATCHNOTEBOOK_STATE": str(STATE),
-        "BATCHNOTEBOOK_SSHD_PORT": str(SSHD_PORT),
-    }
-    return run(REPO / "dev/sshd.sh", *args, env=env).stdout
-
-
-@pytest.fixture(scope="module")
-def login_node(kubeconfig, slurm):
-    sshd("install")
-    sshd("start")
-    yield
-    sshd("stop")
-
-
 @pytest.fixture
-def key_secret(core, login_node):
+def key_secret(operator_secret, login_node):
     """The operator's private key in a Secret of the operator's own namespace (the reference in
     the BatchCluster names no namespace)."""
-    namespace = os.environ.get("BATCHNOTEBOOK_NAMESPACE", "default")
-    name = f"ssh-key-{uuid.uuid4().hex[:6]}"
-    core.create_namespaced_secret(
-        namespace,
-        {
-            "metadata": {"name": name},
-            "stringData": {"ssh-privatekey": (SSHD_DIR / "id_ed25519").read_text()},
-        },
-    )
-    yield name, namespace
-    core.delete_namespaced_secret(name, namespace)
+    key = (SSHD_DIR / "id_ed25519").read_bytes()
+    return operator_secret("ssh-key", {"ssh-privatekey": key}), OPERATOR_NAMESPACE
 
 
 def ssh_connection(secret: str, host_key: str | None = None) -> dict:
