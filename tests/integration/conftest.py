@@ -166,7 +166,11 @@ def make_cluster(custom):
 
     yield make
     for name in created:
-        custom.delete_cluster_custom_object(GROUP, VERSION, "batchclusters", name)
+        try:  # the operator keeps a cluster until its notebooks are gone
+            custom.delete_cluster_custom_object(GROUP, VERSION, "batchclusters", name)
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
 
 
 @pytest.fixture
@@ -227,6 +231,14 @@ def make_notebook(custom, core, namespace):
             except client.ApiException as error:
                 if error.status != 404:
                     raise
+
+    # Their jobs are cancelled by the operator: wait, so that no test leaves a job behind.
+    def gone() -> bool:
+        left = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "batchnotebooks")
+        return not {i["metadata"]["name"] for i in left["items"]} & set(created)
+
+    if created:
+        wait_for(gone, 90, "the test's notebooks (and their jobs) to go")
 
 
 @pytest.fixture

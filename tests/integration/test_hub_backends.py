@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from .conftest import GROUP, SSHD_DIR, VERSION
+from .emulated import SPOOL, emulated_cluster
 from .stack import HUB_PORT_BASE, REPO, STATE, run, squeue, wait_for
 from .test_hub import hub_stack, job_of, notebooks, start_server, through_proxy
-from .test_pbs_family import SPOOL, emulated_cluster
 from .test_sge import qacct, qstat_jobs
 from .test_slurmrest import JWT_KEY, rest_connection
 from .test_ssh import ssh_connection

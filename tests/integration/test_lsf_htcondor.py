@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 
 from .conftest import GROUP, VERSION
+from .emulated import EMULATORS, SPOOL, emulated_cluster
 from .stack import JOB_PYTHON, REPO, run, wait_for
 
 pytestmark = [pytest.mark.cluster]
 
-EMULATORS = REPO / "tests" / "emulators"
-SPOOL = Path("/var/spool/bnb-emulators")
 HOST = socket.gethostname().split(".")[0]
 #: Per dialect: the queue the default test profile asks for must exist (LSF), and the accounting
 #: groups the site accepts (HTCondor's submit requirement).
@@ -31,7 +30,7 @@ SETTINGS = {
 
 @pytest.fixture(scope="module", autouse=True)
 def emulators():
-    run(REPO / "dev" / "emulators.sh", "install")
+    run(REPO / "dev" / "emulators.sh", "install", SPOOL)
     for dialect, settings in SETTINGS.items():
         (SPOOL / dialect / "config.json").write_text(json.dumps(settings))
     yield
@@ -59,7 +58,17 @@ def settings(dialect):
 
 def tool(dialect: str, name: str, *args: str, user: str = "alice") -> subprocess.CompletedProcess:
     command = [str(EMULATORS / dialect / "bin" / name), *args]
-    return run("runuser", "-u", user, "--", *command, check=False, cwd="/")
+    return run(
+        "runuser",
+        "-u",
+        user,
+        "--",
+        "/usr/bin/env",
+        f"BNB_EMULATOR_SPOOL={SPOOL}",
+        *command,
+        check=False,
+        cwd="/",
+    )
 
 
 def records(dialect: str) -> dict[str, dict]:
@@ -72,11 +81,7 @@ def records(dialect: str) -> dict[str, dict]:
 
 
 def cluster_for(make_cluster, dialect: str, **overrides) -> str:
-    return make_cluster(
-        scheduler=dialect,
-        connection={"type": "local", "binDirectory": str(EMULATORS / dialect / "bin")},
-        **overrides,
-    )
+    return emulated_cluster(make_cluster, dialect, **overrides)
 
 
 def deleted(custom, namespace: str, name: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -160,3 +161,37 @@ def test_editing_a_cluster_applies_to_new_notebooks(
     status = wait_phase(second["metadata"]["name"], "Failed")
     assert "cpus must be between 1 and 1" in status["message"]
     assert wait_phase(first["metadata"]["name"], "Ready")["jobId"]
+
+
+def test_a_cluster_in_use_is_kept_until_its_notebooks_go(
+    operator, make_cluster, make_notebook, wait_phase, custom, namespace
+):
+    cluster = make_cluster()
+    nb = make_notebook(cluster)
+    wait_phase(nb["metadata"]["name"], "Ready")
+    custom.delete_cluster_custom_object(GROUP, VERSION, "batchclusters", cluster)
+    time.sleep(3)
+    held = custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", cluster)
+    assert held["metadata"]["deletionTimestamp"]  # waiting, not gone
+
+    custom.delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, "batchnotebooks", nb["metadata"]["name"]
+    )
+    wait_for(
+        lambda: (
+            not any(
+                j["state"] in ("PENDING", "RUNNING") for j in squeue(f"bnb-{nb['metadata']['uid']}")
+            )
+        ),
+        60,
+        "the job to be cancelled through the cluster",
+    )
+    wait_for(
+        lambda: (
+            not custom.list_cluster_custom_object(
+                GROUP, VERSION, "batchclusters", field_selector=f"metadata.name={cluster}"
+            )["items"]
+        ),
+        60,
+        "the cluster to go",
+    )

@@ -8,21 +8,19 @@ import json
 import os
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from batchnotebook_operator.model import JobState, JobStatus
 from batchnotebook_operator.schedulers import BACKENDS
 
 from .conftest import GROUP, VERSION
-from .stack import JOB_PYTHON, REPO, STATE, run, wait_for
+from .emulated import EMULATORS, SPOOL, emulated_cluster
+from .stack import JOB_PYTHON, REPO, run, wait_for
 
 pytestmark = [pytest.mark.cluster]
 
 DIALECTS = ["pbspro", "torque", "moab"]
 # Each test stack has its own spool, so two suites never share queues or fault switches.
-SPOOL = Path("/var/spool/bnb-emulators-test") / STATE.name.lstrip(".")
-EMULATORS = REPO / "tests" / "emulators"
 HOST = os.uname().nodename.split(".")[0]
 #: what each scheduler says about a job that waits for a free slot
 WAIT_REASON = {
@@ -92,30 +90,6 @@ def scheduler_says(dialect: str, tag: str) -> JobStatus | None:
 def set_config(dialect: str, **settings) -> None:
     path = SPOOL / dialect / "config.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), **settings}))
-
-
-def emulated_cluster(make_cluster, dialect: str, timeout: int = 30, **overrides) -> str:
-    return make_cluster(
-        scheduler=dialect,
-        pollIntervalSeconds=POLL_SECONDS,
-        connection={
-            "type": "local",
-            "commandTimeoutSeconds": timeout,
-            "binDirectory": str(EMULATORS / dialect / "bin"),
-            # sudo resets the environment: the spool goes through env(1), after the user switch.
-            "runAsCommand": [
-                "sudo",
-                "-n",
-                "-u",
-                "{user}",
-                "--",
-                "/usr/bin/env",
-                f"BNB_EMULATOR_SPOOL={SPOOL}",
-            ],
-            "environment": {"BNB_EMULATOR_SPOOL": str(SPOOL)},
-        },
-        **overrides,
-    )
 
 
 def delete_notebook(custom, namespace: str, name: str) -> None:

@@ -176,3 +176,15 @@ async def follow_cluster(
             await stopped.wait(max(MIN_SECONDS_BETWEEN_POLLS, interval - elapsed))
     finally:
         await registry.forget(name)  # a deleted cluster's connection goes with it
+
+
+@kopf.on.delete(GROUP, VERSION, CLUSTERS)
+async def keep_while_in_use(name: str, notebooks_by_cluster: kopf.Index, **_: Any) -> None:
+    """A cluster goes only after its notebooks: deleting them cancels their jobs, which needs the
+    cluster's connection and commands (like a PersistentVolumeClaim in use)."""
+    users = [f"{n['namespace']}/{n['name']}" for n in notebooks_by_cluster.get(name, [])]
+    if users:
+        raise kopf.TemporaryError(
+            f"{len(users)} BatchNotebook(s) still use this cluster: {', '.join(users[:5])}",
+            delay=5,
+        )
