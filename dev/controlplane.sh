@@ -8,6 +8,9 @@
 #
 # DIR is relative to the repo root unless absolute. See dev/README.md and the control-plane notes.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_TAG=controlplane
 
 # ---- versions ----------------------------------------------------------------------------------
 # v1.37.2 builds from the Go module proxy with Go 1.26 (wrapper module below, no pinning needed).
@@ -25,9 +28,6 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 
 READY_TIMEOUT=90   # seconds to wait for /readyz
 STOP_TIMEOUT=15    # seconds between SIGTERM and SIGKILL
-
-log() { printf 'controlplane: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 usage() {
 	sed -n '4,7s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
@@ -165,9 +165,9 @@ cmd_build() {
 	fi
 	command -v go >/dev/null || die "go is not on PATH (needed to build kube-apiserver and etcd)"
 	mkdir -p "$BIN"
-	# `make dev` and `make test` may both get here: one builds, the other waits for it.
-	exec 9>"$CACHE/.build.lock"
-	flock 9
+	# `make dev` and `make test` may both get here: one builds, the other waits for it (for as
+	# long as the build takes: no timeout).
+	take_lock "$CACHE/.build.lock"
 	local v started=$SECONDS
 	if ! apiserver_bin >/dev/null; then
 		for v in $KUBE_VERSION $KUBE_FALLBACK_VERSIONS; do
@@ -194,47 +194,21 @@ state_dir() {
 	if [[ -d $d ]]; then (cd "$d" && pwd -P); else printf '%s' "$d"; fi
 }
 
-# True if the pid in PIDFILE is alive and its command line has every NEEDLE as one argument.
-# Checking the arguments, not just the pid, keeps a stale pid file that now names some other
-# process (or another stack's apiserver) from being taken for ours.
-pid_matches() {
-	local pidfile=$1 pid cmdline needle
-	shift
-	[[ -f $pidfile ]] || return 1
-	pid=$(<"$pidfile")
-	[[ $pid =~ ^[0-9]+$ ]] || return 1
-	cmdline=$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline") || return 1
-	for needle in "$@"; do
-		grep -qFx -- "$needle" <<<"$cmdline" || return 1
-	done
-}
+# Each process is known by its pid file and an argument naming its stack's directory
+# (pidfile_runs): a stale pid file that now names some other process, or another stack's
+# apiserver, is never taken for ours.
 
-port_in_use() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# Start "$@" detached (own session, no stdin, output appended to LOG) and record its pid.
-# The child writes its own pid, so the file is right whether or not setsid had to fork.
-launch() {
-	local pidfile=$1 logfile=$2 i
-	shift 2
-	rm -f "$pidfile"
-	printf '\n===== %s starting: %s\n' "$(date -u +%FT%TZ)" "$*" >>"$logfile"
-	# shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner shell
-	setsid bash -c 'echo $$ >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' "$pidfile" "$@" \
-		</dev/null >>"$logfile" 2>&1 &
-	for ((i = 0; i < 50; i++)); do
-		[[ -s $pidfile ]] && return 0
-		sleep 0.1
-	done
-	die "$(basename "$1") did not start (no pid file $pidfile)"
-}
-
-fail_with_log() {
-	local logfile=$1
-	shift
-	log "error: $*"
-	log "last lines of $logfile:"
-	tail -n 40 "$logfile" >&2 || true
-	exit 1
+# Waits up to SECS for READY while DIR's NAME runs; dies with the tail of its log if it exits
+# or the time runs out.
+wait_component() { # DIR NAME SECS ID... -- READY...
+	local dir=$1 name=$2 secs=$3 status=0
+	shift 3
+	wait_ready "$secs" pidfile_runs "$dir/run/$name.pid" "$@" || status=$?
+	case $status in
+	0) ;;
+	2) die_with_logs "$name exited" "$dir/logs/$name.log" ;;
+	*) die_with_logs "$name not ready after $secs s" "$dir/logs/$name.log" ;;
+	esac
 }
 
 token_of() { cut -d, -f1 "$1/controlplane/tokens.csv"; }
@@ -309,20 +283,20 @@ cmd_start() {
 	local etcd_id=(--data-dir="$cp/etcd-data")
 	local api_id=(--cert-dir="$cp/certs")
 	# A stack already running from DIR on other ports would get a kubeconfig that lies.
-	if pid_matches "$dir/run/etcd.pid" "${etcd_id[@]}" &&
-		! pid_matches "$dir/run/etcd.pid" --listen-client-urls="http://127.0.0.1:$eport"; then
+	if pidfile_runs "$dir/run/etcd.pid" "${etcd_id[@]}" &&
+		! pidfile_runs "$dir/run/etcd.pid" --listen-client-urls="http://127.0.0.1:$eport"; then
 		die "etcd of $dir is running on other ports; stop it first"
 	fi
-	if pid_matches "$dir/run/kube-apiserver.pid" "${api_id[@]}" &&
-		! pid_matches "$dir/run/kube-apiserver.pid" --secure-port="$port"; then
+	if pidfile_runs "$dir/run/kube-apiserver.pid" "${api_id[@]}" &&
+		! pidfile_runs "$dir/run/kube-apiserver.pid" --secure-port="$port"; then
 		die "kube-apiserver of $dir is running on another port; stop it first"
 	fi
 
-	if ! pid_matches "$dir/run/etcd.pid" "${etcd_id[@]}"; then
+	if ! pidfile_runs "$dir/run/etcd.pid" "${etcd_id[@]}"; then
 		for i in $eport $pport; do
-			port_in_use "$i" && die "port $i (etcd) is already in use by another process"
+			port_listening "$i" && die "port $i (etcd) is already in use by another process"
 		done
-		launch "$dir/run/etcd.pid" "$dir/logs/etcd.log" "$(etcd_bin)" \
+		spawn "$dir/run/etcd.pid" "$dir/logs/etcd.log" "$(etcd_bin)" \
 			--name=batchnotebook \
 			"${etcd_id[@]}" \
 			--listen-client-urls="http://127.0.0.1:$eport" \
@@ -334,22 +308,17 @@ cmd_start() {
 		log "etcd started (pid $(<"$dir/run/etcd.pid"), client port $eport)"
 	fi
 	# The apiserver retries etcd itself, but an etcd that died is better reported as such.
-	for ((i = 0; ; i++)); do
-		curl -sf --max-time 2 "http://127.0.0.1:$eport/health" >/dev/null 2>&1 && break
-		pid_matches "$dir/run/etcd.pid" "${etcd_id[@]}" || fail_with_log "$dir/logs/etcd.log" "etcd exited"
-		((i < 300)) || fail_with_log "$dir/logs/etcd.log" "etcd not healthy after 30 s"
-		sleep 0.1
-	done
+	wait_component "$dir" etcd 30 "${etcd_id[@]}" -- curl -sf --max-time 2 "http://127.0.0.1:$eport/health"
 
-	if ! pid_matches "$dir/run/kube-apiserver.pid" "${api_id[@]}"; then
-		port_in_use "$port" && die "port $port (kube-apiserver) is already in use by another process"
+	if ! pidfile_runs "$dir/run/kube-apiserver.pid" "${api_id[@]}"; then
+		port_listening "$port" && die "port $port (kube-apiserver) is already in use by another process"
 		# --advertise-address: without a default route the apiserver cannot pick one and fails;
 		# --endpoint-reconciler-type=none: it refuses a loopback address in the endpoints of
 		# the `kubernetes` Service ("may not be in the loopback range") and exits.
 		# --disable-admission-plugins=ServiceAccount: no controller-manager creates default SAs.
 		# The service-account flags make TokenRequest (kubectl create token) work; tokens carry
 		# both audiences, the in-cluster one first as on a real cluster.
-		launch "$dir/run/kube-apiserver.pid" "$dir/logs/kube-apiserver.log" "$(apiserver_bin)" \
+		spawn "$dir/run/kube-apiserver.pid" "$dir/logs/kube-apiserver.log" "$(apiserver_bin)" \
 			--etcd-servers="http://127.0.0.1:$eport" \
 			--bind-address=127.0.0.1 \
 			--advertise-address=127.0.0.1 \
@@ -367,40 +336,17 @@ cmd_start() {
 			--allow-privileged=true
 		log "kube-apiserver started (pid $(<"$dir/run/kube-apiserver.pid"), port $port)"
 	fi
-	for ((i = 0; ; i++)); do
-		readyz "$dir" "$port" && break
-		pid_matches "$dir/run/kube-apiserver.pid" "${api_id[@]}" ||
-			fail_with_log "$dir/logs/kube-apiserver.log" "kube-apiserver exited"
-		((i < READY_TIMEOUT * 2)) ||
-			fail_with_log "$dir/logs/kube-apiserver.log" "kube-apiserver not ready after $READY_TIMEOUT s"
-		sleep 0.5
-	done
+	wait_component "$dir" kube-apiserver "$READY_TIMEOUT" "${api_id[@]}" -- readyz "$dir" "$port"
 	write_kubeconfig "$dir" "$port"
 	log "ready: KUBECONFIG=$dir/kubeconfig"
 }
 
 # SIGTERM, then SIGKILL after STOP_TIMEOUT; only a pid whose command line is ours is signalled.
-stop_one() {
-	local name=$1 pidfile=$2 pid i
-	shift 2
-	if pid_matches "$pidfile" "$@"; then
-		pid=$(<"$pidfile")
-		log "stopping $name (pid $pid)"
-		kill -TERM "$pid" 2>/dev/null || true
-		for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-			pid_matches "$pidfile" "$@" || break
-			sleep 0.1
-		done
-		if pid_matches "$pidfile" "$@"; then
-			log "$name did not exit after $STOP_TIMEOUT s; killing it"
-			kill -KILL "$pid" 2>/dev/null || true
-			for ((i = 0; i < 50; i++)); do
-				pid_matches "$pidfile" "$@" || break
-				sleep 0.1
-			done
-		fi
+stop_one() { # NAME PIDFILE ID...
+	if pidfile_runs "${@:2}"; then
+		log "stopping $1 (pid $(pidfile_pid "$2"))"
 	fi
-	rm -f "$pidfile"
+	stop_pidfile "$1" "$2" "$STOP_TIMEOUT" "${@:3}"
 }
 
 cmd_stop() {
@@ -416,11 +362,11 @@ cmd_status() {
 	[[ $# -eq 1 ]] || usage
 	local dir port
 	dir=$(state_dir "$1")
-	if ! pid_matches "$dir/run/etcd.pid" --data-dir="$dir/controlplane/etcd-data"; then
+	if ! pidfile_runs "$dir/run/etcd.pid" --data-dir="$dir/controlplane/etcd-data"; then
 		echo "stopped (etcd not running)"
 		return 1
 	fi
-	if ! pid_matches "$dir/run/kube-apiserver.pid" --cert-dir="$dir/controlplane/certs"; then
+	if ! pidfile_runs "$dir/run/kube-apiserver.pid" --cert-dir="$dir/controlplane/certs"; then
 		echo "stopped (kube-apiserver not running)"
 		return 1
 	fi

@@ -6,32 +6,20 @@
 #   dev/hub.sh stop STATE     stop them by their pid files
 #   dev/hub.sh restart-hub STATE   restart only the hub (the proxy and the servers stay)
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_TAG=hub
 
 CHP_VERSION=5.3.0
 CACHE=${BATCHNOTEBOOK_CACHE:-$HOME/.cache/batchnotebook}
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CHP=$CACHE/node/chp-$CHP_VERSION/node_modules/.bin/configurable-http-proxy
+HUB_CONFIG=$REPO_ROOT/dev/jupyterhub_config.py
 
-log() { printf 'hub: %s\n' "$*" >&2; }
-
-alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
-
-wait_http() {  # url seconds
-	local deadline=$((SECONDS + $2))
-	until curl -fs -o /dev/null "$1"; do
-		((SECONDS < deadline)) || return 1
-		sleep 0.3
-	done
-}
-
-stop_pid() {  # pidfile
-	alive "$1" || { rm -f "$1"; return 0; }
-	local pid; pid=$(cat "$1")
-	kill -TERM "$pid"
-	for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.3; done
-	kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
-	rm -f "$1"
-}
+# What the pid files must point at (see pid_runs in lib.sh): the proxy runs $CHP, the hub runs
+# with our configuration file (from .venv or .venv-hub5).
+PROXY_ID=$CHP
+HUB_ID="-f $HUB_CONFIG"
 
 cmd_install() {
 	[[ -x $CHP ]] && return 0
@@ -52,35 +40,26 @@ load_env() {
 }
 
 start_proxy() {
-	alive "$STATE/run/proxy.pid" && return 0
-	CONFIGPROXY_AUTH_TOKEN=$CONFIGPROXY_AUTH_TOKEN setsid "$CHP" \
+	local pidfile=$STATE/run/proxy.pid
+	pidfile_runs "$pidfile" "$PROXY_ID" && return 0
+	CONFIGPROXY_AUTH_TOKEN=$CONFIGPROXY_AUTH_TOKEN spawn "$pidfile" "$STATE/logs/proxy.log" "$CHP" \
 		--ip 127.0.0.1 --port "$PUBLIC_PORT" \
 		--api-ip 127.0.0.1 --api-port "$PROXY_API_PORT" \
-		--default-target "http://127.0.0.1:$HUB_PORT" --error-target "http://127.0.0.1:$HUB_PORT/hub/error" \
-		</dev/null >>"$STATE/logs/proxy.log" 2>&1 &
-	echo $! >"$STATE/run/proxy.pid"
+		--default-target "http://127.0.0.1:$HUB_PORT" --error-target "http://127.0.0.1:$HUB_PORT/hub/error"
 	# The proxy's public port answers (with an error page) once it is up.
-	local deadline=$((SECONDS + 30))
-	until curl -s -o /dev/null "http://127.0.0.1:$PUBLIC_PORT/"; do
-		((SECONDS < deadline)) || { tail -n 20 "$STATE/logs/proxy.log" >&2; exit 1; }
-		sleep 0.2
-	done
+	wait_ready 30 pidfile_runs "$pidfile" "$PROXY_ID" -- curl -s -o /dev/null "http://127.0.0.1:$PUBLIC_PORT/" ||
+		die_with_logs "the proxy did not come up" "$STATE/logs/proxy.log"
 }
 
 start_hub() {
-	alive "$STATE/run/hub.pid" && return 0
-	rm -f "$STATE/run/hub.pid"
+	local pidfile=$STATE/run/hub.pid
+	pidfile_runs "$pidfile" "$HUB_ID" && return 0
 	# The hub's cwd is the state dir (it may write files there); no shell stays around it.
 	pushd "$STATE" >/dev/null
-	setsid "$REPO_ROOT/${HUB_VENV:-.venv}/bin/jupyterhub" -f "$REPO_ROOT/dev/jupyterhub_config.py" \
-		</dev/null >>"$STATE/logs/hub.log" 2>&1 &
-	echo $! >"$STATE/run/hub.pid"
+	spawn "$pidfile" "$STATE/logs/hub.log" "$REPO_ROOT/${HUB_VENV:-.venv}/bin/jupyterhub" -f "$HUB_CONFIG"
 	popd >/dev/null
-	if ! wait_http "http://127.0.0.1:$PUBLIC_PORT/hub/health" 90; then
-		tail -n 40 "$STATE/logs/hub.log" >&2
-		log "the hub did not come up"
-		exit 1
-	fi
+	wait_ready 90 pidfile_runs "$pidfile" "$HUB_ID" -- curl -fs -o /dev/null "http://127.0.0.1:$PUBLIC_PORT/hub/health" ||
+		die_with_logs "the hub did not come up" "$STATE/logs/hub.log"
 }
 
 cmd_start() {
@@ -92,13 +71,13 @@ cmd_start() {
 
 cmd_stop() {
 	local state=$1
-	stop_pid "$state/run/hub.pid"
-	stop_pid "$state/run/proxy.pid"
+	stop_pidfile hub "$state/run/hub.pid" 15 "$HUB_ID"
+	stop_pidfile proxy "$state/run/proxy.pid" 15 "$PROXY_ID"
 }
 
 cmd_restart_hub() {
 	load_env "$1"
-	stop_pid "$STATE/run/hub.pid"
+	stop_pidfile hub "$STATE/run/hub.pid" 15 "$HUB_ID"
 	start_hub
 }
 

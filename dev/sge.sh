@@ -17,6 +17,9 @@
 # $BATCHNOTEBOOK_STATE or <repo>/.dev.  Daemons started under another STATE are adopted through
 # the pid files the daemons write into their spool directories.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_TAG=sge.sh
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=${BATCHNOTEBOOK_STATE:-$REPO/.dev}
@@ -39,38 +42,15 @@ DEMO_USERS=(alice bob)
 PROJECTS=(research physics)
 SLOTS=16   # more than the 2 real cores, so that ~16 one-slot notebooks run at once
 
-log() { echo "sge.sh: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
 # ---------------------------------------------------------------------------------------------
 # install
 
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
-
-# Writes stdin to PATH only when the content differs, so a re-run touches nothing.
-put_file() { # MODE OWNER PATH
-    local mode=$1 owner=$2 path=$3 tmp
-    tmp=$(mktemp)
-    cat >"$tmp"
-    if [[ -f $path ]] && cmp -s "$tmp" "$path"; then
-        rm -f "$tmp"
-    else
-        install -D -m "$mode" -o "${owner%%:*}" -g "${owner##*:}" "$tmp" "$path"
-        rm -f "$tmp"
-        log "wrote $path"
-    fi
-}
-
 install_packages() {
-    local p missing=()
+    local p
     for p in "${CLASHING_PACKAGES[@]}"; do
         installed "$p" && die "$p is installed; its qsub/qstat clash with Grid Engine's (remove it first)"
     done
-    for p in "${PACKAGES[@]}"; do
-        installed "$p" || missing+=("$p")
-    done
-    [[ ${#missing[@]} -eq 0 ]] && return 0
-    log "installing ${missing[*]}"
+    [[ -n $(missing_packages "${PACKAGES[@]}") ]] || return 0
     # The packages then initialise the cluster themselves (spool, global configuration, managers)
     # for this host and cell.
     debconf-set-selections <<EOF
@@ -78,25 +58,7 @@ gridengine-common shared/gridengineconfig boolean true
 gridengine-common shared/gridenginecell string $SGE_CELL
 gridengine-common shared/gridenginemaster string $HOST
 EOF
-    # Package scripts must not start daemons themselves (no systemd here; we start them).  An
-    # existing policy (the base image ships one) is left as it is.
-    local made_policy=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        made_policy=1
-    fi
-    # Other sessions may be using apt at the same time: wait for the lock instead of failing.
-    local apt=(apt-get -o DPkg::Lock::Timeout=600 -q -y) out=/tmp/sge-apt-install.$$.log
-    DEBIAN_FRONTEND=noninteractive "${apt[@]}" update >/dev/null
-    if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" install --no-install-recommends "${missing[@]}" \
-        >"$out" 2>&1; then
-        tail -30 "$out" >&2
-        [[ $made_policy == 1 ]] && rm -f /usr/sbin/policy-rc.d
-        die "apt-get install failed"
-    fi
-    [[ $made_policy == 1 ]] && rm -f /usr/sbin/policy-rc.d
-    rm -f "$out"
+    apt_install "${PACKAGES[@]}"
 }
 
 # The package initialises the spool only on its first configuration with gridengineconfig=true;
@@ -143,98 +105,30 @@ cmd_install() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# process bookkeeping
+# process bookkeeping (the daemon_* hooks of dev/lib.sh)
+
+daemon_comm() { echo "$1"; }
 
 # Where each daemon records its own pid (it forks into the background and writes it there).
 # sge_execd names its spool directory after the host name it resolves itself to before it reads
 # host_aliases: "localhost" here.
-system_pidfiles() {
+daemon_pidfiles() {
     case $1 in
         sge_qmaster) echo "$QMASTER_SPOOL/qmaster.pid" ;;
         sge_execd) compgen -G "$EXECD_SPOOL/*/execd.pid" || true ;;
     esac
 }
 
-# A pid counts only if it is the named daemon and not a zombie waiting to be reaped.
-pid_alive() { # NAME PID
-    [[ -n $2 && $(cat "/proc/$2/comm" 2>/dev/null) == "$1" ]] || return 1
-    local stat
-    stat=$(cat "/proc/$2/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    [[ ${stat:0:1} != Z ]]
-}
+daemon_port() { :; }
 
-running_pid() { # NAME
-    local name=$1 f=$RUN/$1.pid pid sys
-    if [[ -f $f ]]; then
-        pid=$(cat "$f" 2>/dev/null || true)
-        if pid_alive "$name" "$pid"; then echo "$pid"; return 0; fi
-        rm -f "$f"
-    fi
-    while read -r sys; do
-        [[ -f $sys ]] || continue
-        pid=$(tr -dc 0-9 <"$sys")
-        if pid_alive "$name" "$pid"; then
-            mkdir -p "$RUN"; echo "$pid" >"$f"; echo "$pid"; return 0
-        fi
-    done < <(system_pidfiles "$name")
-    return 1
-}
-
-log_tail() { # NAME
-    local f
-    for f in "$LOGS/$1.out" "$LOGS/$1.messages"; do
-        [[ -s $f ]] && { echo "--- tail $f" >&2; tail -20 "$f" >&2; }
-    done
-    return 0
-}
-
-# The daemons fork into the background and write their pid file; fd 9 (our lock) is closed so
-# that they do not hold it.
+# The daemons fork into the background and write their pid file; their own log is the file
+# "messages" beside it, linked as $LOGS/NAME.messages.
 launch() { # NAME CMD...
-    local name=$1 stale; shift
-    mkdir -p "$RUN" "$LOGS"
-    while read -r stale; do rm -f "$stale"; done < <(system_pidfiles "$name")
-    echo "=== $(date '+%F %T') starting: $*" >>"$LOGS/$name.out"
-    setsid "$@" </dev/null >>"$LOGS/$name.out" 2>&1 9>&- || { log_tail "$name"; die "$name failed to start"; }
-    local deadline=$((SECONDS + 30))
-    until running_pid "$name" >/dev/null; do
-        ((SECONDS < deadline)) || { log_tail "$name"; die "$name wrote no pid file (logs: $LOGS/$name.*)"; }
-        sleep 0.1
-    done
-    # Its own log is the file "messages" beside its pid file.
-    local pidfile
-    pidfile=$(system_pidfiles "$name" | head -1)
+    local name=$1 pidfile
+    shift
+    daemon_launch "$name" 30 "$@"
+    pidfile=$(daemon_pidfiles "$name" | head -1)
     ln -sfn "$(dirname "$pidfile")/messages" "$LOGS/$name.messages"
-}
-
-wait_for() { # NAME SECS CHECK...
-    local name=$1 secs=$2; shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        running_pid "$name" >/dev/null || { log_tail "$name"; die "$name exited during start-up"; }
-        ((SECONDS < deadline)) || { log_tail "$name"; die "$name not ready after ${secs}s"; }
-        sleep 0.2
-    done
-}
-
-stop_daemon() { # NAME
-    local name=$1 pid i stale
-    pid=$(running_pid "$name") || { rm -f "$RUN/$name.pid"; return 0; }
-    log "stopping $name ($pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    # sge_qmaster takes 7-9 s to exit on SIGTERM.
-    for ((i = 0; i < 300; i++)); do
-        pid_alive "$name" "$pid" || break
-        sleep 0.1
-    done
-    if pid_alive "$name" "$pid"; then
-        log "$name ($pid) ignored SIGTERM for 30 s: SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        sleep 0.2
-    fi
-    rm -f "$RUN/$name.pid"
-    while read -r stale; do rm -f "$stale"; done < <(system_pidfiles "$name")
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -434,13 +328,13 @@ check_installed() {
 }
 
 start_qmaster() {
-    running_pid sge_qmaster >/dev/null && return 0
+    daemon_pid sge_qmaster >/dev/null && return 0
     launch sge_qmaster /usr/sbin/sge_qmaster
-    wait_for sge_qmaster 60 qmaster_answers
+    daemon_wait sge_qmaster 60 qmaster_answers
 }
 
 start_execd() {
-    running_pid sge_execd >/dev/null && return 0
+    daemon_pid sge_execd >/dev/null && return 0
     launch sge_execd /usr/sbin/sge_execd
 }
 
@@ -449,23 +343,24 @@ cmd_start() {
     start_qmaster
     configure
     start_execd
-    wait_for sge_execd 60 host_ready
-    log "running: sge_qmaster $(running_pid sge_qmaster), sge_execd $(running_pid sge_execd), all.q@$HOST with $SLOTS slots"
+    daemon_wait sge_execd 60 host_ready
+    log "running: sge_qmaster $(daemon_pid sge_qmaster), sge_execd $(daemon_pid sge_execd), all.q@$HOST with $SLOTS slots"
 }
 
 cmd_start_master() {
     check_installed
     start_qmaster
-    log "sge_qmaster running ($(running_pid sge_qmaster))"
+    log "sge_qmaster running ($(daemon_pid sge_qmaster))"
 }
 
-cmd_stop_master() { stop_daemon sge_qmaster; }
+# sge_qmaster takes 7-9 s to exit on SIGTERM: both daemons get 30 s before SIGKILL.
+cmd_stop_master() { daemon_stop sge_qmaster 30; }
 
 # sge_execd leaves running jobs behind when it stops: delete every job first (only sge_qmaster
 # can, so it is started for that if sge_execd still runs without it).
 delete_all_jobs() {
-    if ! running_pid sge_qmaster >/dev/null; then
-        running_pid sge_execd >/dev/null || return 0
+    if ! daemon_pid sge_qmaster >/dev/null; then
+        daemon_pid sge_execd >/dev/null || return 0
         log "starting sge_qmaster to delete the remaining jobs"
         start_qmaster
     fi
@@ -489,21 +384,14 @@ delete_all_jobs() {
 
 cmd_stop() {
     delete_all_jobs
-    stop_daemon sge_execd
-    stop_daemon sge_qmaster
+    daemon_stop sge_execd 30
+    daemon_stop sge_qmaster 30
     log "stopped"
 }
 
 cmd_status() {
-    local d pid rc=0
-    for d in sge_qmaster sge_execd; do
-        if pid=$(running_pid "$d"); then
-            printf '%-12s running (pid %s)\n' "$d" "$pid"
-        else
-            printf '%-12s stopped\n' "$d"
-            rc=1
-        fi
-    done
+    local rc=0
+    daemons_status 12 sge_qmaster sge_execd || rc=1
     if qmaster_answers; then
         qstat -f -q "all.q@$HOST" 2>/dev/null | awk -v q="all.q@$HOST" '$1 == q { printf "%-12s %s slots (resv/used/tot) %s\n", "queue", $1, $3 }'
     fi
@@ -512,13 +400,8 @@ cmd_status() {
 
 # Several stacks (dev, tests, other sessions) may call this script at once: serialise all but
 # status.
-lock() {
-    exec 9>/run/lock/batchnotebook-sge.lock
-    flock -w 600 9 || die "could not get /run/lock/batchnotebook-sge.lock within 600 s"
-}
-
 case ${1:-} in
-    install | start | stop | start-master | stop-master) lock ;;
+    install | start | stop | start-master | stop-master) take_lock /run/lock/batchnotebook-sge.lock 600 ;;
 esac
 case ${1:-} in
     install) cmd_install ;;

@@ -17,6 +17,9 @@
 # $BATCHNOTEBOOK_STATE or <repo>/.dev.  Slurm itself is one system-wide installation: daemons
 # already running under another STATE are found through their own system pid files and adopted.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_TAG=slurm.sh
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=${BATCHNOTEBOOK_STATE:-$REPO/.dev}
@@ -35,55 +38,8 @@ PACKAGES=(munge slurm-client slurmctld slurmd slurm-wlm-basic-plugins slurmdbd m
           slurmrestd slurm-wlm-jwt-plugin sudo)
 DEMO_USERS=(alice bob)
 
-log() { echo "slurm.sh: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
 # ---------------------------------------------------------------------------------------------
 # install
-
-CONFIG_CHANGED=0
-
-# Writes stdin to PATH only when the content differs, so a re-run touches nothing.
-put_file() { # MODE OWNER PATH
-    local mode=$1 owner=$2 path=$3 tmp
-    tmp=$(mktemp)
-    cat >"$tmp"
-    if [[ -f $path ]] && cmp -s "$tmp" "$path"; then
-        rm -f "$tmp"
-    else
-        install -D -m "$mode" -o "${owner%%:*}" -g "${owner##*:}" "$tmp" "$path"
-        rm -f "$tmp"
-        log "wrote $path"
-        CONFIG_CHANGED=1
-    fi
-    chmod "$mode" "$path"
-    chown "$owner" "$path"
-}
-
-install_packages() {
-    local missing=() p
-    for p in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' \
-            || missing+=("$p")
-    done
-    [[ ${#missing[@]} -eq 0 ]] && return 0
-    log "installing ${missing[*]}"
-    # Package scripts must not start daemons themselves (no systemd here; we start them).
-    local made_policy=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        made_policy=1
-    fi
-    # Other sessions may be using apt at the same time: wait for the lock instead of failing.
-    local apt=(apt-get -o DPkg::Lock::Timeout=600 -q -y)
-    DEBIAN_FRONTEND=noninteractive "${apt[@]}" update >/dev/null
-    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install --no-install-recommends "${missing[@]}" \
-        >"/tmp/slurm-apt-install.$$.log" 2>&1 \
-        || { tail -30 "/tmp/slurm-apt-install.$$.log" >&2; [[ $made_policy == 1 ]] && rm -f /usr/sbin/policy-rc.d; die "apt-get install failed"; }
-    [[ $made_policy == 1 ]] && rm -f /usr/sbin/policy-rc.d
-    rm -f "/tmp/slurm-apt-install.$$.log"
-}
 
 install_users() {
     local u
@@ -223,25 +179,25 @@ install_jobenv() {
 
 cmd_install() {
     [[ $(id -u) == 0 ]] || die "install must run as root"
-    install_packages
+    apt_install "${PACKAGES[@]}"
     install_users
     install_hosts
     install_keys
     install_config
     install_mariadb_datadir
     install_jobenv
-    if [[ $CONFIG_CHANGED == 1 ]] && running_pid slurmctld >/dev/null; then
+    if [[ $FILE_CHANGED == 1 ]] && daemon_pid slurmctld >/dev/null; then
         log "configuration changed while Slurm runs: apply with dev/slurm.sh stop && dev/slurm.sh start"
     fi
     log "install done"
 }
 
 # ---------------------------------------------------------------------------------------------
-# process bookkeeping
+# process bookkeeping (the daemon_* hooks of dev/lib.sh)
 
 # The process name (/proc/PID/comm) each pid file must point at; a pid reused by another
 # program is not ours.
-comm_of() {
+daemon_comm() {
     case $1 in
         munged) echo munged ;;
         mariadb) echo mariadbd ;;
@@ -250,147 +206,40 @@ comm_of() {
 }
 
 # Where the daemon itself records its pid, so one started under another STATE is found.
-system_pidfile() {
+daemon_pidfiles() {
     case $1 in
         munged) echo /run/munge/munged.pid ;;
         mariadb) echo /run/mysqld/mysqld.pid ;;
         slurmdbd) echo /run/slurmdbd.pid ;;
         slurmctld) echo /run/slurmctld.pid ;;
         slurmd) echo /run/slurmd.pid ;;
-        *) echo "" ;;
     esac
 }
 
-pid_alive() { # NAME PID
-    [[ -n $2 && -r /proc/$2/comm ]] && [[ $(cat "/proc/$2/comm" 2>/dev/null) == "$(comm_of "$1")" ]] || return 1
-    # A daemon that exited stays a zombie until PID 1 reaps it, which here can take seconds.
-    local stat
-    stat=$(cat "/proc/$2/stat" 2>/dev/null) || return 1
-    stat=${stat##*) }
-    [[ ${stat:0:1} != Z ]]
-}
-
-# Prints the pid of NAME if it runs (from our pid file, else adopted from the system one);
-# clears pid files that point at nothing.
-running_pid() { # NAME
-    local name=$1 f pid sys
-    f=$RUN/$name.pid
-    if [[ -f $f ]]; then
-        pid=$(cat "$f" 2>/dev/null || true)
-        if pid_alive "$name" "$pid"; then echo "$pid"; return 0; fi
-        rm -f "$f"
-    fi
-    sys=$(system_pidfile "$name")
-    if [[ -n $sys && -f $sys ]]; then
-        pid=$(tr -dc 0-9 <"$sys" 2>/dev/null || true)
-        if pid_alive "$name" "$pid"; then
-            mkdir -p "$RUN"; echo "$pid" >"$f"; echo "$pid"; return 0
-        fi
-        rm -f "$sys"   # stale: breaks package scripts and confuses the next start
-    fi
-    if [[ $name == slurmrestd ]]; then
-        pid=$(ss -Hltnp "sport = :${REST_ADDR##*:}" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
-        if pid_alive "$name" "$pid"; then
-            mkdir -p "$RUN"; echo "$pid" >"$f"; echo "$pid"; return 0
-        fi
-    fi
-    return 1
-}
-
-# Runs a daemon in the foreground of its own session, detached from our terminal; $! is then
-# the daemon's own pid (setsid/setpriv exec, they do not fork), which we record.  Its console
-# goes to $LOGS/NAME.log.
-spawn() { # NAME CMD...
-    local name=$1; shift
-    mkdir -p "$RUN" "$LOGS"
-    echo "=== $(date '+%F %T') starting: $*" >>"$LOGS/$name.log"
-    setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1 9>&- &
-    echo $! >"$RUN/$name.pid"
-}
-
-# slurmctld/slurmd: in the foreground (-D) they copy every log line to stderr, so instead they
-# daemonize, log with timestamps to $LOGS/NAME.log (-L), and we adopt the pid from their own pid
-# file.  Errors printed before the daemon forks (bad config) land in $LOGS/NAME.out.
-launch() { # NAME CMD...
-    local name=$1; shift
-    mkdir -p "$RUN" "$LOGS"
-    echo "=== $(date '+%F %T') starting: $*" >>"$LOGS/$name.out"
-    setsid "$@" </dev/null >>"$LOGS/$name.out" 2>&1 9>&- || { log_tail "$name"; die "$name failed to start"; }
-    local deadline=$((SECONDS + 15))
-    until running_pid "$name" >/dev/null; do
-        ((SECONDS < deadline)) || { log_tail "$name"; die "$name wrote no pid file (logs: $LOGS/$name.*)"; }
-        sleep 0.1
-    done
-}
-
-log_tail() { # NAME
-    local f
-    for f in "$LOGS/$1.out" "$LOGS/$1.log"; do
-        [[ -s $f ]] && { echo "--- tail $f" >&2; tail -20 "$f" >&2; }
-    done
-    return 0
-}
-
-# Waits up to SECS for CHECK to succeed; fails with the daemon's log tail.
-wait_for() { # NAME SECS CHECK...
-    local name=$1 secs=$2; shift 2
-    local deadline=$((SECONDS + secs))
-    until "$@" >/dev/null 2>&1; do
-        if ! running_pid "$name" >/dev/null; then
-            log_tail "$name"
-            die "$name exited during start-up (logs: $LOGS/$name.*)"
-        fi
-        if ((SECONDS >= deadline)); then
-            log_tail "$name"
-            die "$name not ready after ${secs}s (logs: $LOGS/$name.*)"
-        fi
-        sleep 0.2
-    done
-}
-
-stop_daemon() { # NAME
-    local name=$1 pid i
-    pid=$(running_pid "$name") || { rm -f "$RUN/$name.pid"; return 0; }
-    log "stopping $name ($pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 150; i++)); do
-        pid_alive "$name" "$pid" || break
-        sleep 0.1
-    done
-    if pid_alive "$name" "$pid"; then
-        log "$name ($pid) ignored SIGTERM for 15 s: SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        sleep 0.2
-    fi
-    rm -f "$RUN/$name.pid"
-    local sys; sys=$(system_pidfile "$name")
-    [[ -n $sys ]] && rm -f "$sys"
-    return 0
+# slurmrestd writes no pid file: one started under another STATE is found by its port.
+daemon_port() {
+    if [[ $1 == slurmrestd ]]; then echo "${REST_ADDR##*:}"; fi
 }
 
 # ---------------------------------------------------------------------------------------------
 # start
 
-port_listening() { ss -Hltn "sport = :$1" | grep -q .; }
-
 start_munged() {
-    running_pid munged >/dev/null && return 0
+    daemon_pid munged >/dev/null && return 0
     install -d -m 0755 -o munge -g munge /run/munge
-    rm -f /run/munge/munged.pid
     # As the munge user (munged refuses root); setpriv execs, so the recorded pid is munged's.
-    spawn munged setpriv --reuid=munge --regid=munge --init-groups -- /usr/sbin/munged -F
-    wait_for munged 15 bash -c 'munge -n </dev/null | unmunge'
+    daemon_spawn munged setpriv --reuid=munge --regid=munge --init-groups -- /usr/sbin/munged -F
+    daemon_wait munged 15 bash -c 'munge -n </dev/null | unmunge'
 }
 
 start_mariadb() {
-    running_pid mariadb >/dev/null && return 0
+    daemon_pid mariadb >/dev/null && return 0
     install -d -m 0755 -o mysql -g mysql /run/mysqld
-    rm -f /run/mysqld/mysqld.pid
     # Socket only: slurmdbd connects to localhost through /run/mysqld/mysqld.sock.
-    spawn mariadb /usr/sbin/mariadbd --user=mysql --datadir=/var/lib/mysql \
+    daemon_spawn mariadb /usr/sbin/mariadbd --user=mysql --datadir=/var/lib/mysql \
         --pid-file=/run/mysqld/mysqld.pid --socket=/run/mysqld/mysqld.sock --skip-networking \
         --innodb-buffer-pool-size=256M --innodb-lock-wait-timeout=900
-    wait_for mariadb 60 mariadb-admin --socket=/run/mysqld/mysqld.sock ping
+    daemon_wait mariadb 60 mariadb-admin --socket=/run/mysqld/mysqld.sock ping
 }
 
 ensure_db() {
@@ -406,10 +255,9 @@ EOF
 }
 
 start_slurmdbd() {
-    running_pid slurmdbd >/dev/null && return 0
-    rm -f /run/slurmdbd.pid
-    spawn slurmdbd /usr/sbin/slurmdbd -D
-    wait_for slurmdbd 60 port_listening 6819
+    daemon_pid slurmdbd >/dev/null && return 0
+    daemon_spawn slurmdbd /usr/sbin/slurmdbd -D
+    daemon_wait slurmdbd 60 port_listening 6819
 }
 
 # Cluster, accounts and users in the accounting database (needs slurmdbd only).
@@ -434,25 +282,25 @@ ensure_accounts() {
 ctld_up() { scontrol ping 2>/dev/null | grep -q 'is UP'; }
 
 start_slurmctld() {
-    running_pid slurmctld >/dev/null && return 0
-    rm -f /run/slurmctld.pid
-    launch slurmctld /usr/sbin/slurmctld -L "$LOGS/slurmctld.log"
-    wait_for slurmctld 60 ctld_up
+    daemon_pid slurmctld >/dev/null && return 0
+    # It daemonizes: in the foreground (-D) it would copy every log line to stderr.  -L: its own
+    # log, with timestamps.
+    daemon_launch slurmctld 15 /usr/sbin/slurmctld -L "$LOGS/slurmctld.log"
+    daemon_wait slurmctld 60 ctld_up
 }
 
 start_slurmd() {
-    running_pid slurmd >/dev/null && return 0
-    rm -f /run/slurmd.pid
-    launch slurmd /usr/sbin/slurmd -L "$LOGS/slurmd.log"
-    wait_for slurmd 30 port_listening 6818
+    daemon_pid slurmd >/dev/null && return 0
+    daemon_launch slurmd 15 /usr/sbin/slurmd -L "$LOGS/slurmd.log"
+    daemon_wait slurmd 30 port_listening 6818
 }
 
 start_slurmrestd() {
-    running_pid slurmrestd >/dev/null && return 0
+    daemon_pid slurmrestd >/dev/null && return 0
     # SLURM_JWT=daemon: every request carries the caller's own JWT (X-SLURM-USER-TOKEN).
-    spawn slurmrestd env SLURM_JWT=daemon setpriv --reuid="$REST_USER" --regid="$REST_USER" \
+    daemon_spawn slurmrestd env SLURM_JWT=daemon setpriv --reuid="$REST_USER" --regid="$REST_USER" \
         --init-groups -- /usr/sbin/slurmrestd -a rest_auth/jwt "$REST_ADDR"
-    wait_for slurmrestd 30 curl -s -o /dev/null "http://$REST_ADDR/"
+    daemon_wait slurmrestd 30 curl -s -o /dev/null "http://$REST_ADDR/"
 }
 
 node_state() { sinfo -h -n "$NODE" -o %t 2>/dev/null; }
@@ -469,9 +317,7 @@ wait_node_idle() {
         esac
         if ((SECONDS >= deadline)); then
             log "node $NODE not idle after 60 s (state: '${st:-?}')"
-            log_tail slurmctld
-            log_tail slurmd
-            die "slurm start failed"
+            die_with_logs "slurm start failed" "$LOGS"/slurmctld.{out,log} "$LOGS"/slurmd.{out,log}
         fi
         sleep 0.2
     done
@@ -501,17 +347,17 @@ cmd_start_ctld() {
     start_slurmctld
     # A restarted slurmctld shows the node as "unk" (nothing schedules) for ~4 s, until slurmd
     # registers again: wait for that so callers can submit right away.
-    running_pid slurmd >/dev/null && wait_node_idle
-    log "slurmctld running ($(running_pid slurmctld)), node $NODE $(node_state)"
+    daemon_pid slurmd >/dev/null && wait_node_idle
+    log "slurmctld running ($(daemon_pid slurmctld)), node $NODE $(node_state)"
 }
 
-cmd_stop_ctld() { stop_daemon slurmctld; }
+cmd_stop_ctld() { daemon_stop slurmctld 15; }
 
 # Cancel every job first: slurmstepd otherwise keeps retrying and slurmd hangs on stop.
 cancel_all_jobs() {
-    if ! running_pid slurmctld >/dev/null; then
+    if ! daemon_pid slurmctld >/dev/null; then
         # Only slurmctld can cancel; with slurmd up, jobs may still run (e.g. after stop-ctld).
-        running_pid slurmd >/dev/null && running_pid munged >/dev/null || return 0
+        daemon_pid slurmd >/dev/null && daemon_pid munged >/dev/null || return 0
         log "starting slurmctld to cancel the remaining jobs"
         start_slurmctld
     fi
@@ -532,21 +378,14 @@ cmd_stop() {
     cancel_all_jobs
     local d
     for d in slurmrestd slurmd slurmctld slurmdbd mariadb munged; do
-        stop_daemon "$d"
+        daemon_stop "$d" 15
     done
     log "stopped"
 }
 
 cmd_status() {
-    local d pid rc=0
-    for d in munged mariadb slurmdbd slurmctld slurmd slurmrestd; do
-        if pid=$(running_pid "$d"); then
-            printf '%-11s running (pid %s)\n' "$d" "$pid"
-        else
-            printf '%-11s stopped\n' "$d"
-            rc=1
-        fi
-    done
+    local rc=0
+    daemons_status 11 munged mariadb slurmdbd slurmctld slurmd slurmrestd || rc=1
     if ctld_up; then
         printf '%-11s %s\n' "node" "$NODE $(node_state)"
     fi
@@ -556,13 +395,8 @@ cmd_status() {
 # Slurm is system-wide and several stacks (dev, tests, other sessions) call this script at the
 # same time: serialise everything but status.  Daemons are started with fd 9 closed, so they do
 # not hold the lock.
-lock() {
-    exec 9>/run/lock/batchnotebook-slurm.lock
-    flock -w 600 9 || die "could not get /run/lock/batchnotebook-slurm.lock within 600 s"
-}
-
 case ${1:-} in
-    install | start | stop | start-ctld | stop-ctld) lock ;;
+    install | start | stop | start-ctld | stop-ctld) take_lock /run/lock/batchnotebook-slurm.lock 600 ;;
 esac
 case ${1:-} in
     install) cmd_install ;;

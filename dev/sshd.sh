@@ -16,6 +16,9 @@
 # STATE/run/sshd.pid, log STATE/logs/sshd.log (LogLevel VERBOSE: one "Accepted publickey" per
 # connection, one "Starting session" per command).
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_TAG=sshd.sh
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=${BATCHNOTEBOOK_STATE:-$REPO/.dev}
@@ -31,37 +34,6 @@ RUN_AS_USERS=alice,bob
 SUDOERS=/etc/sudoers.d/batchnotebook
 # The operator multiplexes up to 8 commands on one connection; sshd's default is 10.
 MAX_SESSIONS=32
-
-log() { echo "sshd.sh: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
-
-install_packages() {
-    local missing=() p
-    for p in openssh-server sudo; do installed "$p" || missing+=("$p"); done
-    [[ ${#missing[@]} -eq 0 ]] && return 0
-    log "installing ${missing[*]}"
-    # The package must not start the system's sshd (no systemd here, and it is not ours).
-    local made_policy=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod 755 /usr/sbin/policy-rc.d
-        made_policy=1
-    fi
-    local apt=(apt-get -o DPkg::Lock::Timeout=600 -q -y) status=0
-    DEBIAN_FRONTEND=noninteractive "${apt[@]}" update >/dev/null || status=$?
-    if [[ $status == 0 ]]; then
-        DEBIAN_FRONTEND=noninteractive "${apt[@]}" install --no-install-recommends "${missing[@]}" \
-            >"/tmp/sshd-apt-install.$$.log" 2>&1 || status=$?
-    fi
-    [[ $made_policy == 1 ]] && rm -f /usr/sbin/policy-rc.d
-    if [[ $status != 0 ]]; then
-        tail -30 "/tmp/sshd-apt-install.$$.log" >&2 || true
-        die "apt-get install failed"
-    fi
-    rm -f "/tmp/sshd-apt-install.$$.log"
-}
 
 install_account() {
     local user
@@ -85,11 +57,9 @@ install_sudoers() {
 # (submit and cancel their jobs), without a password, and as nobody else.
 $ACCOUNT ALL=($RUN_AS_USERS) NOPASSWD: ALL
 EOF
+    # Checked before it is installed: a drop-in that does not parse breaks sudo for everyone.
     visudo -cq -f "$tmp" || { rm -f "$tmp"; die "the sudoers drop-in does not parse"; }
-    if ! cmp -s "$tmp" "$SUDOERS" 2>/dev/null; then
-        install -m 0440 -o root -g root "$tmp" "$SUDOERS"
-        log "wrote $SUDOERS"
-    fi
+    put_file 0440 root:root "$SUDOERS" <"$tmp"
     rm -f "$tmp"
     visudo -cq || die "sudoers no longer parses after writing $SUDOERS"
 }
@@ -147,18 +117,17 @@ EOF
 # config file (a reused pid, or another sshd, is not ours).
 running_pid() {
     local pid
-    [[ -f $PIDFILE ]] || return 1
-    pid=$(tr -dc 0-9 <"$PIDFILE")
-    [[ -n $pid && -r /proc/$pid/cmdline ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "-f $DIR/sshd_config" || return 1
-    echo "$pid"
+    pid=$(pidfile_pid "$PIDFILE") && our_sshd "$pid" && echo "$pid"
 }
 
-listening() { ss -Hltn "sport = :$PORT" | grep -q .; }
+our_sshd() { pid_runs "$1" "-f $DIR/sshd_config"; }
+
+serving() { running_pid && port_listening "$PORT"; }
 
 cmd_install() {
     [[ $(id -u) == 0 ]] || die "install must run as root"
-    install_packages
+    # The package must not start the system's sshd (apt_install sees to that): it is not ours.
+    apt_install openssh-server sudo
     install_account
     install_sudoers
     install_keys
@@ -174,37 +143,25 @@ cmd_start() {
     fi
     [[ -s $DIR/id_ed25519 ]] || die "run dev/sshd.sh install first"
     write_config
-    listening && die "something else listens on 127.0.0.1:$PORT"
-    rm -f "$PIDFILE"
+    port_listening "$PORT" && die "something else listens on 127.0.0.1:$PORT"
     echo "=== $(date '+%F %T') starting sshd on 127.0.0.1:$PORT" >>"$LOGS/sshd.log"
-    # -D: no fork, so the process we start is the listener; -E: log to our file (what it prints
-    # before reading its config goes to sshd.out). sshd re-executes itself per connection, hence
-    # the absolute path.
-    setsid "$SSHD" -D -f "$DIR/sshd_config" -E "$LOGS/sshd.log" </dev/null >>"$LOGS/sshd.out" 2>&1 9>&- &
-    local deadline=$((SECONDS + 15))
-    until running_pid >/dev/null && listening; do
-        if ((SECONDS >= deadline)); then
-            tail -n 20 "$LOGS/sshd.out" "$LOGS/sshd.log" >&2
-            die "sshd did not start"
-        fi
-        sleep 0.1
-    done
+    # -D: no fork, so the process we start is the listener (and writes PIDFILE itself, removing
+    # it when it exits); -E: log to our file (what it prints before reading its config goes to
+    # sshd.out). sshd re-executes itself per connection, hence the absolute path.
+    spawn "$PIDFILE" "$LOGS/sshd.out" "$SSHD" -D -f "$DIR/sshd_config" -E "$LOGS/sshd.log"
+    wait_until 15 serving || die_with_logs "sshd did not start" "$LOGS/sshd.out" "$LOGS/sshd.log"
     log "sshd runs on 127.0.0.1:$PORT (pid $(running_pid))"
 }
 
 cmd_stop() {
-    local pid children child i
+    local pid children child
     pid=$(running_pid) || { rm -f "$PIDFILE"; return 0; }
     # Stopping the listener alone leaves established connections up: end them too (each is a
     # child of the listener), so that clients see the outage.
     children=$(ps -o pid= --ppid "$pid" || true)
-    kill -TERM "$pid" 2>/dev/null || true
+    kill -TERM "$pid" 2>/dev/null || true   # the listener first: it accepts nothing more
     for child in $children; do kill -TERM "$child" 2>/dev/null || true; done
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    stop_pid sshd "$pid" 10 our_sshd "$pid"   # waits for it; SIGKILL if it ignores SIGTERM
     rm -f "$PIDFILE"
     log "sshd stopped"
 }
@@ -225,13 +182,8 @@ cmd_host_key() {
 }
 
 # Concurrent installs (dev stack and test suite) would race on the account and the packages.
-lock() {
-    exec 9>/run/lock/batchnotebook-sshd.lock
-    flock -w 600 9 || die "could not get /run/lock/batchnotebook-sshd.lock within 600 s"
-}
-
 case ${1:-} in
-    install) lock; cmd_install ;;
+    install) take_lock /run/lock/batchnotebook-sshd.lock 600; cmd_install ;;
     start) cmd_start ;;
     stop) cmd_stop ;;
     status) cmd_status ;;

@@ -2,6 +2,9 @@
 # `make dev`: install what is missing and start the whole local stack in the background.
 # Idempotent: re-running it restarts only what is not running.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_TAG=up.sh
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO_ROOT"
 STATE=$REPO_ROOT/.dev
@@ -11,7 +14,8 @@ API_PORT=16443
 mkdir -p "$STATE/run" "$STATE/logs"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
-alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# The dev operator, as its pid file must name it (down.sh stops it by the same words).
+OPERATOR=(.venv/bin/batchnotebook-operator --liveness http://127.0.0.1:8082/healthz)
 
 say "Python environment (.venv)"
 BATCHNOTEBOOK_SKIP_HUB5=1 dev/python.sh
@@ -82,19 +86,17 @@ done
 say "Operator"
 # An operator older than its code (a pull, an edit) makes way for a new one: notebooks and
 # their jobs outlive it, and the new one takes them over.
-if alive "$STATE/run/operator.pid" \
+if pidfile_runs "$STATE/run/operator.pid" "${OPERATOR[*]}" \
 	&& [[ -n $(find operator -name '*.py' -newer "$STATE/run/operator.pid" -print -quit) ]]; then
-	kill -TERM "$(cat "$STATE/run/operator.pid")"
-	for _ in $(seq 1 100); do alive "$STATE/run/operator.pid" || break; sleep 0.3; done
+	stop_pidfile operator "$STATE/run/operator.pid" 30 "${OPERATOR[*]}"
 fi
-if ! alive "$STATE/run/operator.pid"; then
+if ! pidfile_runs "$STATE/run/operator.pid" "${OPERATOR[*]}"; then
 	KUBECONFIG=$STATE/kubeconfig BATCHNOTEBOOK_LISTEN=127.0.0.1:8080 \
 		BATCHNOTEBOOK_URL_PREFIX=/services/batchnotebook \
-		setsid .venv/bin/batchnotebook-operator --liveness http://127.0.0.1:8082/healthz \
-		</dev/null >>"$STATE/logs/operator.log" 2>&1 &
-	echo $! >"$STATE/run/operator.pid"
-	for _ in $(seq 1 100); do curl -fs -o /dev/null http://127.0.0.1:8080/healthz && break; sleep 0.3; done
-	curl -fs -o /dev/null http://127.0.0.1:8080/healthz || { tail -n 30 "$STATE/logs/operator.log"; exit 1; }
+		spawn "$STATE/run/operator.pid" "$STATE/logs/operator.log" "${OPERATOR[@]}"
+	wait_ready 30 pidfile_runs "$STATE/run/operator.pid" "${OPERATOR[*]}" -- \
+		curl -fs -o /dev/null http://127.0.0.1:8080/healthz \
+		|| die_with_logs "the operator did not come up" "$STATE/logs/operator.log"
 fi
 
 say "JupyterHub + proxy"
