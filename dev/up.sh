@@ -15,7 +15,8 @@ mkdir -p "$STATE/run" "$STATE/logs"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 # The dev operator, as its pid file must name it (down.sh stops it by the same words).
-OPERATOR=(.venv/bin/batchnotebook-operator --liveness http://127.0.0.1:8082/healthz)
+# An absolute path: python runs the entry point, so the command line names it in full.
+OPERATOR=("$REPO_ROOT/.venv/bin/batchnotebook-operator" --liveness http://127.0.0.1:8082/healthz)
 
 say "Python environment (.venv)"
 BATCHNOTEBOOK_SKIP_HUB5=1 dev/python.sh
