@@ -14,6 +14,7 @@ dev/sge.sh start
 dev/emulators.sh install
 dev/sshd.sh install
 dev/hub.sh install
+dev/browser.sh install
 
 state=${BATCHNOTEBOOK_TEST_STATE:-.test}
 cleanup() {

@@ -62,6 +62,11 @@ class SchedulerClient(ABC):
     async def close(self) -> None:
         """Release connections."""
 
+    async def log_tail(self, path: str, user: str, lines: int = 20) -> str:
+        """The last `lines` of a file the user can read, "" if it cannot be read. A client that
+        reaches the scheduler only through its API has no way to read files."""
+        return ""
+
     async def find(self, tag: str) -> JobStatus | None:
         """The job carrying `tag`, wherever the scheduler still knows it (queue or accounting)."""
         queued = await self.query([tag])
@@ -151,6 +156,12 @@ class ClusterClient(SchedulerClient):
     async def cancel(self, job_ids: Iterable[str], user: str) -> None:
         result = await self._run("cancel", user=user, job_ids=sorted(set(job_ids)))
         self.scheduler.check(result)
+
+    async def log_tail(self, path: str, user: str, lines: int = 20) -> str:
+        """The last `lines` of `path` (relative paths start in the user's home), read as the user
+        with one argv, never a shell string: a missing or unreadable log gives ""."""
+        result = await self.transport.run(["tail", "-n", str(lines), "--", path], user=user)
+        return result.stdout if result.returncode == 0 else ""
 
     async def version(self) -> str:
         result = await self._run("version")

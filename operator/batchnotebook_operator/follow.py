@@ -5,6 +5,7 @@ Kept free of I/O so that every transition is unit-tested; the poller only applie
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from .model import ENDED_PHASE, JobState, JobStatus, Phase, condition, timestamp
@@ -12,6 +13,126 @@ from .model import ENDED_PHASE, JobState, JobStatus, Phase, condition, timestamp
 # Both the queue and accounting must have forgotten a job for this long before it counts as gone:
 # accounting lags the queue by a few seconds.
 VANISHED_AFTER_SECONDS = 120
+# A cluster's walltimeWarningSeconds when it sets none (the CRD's default).
+DEFAULT_WALLTIME_WARNING_SECONDS = 600
+# The job log's tail in a failure message: enough to show a traceback's end, bounded for the status.
+LOG_TAIL_CHARACTERS = 2000
+
+# Schedulers' reason codes for a waiting job, in the words a user understands.
+PLAIN_REASONS = {
+    "resources": "waiting for free resources",
+    "priority": "other jobs come first",
+    "dependency": "waiting for another job",
+    "reqnodenotavail": "the requested nodes are not available",
+    "partitionnodelimit": "the request exceeds the partition's node limit",
+    "partitiontimelimit": "the walltime exceeds the partition's limit",
+    "qosmaxcpuperuserlimit": "you use all the CPUs your QOS allows",
+    "qosmaxjobsperuserlimit": "you run as many jobs as your QOS allows",
+    "assocmaxjobslimit": "your account runs as many jobs as it may",
+    "begintime": "waiting for its start time",
+    "jobheldadmin": "held by an administrator",
+    "jobhelduser": "held",
+    "reservation": "waiting for a reservation",
+    "nodedown": "a required node is down",
+    "licenses": "waiting for licenses",
+}
+
+
+def plain_reason(reason: str) -> str:
+    """`Resources` → `waiting for free resources (Resources)`; unknown reasons stay as they are."""
+    plain = PLAIN_REASONS.get(reason.strip().lower())
+    return f"{plain} ({reason})" if plain else reason
+
+
+def duration_text(seconds: float) -> str:
+    """A duration the way a person says it: `40 s`, `5 min`, `2 h`, `1 h 30 min`."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h" + (f" {minutes} min" if minutes else "")
+
+
+def parse_timestamp(stamp: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def seconds_between(stamp: str | None, now: dt.datetime) -> float:
+    return (now - parse_timestamp(stamp)).total_seconds() if stamp else 0.0
+
+
+def progress_message(status: dict, now: dt.datetime) -> str:
+    """What the spawn page says about a notebook: submitted → queued (reason, expected start, time
+    waited) → running on host → Jupyter starting → ready."""
+    phase = Phase(status.get("phase") or Phase.PENDING.value)
+    job = f"job {status['jobId']}" if status.get("jobId") else "the job"
+    if phase is Phase.QUEUED and status.get("schedulerState"):  # the scheduler has seen it
+        parts = [f"{job} waits in the queue"]
+        if status.get("schedulerReason"):
+            parts.append(plain_reason(status["schedulerReason"]))
+        if status.get("expectedStartTime"):
+            parts.append(f"expected to start {status['expectedStartTime']}")
+        parts.append(f"waited {duration_text(seconds_between(status.get('submittedAt'), now))}")
+        return ", ".join(parts)
+    return status.get("message") or ""
+
+
+def queue_wait_exceeded(
+    status: dict,
+    max_wait_seconds: int,
+    now: dt.datetime,
+    generation: int | None = None,
+) -> Transition:
+    """A Queued notebook that waited longer than its profile allows fails (its job is cancelled
+    by the caller); any other notebook is left alone."""
+    waited = seconds_between(status.get("submittedAt"), now)
+    if status.get("phase") != Phase.QUEUED.value or waited <= max_wait_seconds:
+        return Transition()
+    reason = status.get("schedulerReason")
+    message = (
+        f"waited {duration_text(waited)} in the queue"
+        + (f" ({reason})" if reason else "")
+        + f", the profile allows {duration_text(max_wait_seconds)}; cancelled"
+    )
+    conditions = condition(
+        status.get("conditions", []), "Ready", False, "MaxQueueWait", message, generation
+    )
+    return Transition(
+        {
+            "phase": Phase.FAILED.value,
+            "message": message,
+            "finishedAt": timestamp(),
+            "conditions": conditions,
+        },
+        [("Warning", "MaxQueueWait", f"job {status.get('jobId')}: {message}")],
+    )
+
+
+def needs_log_tail(status: dict, transition: Transition) -> bool:
+    """A job that failed now: its log says why (a job that crashed at once may never have been
+    seen running, so any active phase counts; a job that never ran leaves no log to read)."""
+    was_active = not Phase(status.get("phase") or Phase.PENDING.value).terminal
+    return was_active and transition.status.get("phase") == Phase.FAILED.value
+
+
+def with_log_tail(transition: Transition, tail: str) -> Transition:
+    """The failure message followed by the end of the job's log, bounded in length."""
+    tail = tail.strip()
+    if not tail:
+        return transition
+    if len(tail) > LOG_TAIL_CHARACTERS:
+        tail = "…" + tail[-LOG_TAIL_CHARACTERS:]
+    message = f"{transition.status['message']}; the job's log ends with:\n{tail}"
+    return Transition({**transition.status, "message": message}, transition.events)
+
+
+def job_output_path(output: str, job_id: str) -> str:
+    """The job's log as the scheduler wrote it: `%j` is the job id, relative paths start in the
+    user's home (where the transport runs commands as the user)."""
+    return output.replace("%j", job_id)
 
 
 @dataclass
@@ -67,8 +188,45 @@ def ready_fields(status: dict, generation: int | None) -> dict:
     }
 
 
+def walltime_end(
+    job: JobStatus, started_at: str | None, walltime_seconds: int | None
+) -> str | None:
+    """When the job's walltime ends: the scheduler's own word if it gave one, else its start plus
+    the walltime resolved at submission."""
+    if job.ends_at:
+        return timestamp(job.ends_at)
+    if started_at and walltime_seconds:
+        return timestamp(parse_timestamp(started_at) + dt.timedelta(seconds=walltime_seconds))
+    return None
+
+
+def walltime_warning(
+    ends_at: str, conditions: list[dict], warning_seconds: int, generation: int | None
+) -> tuple[list[dict], list[tuple[str, str, str]]]:
+    """Once a Ready notebook is within warning_seconds of its walltime's end: the WalltimeEnding
+    condition and one Warning event."""
+    left = (parse_timestamp(ends_at) - dt.datetime.now(dt.UTC)).total_seconds()
+    already = any(
+        c.get("type") == "WalltimeEnding" and c.get("status") == "True" for c in conditions
+    )
+    if already or warning_seconds <= 0 or left > warning_seconds:
+        return conditions, []
+    message = (
+        f"the walltime ends at {ends_at} (in {duration_text(left)}): the server will be stopped "
+        "shortly before, save your work"
+    )
+    conditions = condition(
+        conditions, "WalltimeEnding", True, "WalltimeEnding", message, generation
+    )
+    return conditions, [("Warning", "WalltimeEnding", message)]
+
+
 def from_job(
-    status: dict, job: JobStatus, host_rules: dict | None = None, generation: int | None = None
+    status: dict,
+    job: JobStatus,
+    host_rules: dict | None = None,
+    generation: int | None = None,
+    walltime_warning_seconds: int = DEFAULT_WALLTIME_WARNING_SECONDS,
 ) -> Transition:
     """The transition a notebook makes when the scheduler reports `job`."""
     phase = Phase(status.get("phase", Phase.PENDING.value))
@@ -117,6 +275,14 @@ def from_job(
                 conditions = ready.pop("conditions")
                 wanted |= ready
                 events.append(("Normal", "Ready", ready["message"]))
+        ends_at = walltime_end(job, wanted["startedAt"], status.get("walltimeSeconds"))
+        if ends_at:
+            wanted["endsAt"] = ends_at
+            if wanted.get("phase", phase) == Phase.READY.value:
+                conditions, warnings = walltime_warning(
+                    ends_at, conditions, walltime_warning_seconds, generation
+                )
+                events += warnings
     else:  # ended
         new_phase = ENDED_PHASE[job.state]
         detail = job.reason or job.raw_state
@@ -127,6 +293,11 @@ def from_job(
         }[new_phase]
         if job.exit_code is not None:
             message += f", exit code {job.exit_code}"
+        warned = any(
+            c.get("type") == "WalltimeEnding" and c.get("status") == "True" for c in conditions
+        )
+        if warned and new_phase is Phase.COMPLETED:
+            message = f"the server was stopped before its walltime ended ({status.get('endsAt')})"
         wanted |= {
             "phase": new_phase.value,
             "finishedAt": status.get("finishedAt") or timestamp(),

@@ -3,7 +3,9 @@ and reports host and port to the operator. Standard library only, because nothin
 installed there; the job script embeds this file and runs it with the node's Python.
 
 Usage: python launcher.py JUPYTER-COMMAND [ARGS...]
-Environment: BATCHNOTEBOOK_REPORT_URL, BATCHNOTEBOOK_REPORT_TOKEN (removed before Jupyter starts).
+Environment: BATCHNOTEBOOK_REPORT_URL, BATCHNOTEBOOK_REPORT_TOKEN (removed before Jupyter starts);
+BATCHNOTEBOOK_STOP_AFTER (optional): seconds after which Jupyter gets SIGTERM, so that it shuts
+down cleanly before the scheduler kills the job at its walltime.
 """
 
 import json
@@ -20,6 +22,7 @@ import urllib.request
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 RETRYABLE_HTTP = {408, 409, 425, 429, 500, 502, 503, 504}
 REPORT_DEADLINE = 600  # seconds to keep trying to reach the operator
+STOP_WAIT = 0.5  # seconds between two checks of the walltime deadline
 
 
 def say(message):
@@ -121,13 +124,31 @@ def report(url, token, host, port, child):
     return False
 
 
+def wait_until_stopped(child, stop_at):
+    """Wait for Jupyter; at stop_at (monotonic, or None: never) send it SIGTERM. Returns its exit
+    code and whether the walltime stopped it."""
+    while stop_at is not None and child.poll() is None:
+        if time.monotonic() >= stop_at:
+            say("the walltime is about to end: stopping Jupyter so that it shuts down cleanly")
+            child.terminate()
+            code = child.wait()
+            say(f"Jupyter stopped before the walltime ended (exit {code})")
+            return code, True
+        time.sleep(STOP_WAIT)
+    return child.wait(), False
+
+
 def main(command):
     url = os.environ.pop("BATCHNOTEBOOK_REPORT_URL")
     token = os.environ.pop("BATCHNOTEBOOK_REPORT_TOKEN")
+    stop_after = os.environ.pop("BATCHNOTEBOOK_STOP_AFTER", "")
+    stop_at = time.monotonic() + float(stop_after) if stop_after else None
     hint = free_port()
     service_url = os.environ.get("JUPYTERHUB_SERVICE_URL", "http://0.0.0.0:0/")
     os.environ["JUPYTERHUB_SERVICE_URL"] = with_port(service_url, hint)
     say(f"starting {command[0]} on {socket.gethostname()}, port {hint} suggested")
+    if stop_at is not None:
+        say(f"Jupyter will be stopped in {stop_after} s, before the walltime ends")
     child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, lambda s, _frame: child.send_signal(s))
@@ -140,8 +161,10 @@ def main(command):
             time.sleep(0.2)
     if port is not None and not report(url, token, socket.gethostname(), port, child):
         child.terminate()
-    code = child.wait()
+    code, stopped_in_time = wait_until_stopped(child, stop_at)
     say(f"{command[0]} exited with {code}")
+    if stopped_in_time:
+        return 0  # a clean stop we asked for, not a failure of the job
     return code if code >= 0 else 128 - code
 
 

@@ -58,6 +58,7 @@ class JobStatus:
     exec_host: str = ""
     expected_start: dt.datetime | None = None
     exit_code: int | None = None
+    ends_at: dt.datetime | None = None  # when the scheduler ends a running job (its walltime)
 
 
 def now() -> dt.datetime:
@@ -94,4 +95,7 @@ def condition(
     }
     if generation is not None:
         new["observedGeneration"] = generation
-    return [c for c in conditions if c.get("type") != type_] + [new]
+    if previous is None:
+        return [*conditions, new]
+    # In place: a list that only changes order would look changed and cost a write every poll.
+    return [new if c is previous else c for c in conditions]

@@ -23,6 +23,19 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HEREDOC_END = "BATCHNOTEBOOK_LAUNCHER"
 
 
+# A cluster's stopBeforeWalltimeSeconds when it sets none (the CRD's default).
+DEFAULT_STOP_BEFORE_WALLTIME_SECONDS = 120
+
+
+def stop_after_seconds(walltime_seconds: int | None, stop_before_seconds: int) -> int | None:
+    """How long after it starts the launcher lets Jupyter run, so that it is stopped cleanly
+    before the scheduler kills the job at its walltime; None without a walltime or a margin. The
+    margin never takes more than half of a short walltime."""
+    if not walltime_seconds or stop_before_seconds <= 0:
+        return None
+    return walltime_seconds - min(stop_before_seconds, walltime_seconds // 2)
+
+
 class Verbatim(str):
     """Text the template inserts as it is."""
 

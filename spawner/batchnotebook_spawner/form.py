@@ -1,40 +1,167 @@
-"""The spawn form: one choice per cluster profile plus the resources the profile lets users set.
+"""The spawn form: a card per cluster profile the user may use, and for each card the resources
+its profile lets users set, bounded by the profile's limits.
 
 The form produces exactly the user_options the REST API takes, and both go through the same
-validation in the spawner.
+validation in the spawner. Every card names its inputs "<cluster>/<profile>:<option>", so the
+form needs no script: only the chosen card's values are read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 from batchnotebook_operator import CLUSTERS, GROUP, VERSION
-from batchnotebook_operator.profiles import RESOURCE_KEYS
+from batchnotebook_operator.profiles import OPTION_KEYS, RESOURCE_KEYS
 from jinja2 import Environment, select_autoescape
 
 _env = Environment(autoescape=select_autoescape(default=True))
 _form = _env.from_string((resources.files(__package__) / "templates" / "form.html").read_text())
 
+CHOICE_LISTS = {"partition": "partitions", "account": "accounts", "qos": "qos"}
+LABELS = {
+    "partition": "Partition / queue",
+    "account": "Account",
+    "qos": "Quality of service",
+    "cpus": "CPUs",
+    "gpus": "GPUs",
+    "memory": "Memory",
+    "walltime": "Time limit",
+}
+
+
+class OptionsFromLink(Exception):
+    """Options from a /hub/spawn?... link fill in the form instead of starting a server at once."""
+
+    jupyterhub_message = ""  # no red "Error:" banner; the form itself says what happened
+
+
+@dataclass
+class Field:
+    """One option of a card: an input ("number", "text", "select") or a fixed value ("fixed")."""
+
+    key: str
+    kind: str
+    value: str
+    choices: list[str] = field(default_factory=list)
+    minimum: int | None = None
+    maximum: int | str | None = None
+    pattern: str | None = None
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.key]
+
+
+@dataclass
+class Card:
+    cluster: str
+    profile: dict
+    fields: list[Field]
+
+    @property
+    def value(self) -> str:
+        return f"{self.cluster}/{self.profile['name']}"
+
+
+def profile_allowed(profile: dict, group_names: Iterable[str]) -> bool:
+    """A profile limited to JupyterHub groups is for members of one of them only."""
+    allowed = profile.get("groups")
+    return not allowed or bool(set(allowed) & set(group_names))
+
+
+def user_group_names(spawner: Any) -> set[str]:
+    return {group.name for group in spawner.user.groups}
+
+
+def _fields(profile: dict, chosen: dict[str, Any]) -> list[Field]:
+    """The inputs of a profile, pre-filled from `chosen` and else from the profile's defaults."""
+    defaults = profile.get("defaults", {})
+    limits = profile.get("limits", {})
+
+    def value(key: str, fallback: Any = "") -> str:
+        return str(chosen.get(key) or defaults.get(key, fallback))
+
+    fields = []
+    for key, minimum, maximum_key, fallback in (
+        ("cpus", 1, "maxCpus", 1),
+        ("gpus", 0, "maxGpus", 0),
+    ):
+        maximum = limits.get(maximum_key, defaults.get(key, fallback))
+        if maximum <= minimum:
+            fields.append(Field(key, "fixed", str(defaults.get(key, fallback))))
+        else:
+            fields.append(
+                Field(key, "number", value(key, fallback), minimum=minimum, maximum=maximum)
+            )
+    for key, maximum_key, pattern in (
+        ("memory", "maxMemory", "[0-9]+[KMGTkmgt]?"),
+        ("walltime", "maxWalltime", "([0-9]+-)?[0-9]{1,3}:[0-5][0-9](:[0-5][0-9])?"),
+    ):
+        maximum = limits.get(maximum_key)
+        if maximum is None:  # the default is the ceiling: nothing to choose
+            if key in defaults:
+                fields.append(Field(key, "fixed", defaults[key]))
+        else:
+            fields.append(Field(key, "text", value(key), maximum=maximum, pattern=pattern))
+    for key, list_key in CHOICE_LISTS.items():
+        choices = list(limits.get(list_key) or [d for d in [defaults.get(key)] if d])
+        if key == "account" and not limits.get(list_key):
+            # Without a list the scheduler decides which accounts a user may charge.
+            fields.append(Field(key, "text", value(key), pattern="[A-Za-z0-9_.-]+"))
+        elif len(choices) == 1:
+            fields.append(Field(key, "fixed", choices[0]))
+        elif choices:
+            fields.append(Field(key, "select", value(key, choices[0]), choices=choices))
+    return fields
+
+
+def link_options(spawner: Any) -> dict[str, Any]:
+    """Options in the spawn page's query (?cluster=..&profile=..&cpus=.., or the opt- prefixed
+    form), which JupyterHub hands to the form through spawner.handler."""
+    handler = getattr(spawner, "handler", None)
+    if handler is None or handler.request.method != "GET":
+        return {}
+    options = {}
+    for key, values in handler.request.query_arguments.items():
+        key = key.removeprefix("opt-")
+        if key in OPTION_KEYS and values:
+            options[key] = values[0].decode("utf8", "replace").strip()
+    return options
+
 
 async def render_form(spawner: Any) -> str:
     listing = await spawner.custom.list_cluster_custom_object(GROUP, VERSION, CLUSTERS)
-    choices = [
-        {"cluster": item["metadata"]["name"], "profile": profile}
-        for item in sorted(listing["items"], key=lambda i: i["metadata"]["name"])
-        for profile in item["spec"].get("profiles", [])
-    ]
-    last = spawner.user_options or {}
-    return _form.render(choices=choices, last=last)
+    groups = user_group_names(spawner)
+    from_link = link_options(spawner)
+    chosen = from_link or spawner.user_options or {}
+    chosen_value = f"{chosen.get('cluster')}/{chosen.get('profile')}"
+    cards = []
+    for item in sorted(listing["items"], key=lambda i: i["metadata"]["name"]):
+        cluster = item["metadata"]["name"]
+        for profile in item["spec"].get("profiles", []):
+            if profile_allowed(profile, groups):
+                is_chosen = f"{cluster}/{profile['name']}" == chosen_value
+                cards.append(Card(cluster, profile, _fields(profile, chosen if is_chosen else {})))
+    if cards and chosen_value not in {card.value for card in cards}:
+        chosen_value = cards[0].value
+    return _form.render(cards=cards, chosen=chosen_value, from_link=bool(from_link))
 
 
 def options_from_form(formdata: dict[str, list[str]]) -> dict[str, Any]:
     def first(key: str) -> str:
         return (formdata.get(key) or [""])[0].strip()
 
-    cluster, _sep, profile = first("profile").partition("/")
+    chosen = first("profile")
+    cluster, _sep, profile = chosen.partition("/")
     options: dict[str, Any] = {"cluster": cluster, "profile": profile}
     for key in RESOURCE_KEYS:
-        if first(key):
-            options[key] = first(key)
+        if first(f"{chosen}:{key}"):
+            options[key] = first(f"{chosen}:{key}")
     return options
+
+
+def options_from_query(query: dict[str, list[str]]) -> dict[str, Any]:
+    raise OptionsFromLink()

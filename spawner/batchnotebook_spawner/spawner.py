@@ -23,7 +23,8 @@ from batchnotebook_operator import (
     VERSION,
 )
 from batchnotebook_operator.errors import InvalidOptions
-from batchnotebook_operator.model import Phase
+from batchnotebook_operator.follow import progress_message
+from batchnotebook_operator.model import Phase, now
 from batchnotebook_operator.profiles import find_profile, resolve, split_options
 from jupyterhub.spawner import Spawner
 from kubernetes_asyncio.client import ApiException
@@ -32,7 +33,13 @@ from kubespawner.slugs import multi_slug, safe_slug
 from tornado import web
 from traitlets import Dict, Float, Unicode, default
 
-from .form import options_from_form, render_form
+from .form import (
+    options_from_form,
+    options_from_query,
+    profile_allowed,
+    render_form,
+    user_group_names,
+)
 from .reflector import NotebookReflector
 
 PROGRESS = {  # phase → (percent, what the user is told while in it)
@@ -96,9 +103,15 @@ class BatchNotebookSpawner(Spawner):
     def _options_from_form(self) -> Any:
         return options_from_form
 
+    def options_from_query(self, query_data: dict[str, list[str]]) -> dict:
+        # JupyterHub would start the server at once; a link fills in the form instead.
+        return options_from_query(query_data)
+
     @default("start_timeout")
     def _start_timeout(self) -> int:
-        return 3600  # waiting in a queue is normal
+        # Waiting in a queue is normal, not a failure: the hub never gives up on a queued job.
+        # A profile's maxQueueWait (enforced by the operator) or the user's cancel ends the wait.
+        return 365 * 24 * 3600
 
     @default("poll_interval")
     def _poll_interval(self) -> int:
@@ -172,7 +185,13 @@ class BatchNotebookSpawner(Spawner):
                 )
             cluster_name, profile_name, requested = split_options(options)
             cluster = await self.cluster_spec(cluster_name)
-            resources = resolve(find_profile(cluster_name, cluster, profile_name), requested)
+            profile = find_profile(cluster_name, cluster, profile_name)
+            if not profile_allowed(profile, user_group_names(self)):
+                raise InvalidOptions(
+                    f"profile {profile_name!r} of cluster {cluster_name!r} is only for members of "
+                    f"the group(s) {', '.join(profile['groups'])}"
+                )
+            resources = resolve(profile, requested)
             template = cluster.get("userMapping", {}).get("template", "{username}")
             unix_user = template.format(username=self.user.name)
         except InvalidOptions as error:
@@ -319,13 +338,14 @@ class BatchNotebookSpawner(Spawner):
             notebook = await self.notebook()
             status = (notebook or {}).get("status", {})
             phase = Phase(status.get("phase") or "Pending")
-            current = (phase, status.get("message"))
+            message = progress_message(status, now())  # counts the time waited
+            current = (phase, message)
             if current != seen:
                 seen = current
                 percent, label = PROGRESS.get(phase, (100, phase.value))
                 yield {
                     "progress": percent,
-                    "message": f"{label}: {status.get('message') or ''}".rstrip(": "),
+                    "message": f"{label}: {message}".rstrip(": "),
                     "phase": phase.value,
                     "status": status,
                 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from batchnotebook_operator.schedulers.slurm import QUERY_FIELDS
 
 from .stack import API_PORT, REPO, STATE, run, squeue, wait_for
 
@@ -98,7 +99,7 @@ def test_fifty_notebooks_one_query_per_interval(
                 "--all",
                 "--states=all",
                 "--name={{ tags|join(',') }}",
-                "--format=%i|%j|%u|%T|%B|%r|%S",
+                f"--format={QUERY_FIELDS}",
             ]
         },
         connection={"environment": {"COUNT_LOG": str(calls)}},

@@ -1,6 +1,18 @@
 import datetime as dt
 
-from batchnotebook_operator.follow import from_job, ready_fields, unreachable, vanished
+from batchnotebook_operator.follow import (
+    duration_text,
+    from_job,
+    job_output_path,
+    needs_log_tail,
+    plain_reason,
+    progress_message,
+    queue_wait_exceeded,
+    ready_fields,
+    unreachable,
+    vanished,
+    with_log_tail,
+)
 from batchnotebook_operator.model import JobState, JobStatus
 
 
@@ -88,3 +100,73 @@ def test_vanished_only_after_grace():
     assert not vanished({"phase": "Ready"}, "7", 30)
     t = vanished({"phase": "Ready"}, "7", 600)
     assert t.status["phase"] == "Failed" and "no longer knows job 7" in t.status["message"]
+
+
+NOW = dt.datetime(2026, 11, 23, 5, 0, tzinfo=dt.UTC)
+
+
+def test_duration_text():
+    assert [duration_text(s) for s in (-3, 40, 300, 7200, 5400)] == [
+        "0 s",
+        "40 s",
+        "5 min",
+        "2 h",
+        "1 h 30 min",
+    ]
+
+
+def test_plain_reason_keeps_the_schedulers_word():
+    assert plain_reason("Resources") == "waiting for free resources (Resources)"
+    assert plain_reason("SomethingNew") == "SomethingNew"
+
+
+def test_progress_tells_the_story():
+    submitted = {"phase": "Queued", "jobId": "7", "message": "job 7 submitted to c, waiting"}
+    assert progress_message(submitted, NOW) == "job 7 submitted to c, waiting"
+    queued = {
+        **submitted,
+        "schedulerState": "PENDING",
+        "schedulerReason": "Resources",
+        "expectedStartTime": "2026-11-23T06:00:00Z",
+        "submittedAt": "2026-11-23T04:55:00Z",
+    }
+    assert progress_message(queued, NOW) == (
+        "job 7 waits in the queue, waiting for free resources (Resources), "
+        "expected to start 2026-11-23T06:00:00Z, waited 5 min"
+    )
+    assert progress_message({"phase": "Ready", "message": "ready"}, NOW) == "ready"
+
+
+def test_queue_wait_exceeded_only_when_queued_too_long():
+    status = {
+        "phase": "Queued",
+        "jobId": "7",
+        "schedulerReason": "Resources",
+        "submittedAt": "2026-11-23T02:59:00Z",
+    }
+    t = queue_wait_exceeded(status, 7200, NOW)
+    assert t.status["phase"] == "Failed"
+    assert t.status["message"] == (
+        "waited 2 h 1 min in the queue (Resources), the profile allows 2 h; cancelled"
+    )
+    assert conditions(t.status)["Ready"] == "False"
+    assert t.events[0][:2] == ("Warning", "MaxQueueWait")
+    assert not queue_wait_exceeded(status, 7300, NOW)
+    assert not queue_wait_exceeded({**status, "phase": "Starting"}, 60, NOW)
+
+
+def test_log_tail_joins_a_failure_of_a_started_job():
+    failed = from_job({"phase": "Starting"}, job(JobState.FAILED, raw="FAILED", exit_code=3))
+    assert needs_log_tail({"phase": "Starting"}, failed)
+    assert needs_log_tail({"phase": "Queued"}, failed)  # crashed before a poll saw it run
+    assert not needs_log_tail({"phase": "Failed"}, failed)
+    with_tail = with_log_tail(failed, "Traceback\nboom\n")
+    assert with_tail.status["message"].endswith("the job's log ends with:\nTraceback\nboom")
+    assert with_tail.events == failed.events
+    assert with_log_tail(failed, "  \n") is failed
+    long = with_log_tail(failed, "x" * 5000).status["message"]
+    assert len(long) < 2200 and "…" in long
+
+
+def test_job_output_path():
+    assert job_output_path("logs/bnb-%j.log", "42") == "logs/bnb-42.log"

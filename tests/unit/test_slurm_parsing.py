@@ -38,6 +38,10 @@ def test_queue_states_hosts_reasons(fixture_text):
     assert jobs["42"].exec_host == ""
     assert jobs["42"].expected_start.isoformat().startswith("2026-11-23T03:00:00")
     assert jobs["43"].expected_start is None and jobs["43"].reason == "Priority"
+    # The walltime's end, for running jobs only.
+    assert jobs["41"].ends_at.isoformat().startswith("2026-11-23T02:02:03")
+    assert jobs["47"].ends_at is not None
+    assert jobs["42"].ends_at is None and jobs["43"].ends_at is None
     assert jobs["44"].state is JobState.FINISHED
     assert jobs["45"].state is JobState.CANCELLED
     assert jobs["46"].state is JobState.FAILED and jobs["46"].reason == "TimeLimit"

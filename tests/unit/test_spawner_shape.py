@@ -13,6 +13,7 @@ INTENDED = {
     "progress",
     "get_state",
     "clear_state",
+    "options_from_query",  # query links fill in the form instead of spawning at once
     "_options_from_form",
 }  # the last is the trait default of options_from_form
 

@@ -13,8 +13,19 @@ import kopf
 from .. import API_VERSION, CLUSTERS, GROUP, VERSION
 from ..client import SchedulerClient
 from ..errors import SchedulerUnavailable
-from ..follow import Transition, from_job, unreachable, vanished
-from ..model import JobStatus, Phase, condition, timestamp
+from ..follow import (
+    DEFAULT_WALLTIME_WARNING_SECONDS,
+    Transition,
+    from_job,
+    job_output_path,
+    needs_log_tail,
+    queue_wait_exceeded,
+    unreachable,
+    vanished,
+    with_log_tail,
+)
+from ..model import JobStatus, Phase, condition, now, timestamp
+from ..profiles import walltime_seconds
 from ..registry import registry
 
 log = logging.getLogger(__name__)
@@ -59,6 +70,52 @@ async def _apply(notebook: dict, transition: Transition, limit: asyncio.Semaphor
             await registry.kube.event(_ref(notebook), type_, reason, message)
 
 
+def max_queue_wait_seconds(spec: dict, profile_name: str | None) -> int | None:
+    for profile in spec.get("profiles", []):
+        if profile.get("name") == profile_name and profile.get("maxQueueWait"):
+            return walltime_seconds(profile["maxQueueWait"])
+    return None
+
+
+async def _consequences(
+    client: SchedulerClient, spec: dict, notebook: dict, transition: Transition
+) -> Transition:
+    """What a transition leads to beyond the status: a job that waited too long is cancelled, a
+    started job that failed gets its log's tail into the message."""
+    status = notebook["status"]
+    max_wait = max_queue_wait_seconds(spec, notebook.get("profile"))
+    if max_wait is not None:
+        overdue = queue_wait_exceeded(
+            {**status, **transition.status}, max_wait, now(), notebook["generation"]
+        )
+        if overdue:
+            try:
+                await client.cancel([status["jobId"]], notebook["unixUser"])
+            except SchedulerUnavailable as error:
+                log.warning("cluster %s: cannot cancel overdue job: %s", client.name, error)
+                return transition  # the next round tries again
+            return Transition({**transition.status, **overdue.status}, overdue.events)
+    if needs_log_tail(status, transition):
+        path = job_output_path(spec.get("jobOutput", "batchnotebook-%j.log"), status["jobId"])
+        try:
+            tail = await client.log_tail(path, notebook["unixUser"])
+        except SchedulerUnavailable as error:
+            log.warning("cluster %s: cannot read %s: %s", client.name, path, error)
+            tail = ""
+        return with_log_tail(transition, tail)
+    return transition
+
+
+async def _settle(
+    client: SchedulerClient,
+    spec: dict,
+    notebook: dict,
+    transition: Transition,
+    limit: asyncio.Semaphore,
+) -> None:
+    await _apply(notebook, await _consequences(client, spec, notebook, transition), limit)
+
+
 async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> int:
     """One round: one queue query for every followed notebook (plus accounting for those the
     queue forgot). Returns how many notebooks are still active. Raises SchedulerUnavailable."""
@@ -100,7 +157,13 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
         status = notebook["status"]
         job = jobs.get(status["jobName"]) or (remembered or {}).get(status["jobId"])
         if job is not None:
-            transition = from_job(status, job, spec.get("hostRewrite"), notebook["generation"])
+            transition = from_job(
+                status,
+                job,
+                spec.get("hostRewrite"),
+                notebook["generation"],
+                spec.get("walltimeWarningSeconds", DEFAULT_WALLTIME_WARNING_SECONDS),
+            )
             still_active += not job.state.ended
         elif remembered is not None:
             transition = vanished(
@@ -111,7 +174,7 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
             )
         else:
             transition = Transition()
-        transitions.append(_apply(notebook, transition, limit))
+        transitions.append(_settle(client, spec, notebook, transition, limit))
     await asyncio.gather(*transitions)
     return still_active
 

@@ -12,7 +12,7 @@ from ..errors import InvalidOptions, SchedulerUnavailable, SubmissionRefused
 from ..model import JobState, Phase, condition, timestamp
 from ..profiles import find_profile, resolve
 from ..registry import registry
-from ..render import JobRequest, render
+from ..render import DEFAULT_STOP_BEFORE_WALLTIME_SECONDS, JobRequest, render, stop_after_seconds
 
 # Deleting waits this many attempts (one per poll interval) for the scheduler to confirm that the
 # job ended, then lets the resource go with a Warning so that nothing hangs in Terminating.
@@ -40,6 +40,7 @@ def notebooks_by_cluster(
             "uid": uid,
             "generation": meta.get("generation"),
             "unixUser": spec.get("unixUser"),
+            "profile": spec.get("profile"),
             "status": dict(status),
         }
     }
@@ -137,6 +138,12 @@ async def submit(
             body, "SecretIncomplete", f"Secret {spec['envSecretName']} has no {REPORT_TOKEN_KEY}"
         )
     environment["BATCHNOTEBOOK_REPORT_URL"] = report_url(cluster, namespace, name)
+    stop_after = stop_after_seconds(
+        resources.walltime_seconds,
+        cluster.get("stopBeforeWalltimeSeconds", DEFAULT_STOP_BEFORE_WALLTIME_SECONDS),
+    )
+    if stop_after is not None:
+        environment["BATCHNOTEBOOK_STOP_AFTER"] = str(stop_after)
 
     try:
         existing = await client.find(tag)  # a job submitted before a crash is adopted, not doubled
@@ -198,7 +205,8 @@ async def submit(
             "jobId": job_id,
             "jobName": tag,
             "submittedAt": status.get("submittedAt") or timestamp(),
-            "message": f"job {job_id} {how}, waiting for the scheduler",
+            "walltimeSeconds": resources.walltime_seconds,
+            "message": f"job {job_id} {how} to {cluster_name}, waiting for the scheduler",
             "conditions": conditions,
             "observedGeneration": body.meta.get("generation"),
         },

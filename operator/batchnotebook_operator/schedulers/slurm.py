@@ -36,7 +36,8 @@ STATES = {
     "TIMEOUT": JobState.FAILED,
 }
 NO_VALUE = {"", "n/a", "(null)", "none", "unknown", "n/a)"}
-QUERY_FIELDS = "%i|%j|%u|%T|%B|%r|%S"
+# %S: expected start of a pending job; %e: when a running job's walltime ends.
+QUERY_FIELDS = "%i|%j|%u|%T|%B|%r|%S|%e"
 ACCOUNTING_FIELDS = "JobID,JobName,User,State,ExitCode,NodeList"
 
 
@@ -116,11 +117,12 @@ class Slurm(Scheduler):
 
     def parse_query(self, stdout: str) -> Iterator[JobStatus]:
         for line in stdout.splitlines():
-            fields = line.split("|", 6)
-            if len(fields) != 7:
+            fields = line.split("|")
+            if len(fields) != QUERY_FIELDS.count("|") + 1:
                 continue
-            job_id, name, user, state, host, reason, start = fields
+            job_id, name, user, state, host, reason, start, end = fields
             job_state, raw = _state(state)
+            running = job_state in (JobState.RUNNING, JobState.COMPLETING)
             yield JobStatus(
                 job_id=job_id.strip(),
                 name=name,
@@ -130,6 +132,7 @@ class Slurm(Scheduler):
                 exec_host=_value(host) if job_state is not JobState.PENDING else "",
                 reason=_value(reason),
                 expected_start=_start_time(start) if job_state is JobState.PENDING else None,
+                ends_at=_start_time(end) if running else None,
             )
 
     def parse_accounting(self, stdout: str) -> Iterator[JobStatus]:

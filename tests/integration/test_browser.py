@@ -1,0 +1,97 @@
+"""In a real browser (Debian's Chromium, driven by playwright): log in, follow a link that fills
+in the spawn form, choose a profile card, set the CPUs, start, watch the progress page, land in
+JupyterLab, stop the server and see the batch job end. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from .stack import HUB_PORT_BASE, REPO, STATE, squeue, wait_for
+from .test_hub import hub_stack, job_of
+
+playwright = pytest.importorskip("playwright.sync_api")
+pytestmark = [pytest.mark.cluster, pytest.mark.slurm, pytest.mark.e2e]
+CLUSTER = "e2e-browser"
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags Chromium keeps dialling out, and this machine's closed
+# network refuses it; playwright adds --headless and a fresh --user-data-dir itself.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def hub(kubeconfig, operator, custom, core):
+    yield from hub_stack(
+        kubeconfig,
+        custom,
+        core,
+        CLUSTER,
+        "jupyterhub-browser",
+        state=STATE / "hub-browser",
+        port_base=HUB_PORT_BASE + 400,
+    )
+
+
+@pytest.fixture
+def page() -> Iterator[object]:
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(30_000)
+        yield page
+        browser.close()
+
+
+def test_spawn_through_the_form_into_jupyterlab(hub, custom, page):
+    ARTIFACTS.mkdir(exist_ok=True)
+    hub.api("POST", "/users/alice")
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", "alice")
+    page.fill("#password_input", hub.password)
+    page.click("#login_submit")
+    page.wait_for_url("**/hub/**")
+
+    # A link chooses the card and fills in its inputs; the form waits for the user.
+    page.goto(f"{hub.url}/hub/spawn?cluster={CLUSTER}&profile=small&cpus=2&partition=batch")
+    card = f"#bnb-{CLUSTER}-small"
+    assert page.is_checked(card)
+    assert not page.is_visible(".spawn-error-msg")  # the hub's banner for failed options
+    assert page.input_value(f"{card}-cpus") == "2"
+    assert page.input_value(f"{card}-partition") == "batch"
+    assert page.get_attribute(f"{card}-cpus", "max") == "2"
+    page.click(f"label[for='bnb-{CLUSTER}-small']")
+    page.fill(f"{card}-cpus", "1")
+    page.screenshot(path=ARTIFACTS / "browser-spawn-form.png", full_page=True)
+    page.click("form#spawn_form [type=submit]")
+
+    page.wait_for_url("**/spawn-pending/alice**")
+    page.wait_for_selector("#progress-message")
+    page.screenshot(path=ARTIFACTS / "browser-progress.png", full_page=True)
+    page.wait_for_url("**/user/alice/**", timeout=180_000)
+    page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)  # JupyterLab's shell
+    page.screenshot(path=ARTIFACTS / "browser-jupyterlab.png")
+
+    notebook = job_of(custom, hub.namespace, "alice")
+    assert notebook["spec"]["resources"]["cpus"] == 1
+    assert notebook["spec"]["resources"]["partition"] == "batch"
+    job_name = f"bnb-{notebook['metadata']['uid']}"
+    assert [j["state"] for j in squeue(job_name)] == ["RUNNING"]
+
+    page.goto(f"{hub.url}/hub/home")
+    page.click("#stop")  # the control panel's button, which calls the REST API
+    wait_for(lambda: hub.server("alice") is None, 120, "the hub to see the server stopped")
+    wait_for(
+        lambda: all(j["state"] not in ("RUNNING", "PENDING") for j in squeue(job_name)),
+        120,
+        "the batch job to end",
+    )
