@@ -97,17 +97,8 @@ def queue_wait_exceeded(
         + (f" ({reason})" if reason else "")
         + f", the profile allows {duration_text(max_wait_seconds)}; cancelled"
     )
-    conditions = condition(
-        status.get("conditions", []), "Ready", False, "MaxQueueWait", message, generation
-    )
-    return Transition(
-        {
-            "phase": Phase.FAILED.value,
-            "message": message,
-            "finishedAt": timestamp(),
-            "conditions": conditions,
-        },
-        [("Warning", "MaxQueueWait", f"job {status.get('jobId')}: {message}")],
+    return ended_by_operator(
+        status, "MaxQueueWait", message, f"job {status.get('jobId')}: {message}", generation
     )
 
 
@@ -348,8 +339,15 @@ def vanished(
         f"the scheduler no longer knows job {job_id} (not in the queue nor in accounting "
         f"for {int(seconds_unseen)} s)"
     )
+    return ended_by_operator(status, "JobNotFound", message, message, generation)
+
+
+def ended_by_operator(
+    status: dict, reason: str, message: str, event: str, generation: int | None
+) -> Transition:
+    """The operator, not the scheduler, ends a notebook as Failed, and says why."""
     conditions = condition(
-        status.get("conditions", []), "Ready", False, "JobNotFound", message, generation
+        status.get("conditions", []), "Ready", False, reason, message, generation
     )
     return Transition(
         {
@@ -358,5 +356,5 @@ def vanished(
             "finishedAt": timestamp(),
             "conditions": conditions,
         },
-        [("Warning", "JobNotFound", message)],
+        [("Warning", reason, event)],
     )
