@@ -7,6 +7,7 @@ so a BatchNotebook written by hand gets no more than the form would allow.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -76,6 +77,30 @@ def find_profile(cluster_name: str, cluster_spec: dict, profile_name: str) -> di
     raise InvalidOptions(
         f"cluster {cluster_name!r} has no profile {profile_name!r} (it has: {names})"
     )
+
+
+def for_groups(profile: dict, group_names: Iterable[str]) -> dict:
+    """The profile as members of `group_names` get it: each of its groupOverrides that names one
+    of their groups replaces the defaults and limits it sets, in order (a later one wins).
+
+    The spawner and the operator both call it with the groups the hub recorded in the notebook's
+    spec, so both validate against the same bounds."""
+    groups = set(group_names)
+    effective = {
+        **profile,
+        "defaults": dict(profile.get("defaults", {})),
+        "limits": dict(profile.get("limits", {})),
+    }
+    for override in profile.get("groupOverrides", []):
+        if not groups & set(override.get("groups", [])):
+            continue
+        for part in ("defaults", "limits"):
+            replacements = override.get(part, {})
+            extras = {**effective[part].get("extras", {}), **replacements.get("extras", {})}
+            effective[part] |= replacements
+            if extras:
+                effective[part]["extras"] = extras
+    return effective
 
 
 def _integer(key: str, value: Any) -> int:

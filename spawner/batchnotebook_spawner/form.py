@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any
 
 from batchnotebook_operator import CLUSTERS, GROUP, VERSION
-from batchnotebook_operator.profiles import OPTION_KEYS, RESOURCE_KEYS
+from batchnotebook_operator.profiles import OPTION_KEYS, RESOURCE_KEYS, for_groups
 from jinja2 import Environment, select_autoescape
 
 _env = Environment(autoescape=select_autoescape(default=True))
@@ -143,6 +143,7 @@ async def render_form(spawner: Any) -> str:
         cluster = item["metadata"]["name"]
         for profile in item["spec"].get("profiles", []):
             if profile_allowed(profile, groups):
+                profile = for_groups(profile, groups)
                 is_chosen = f"{cluster}/{profile['name']}" == chosen_value
                 cards.append(Card(cluster, profile, _fields(profile, chosen if is_chosen else {})))
     if cards and chosen_value not in {card.value for card in cards}:

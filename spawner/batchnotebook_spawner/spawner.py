@@ -25,7 +25,7 @@ from batchnotebook_operator import (
 from batchnotebook_operator.errors import InvalidOptions
 from batchnotebook_operator.follow import progress_message
 from batchnotebook_operator.model import Phase, now
-from batchnotebook_operator.profiles import find_profile, resolve, split_options
+from batchnotebook_operator.profiles import find_profile, for_groups, resolve, split_options
 from jupyterhub.spawner import Spawner
 from kubernetes_asyncio.client import ApiException
 from kubespawner.clients import load_config, shared_client
@@ -186,12 +186,13 @@ class BatchNotebookSpawner(Spawner):
             cluster_name, profile_name, requested = split_options(options)
             cluster = await self.cluster_spec(cluster_name)
             profile = find_profile(cluster_name, cluster, profile_name)
-            if not profile_allowed(profile, user_group_names(self)):
+            groups = sorted(user_group_names(self))
+            if not profile_allowed(profile, groups):
                 raise InvalidOptions(
                     f"profile {profile_name!r} of cluster {cluster_name!r} is only for members of "
                     f"the group(s) {', '.join(profile['groups'])}"
                 )
-            resources = resolve(profile, requested)
+            resources = resolve(for_groups(profile, groups), requested)
             template = cluster.get("userMapping", {}).get("template", "{username}")
             unix_user = template.format(username=self.user.name)
         except InvalidOptions as error:
@@ -201,6 +202,7 @@ class BatchNotebookSpawner(Spawner):
             "profile": profile_name,
             "hubUser": self.user.name,
             "serverName": self.name or "",
+            "groups": groups,
             "unixUser": unix_user,
             "resources": resources.to_spec(),
             "envSecretName": self.secret_name,

@@ -9,8 +9,8 @@ import urllib.request
 
 import pytest
 
-from .conftest import GROUP, VERSION
-from .stack import OPERATOR_PORT, squeue, wait_for
+from .conftest import GROUP, VERSION, cluster_spec
+from .stack import OPERATOR_PORT, run, squeue, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm]
 
@@ -113,6 +113,24 @@ def test_over_limit_notebook_written_by_hand_is_refused(
     status = wait_phase(nb["metadata"]["name"], "Failed")
     assert "cpus must be between 1 and 2" in status["message"]
     assert squeue(f"bnb-{nb['metadata']['uid']}") == []
+
+
+def test_group_overrides_follow_the_groups_in_the_spec(
+    operator, make_cluster, make_notebook, wait_phase
+):
+    """The operator validates with the groups the hub recorded, as the spawner did: members of
+    an override's group get its limits, everyone else the profile's own."""
+    profile = cluster_spec()["profiles"][0]
+    profile["groupOverrides"] = [{"groups": ["staff"], "limits": {"maxCpus": 3}}]
+    cluster = make_cluster(profiles=[profile])
+    refused = make_notebook(cluster, resources={"cpus": 3}, groups=["students"])
+    accepted = make_notebook(cluster, resources={"cpus": 3}, groups=["students", "staff"])
+    status = wait_phase(refused["metadata"]["name"], "Failed")
+    assert "cpus must be between 1 and 2" in status["message"]
+    assert squeue(f"bnb-{refused['metadata']['uid']}") == []
+    assert wait_phase(accepted["metadata"]["name"], "Ready")["jobId"]
+    (job,) = squeue(f"bnb-{accepted['metadata']['uid']}")
+    assert "NumCPUs=3" in run("scontrol", "show", "job", job["id"]).stdout
 
 
 def test_unix_user_must_match_the_mapping(operator, make_cluster, make_notebook, wait_phase):

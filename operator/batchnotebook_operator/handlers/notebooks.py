@@ -10,7 +10,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from .. import GROUP, NOTEBOOKS, REPORT_TOKEN_KEY, VERSION
 from ..errors import InvalidOptions, SchedulerUnavailable, SubmissionRefused
 from ..model import JobState, Phase, condition, timestamp
-from ..profiles import find_profile, resolve
+from ..profiles import find_profile, for_groups, resolve
 from ..registry import registry
 from ..render import DEFAULT_STOP_BEFORE_WALLTIME_SECONDS, JobRequest, render, stop_after_seconds
 
@@ -106,8 +106,9 @@ async def submit(
                 f"hub user {spec['hubUser']!r} maps to Unix user "
                 f"{expected_user!r}, not {spec['unixUser']!r}"
             )
+        profile = find_profile(cluster_name, cluster, spec["profile"])
         resources = resolve(
-            find_profile(cluster_name, cluster, spec["profile"]), dict(spec.get("resources", {}))
+            for_groups(profile, spec.get("groups", [])), dict(spec.get("resources", {}))
         )
     except InvalidOptions as error:
         await fail(body, "InvalidSpec", str(error))
