@@ -4,22 +4,29 @@ its profile lets users set, bounded by the profile's limits.
 The form produces exactly the user_options the REST API takes, and both go through the same
 validation in the spawner. Every card names its inputs "<cluster>/<profile>:<option>", so the
 form needs no script: only the chosen card's values are read.
+
+A batch card also shows the live availability the operator writes into the BatchCluster's status
+(idle cores and GPUs, jobs waiting) for the partitions its profile may use. The spawner's pod
+profiles get cards of their own, valued "pod:<name>", in a "Kubernetes (this cluster)" section.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
 from batchnotebook_operator import CLUSTERS, GROUP, VERSION
+from batchnotebook_operator.model import now
 from batchnotebook_operator.profiles import OPTION_KEYS, RESOURCE_KEYS, for_groups
 from jinja2 import Environment, select_autoescape
 
 _env = Environment(autoescape=select_autoescape(default=True))
 _form = _env.from_string((resources.files(__package__) / "templates" / "form.html").read_text())
 
+POD_PREFIX = "pod:"  # a pod card's value; cluster names (DNS names) never contain a colon
 CHOICE_LISTS = {"partition": "partitions", "account": "accounts", "qos": "qos"}
 LABELS = {
     "partition": "Partition / queue",
@@ -56,14 +63,75 @@ class Field:
 
 
 @dataclass
+class Availability:
+    """What a cluster reported for a card's partitions, one line each, and how old it is."""
+
+    lines: list[str]
+    age: str
+
+
+@dataclass
 class Card:
     cluster: str
     profile: dict
     fields: list[Field]
+    availability: Availability | None = None
 
     @property
     def value(self) -> str:
         return f"{self.cluster}/{self.profile['name']}"
+
+
+@dataclass
+class PodCard:
+    """A pod profile of the spawner: a server in this cluster, nothing to choose."""
+
+    profile: dict
+
+    @property
+    def value(self) -> str:
+        return f"{POD_PREFIX}{self.profile['name']}"
+
+
+def _partition_line(partition: dict) -> str:
+    """E.g. "debug: 2 of 4 cores idle · 0 of 0 GPUs · 3 jobs waiting"."""
+    name = partition["name"]
+    if partition.get("state", "up") != "up":
+        name += f" ({partition['state']})"
+    parts = []
+    if "cpusTotal" in partition:
+        parts.append(f"{partition.get('cpusIdle', 0)} of {partition['cpusTotal']} cores idle")
+    if "gpusTotal" in partition:
+        parts.append(f"{partition.get('gpusIdle', 0)} of {partition['gpusTotal']} GPUs")
+    if "jobsPending" in partition:
+        parts.append(f"{partition['jobsPending']} jobs waiting")
+    return f"{name}: {' · '.join(parts)}"
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    return f"{seconds // 3600} h ago"
+
+
+def availability(profile: dict, status: dict, at: datetime) -> Availability | None:
+    """The status's partitions that `profile` may use (its list, else its default partition,
+    else all of them); None when the cluster reports none."""
+    reported = status.get("partitions")
+    taken_at = status.get("availabilityTime")
+    if not reported or not taken_at:
+        return None
+    allowed = profile.get("limits", {}).get("partitions") or [
+        p for p in [profile.get("defaults", {}).get("partition")] if p
+    ]
+    shown = [p for p in reported if not allowed or p["name"] in allowed]
+    if not shown:
+        return None
+    age = (at - datetime.fromisoformat(taken_at.replace("Z", "+00:00"))).total_seconds()
+    return Availability([_partition_line(p) for p in shown], _age(age))
 
 
 def profile_allowed(profile: dict, group_names: Iterable[str]) -> bool:
@@ -119,15 +187,15 @@ def _fields(profile: dict, chosen: dict[str, Any]) -> list[Field]:
 
 
 def link_options(spawner: Any) -> dict[str, Any]:
-    """Options in the spawn page's query (?cluster=..&profile=..&cpus=.., or the opt- prefixed
-    form), which JupyterHub hands to the form through spawner.handler."""
+    """Options in the spawn page's query (?cluster=..&profile=..&cpus=.., ?pod=.., or the opt-
+    prefixed form), which JupyterHub hands to the form through spawner.handler."""
     handler = getattr(spawner, "handler", None)
     if handler is None or handler.request.method != "GET":
         return {}
     options = {}
     for key, values in handler.request.query_arguments.items():
         key = key.removeprefix("opt-")
-        if key in OPTION_KEYS and values:
+        if (key in OPTION_KEYS or key == "pod") and values:
             options[key] = values[0].decode("utf8", "replace").strip()
     return options
 
@@ -138,6 +206,9 @@ async def render_form(spawner: Any) -> str:
     from_link = link_options(spawner)
     chosen = from_link or spawner.user_options or {}
     chosen_value = f"{chosen.get('cluster')}/{chosen.get('profile')}"
+    if chosen.get("pod"):
+        chosen_value = f"{POD_PREFIX}{chosen['pod']}"
+    at = now()
     cards = []
     for item in sorted(listing["items"], key=lambda i: i["metadata"]["name"]):
         cluster = item["metadata"]["name"]
@@ -145,10 +216,21 @@ async def render_form(spawner: Any) -> str:
             if profile_allowed(profile, groups):
                 profile = for_groups(profile, groups)
                 is_chosen = f"{cluster}/{profile['name']}" == chosen_value
-                cards.append(Card(cluster, profile, _fields(profile, chosen if is_chosen else {})))
-    if cards and chosen_value not in {card.value for card in cards}:
-        chosen_value = cards[0].value
-    return _form.render(cards=cards, chosen=chosen_value, from_link=bool(from_link))
+                fields = _fields(profile, chosen if is_chosen else {})
+                live = availability(profile, item.get("status", {}), at)
+                cards.append(Card(cluster, profile, fields, live))
+    # A spawner-like object without pod profiles (a plain batch setup) offers none.
+    pod_cards = [
+        PodCard(profile)
+        for profile in getattr(spawner, "pod_profiles", [])
+        if profile_allowed(profile, groups)
+    ]
+    values = {card.value for card in [*cards, *pod_cards]}
+    if values and chosen_value not in values:
+        chosen_value = (cards or pod_cards)[0].value
+    return _form.render(
+        cards=cards, pod_cards=pod_cards, chosen=chosen_value, from_link=bool(from_link)
+    )
 
 
 def options_from_form(formdata: dict[str, list[str]]) -> dict[str, Any]:
@@ -156,6 +238,8 @@ def options_from_form(formdata: dict[str, list[str]]) -> dict[str, Any]:
         return (formdata.get(key) or [""])[0].strip()
 
     chosen = first("profile")
+    if chosen.startswith(POD_PREFIX):
+        return {"pod": chosen.removeprefix(POD_PREFIX)}
     cluster, _sep, profile = chosen.partition("/")
     options: dict[str, Any] = {"cluster": cluster, "profile": profile}
     for key in RESOURCE_KEYS:
