@@ -4,6 +4,9 @@ Everything site-specific comes from the environment that dev/hub.sh sources from
 """
 
 import os
+import sys
+
+import batchnotebook_spawner
 
 env = os.environ
 c = get_config()  # noqa: F821 - provided by JupyterHub
@@ -27,6 +30,8 @@ c.DummyAuthenticator.password = env["DEV_PASSWORD"]
 c.Authenticator.allowed_users = {"alice", "bob"}
 
 c.JupyterHub.spawner_class = "batchnotebook_spawner.BatchNotebookSpawner"
+# The home page also says how long each batch server may still run.
+c.JupyterHub.template_paths = [batchnotebook_spawner.TEMPLATES]
 c.BatchNotebookSpawner.namespace = env["NAMESPACE"]
 c.BatchNotebookSpawner.http_timeout = 120
 
@@ -41,7 +46,28 @@ c.JupyterHub.services = [
     # What scripts and tests use: HUB_API_TOKEN in STATE/env.
     {"name": "dev-admin", "api_token": env["HUB_API_TOKEN"]},
 ]
+# jupyterhub-idle-culler stops servers unused for IDLE_CULL_TIMEOUT seconds (0: never); stopping
+# a batch server cancels its job, so an idle server gives its node back to the queue.
+IDLE_CULL_TIMEOUT = int(env.get("IDLE_CULL_TIMEOUT", "3600"))
+if IDLE_CULL_TIMEOUT:
+    c.JupyterHub.services.append(
+        {
+            "name": "idle-culler",
+            "command": [
+                sys.executable,
+                "-m",
+                "jupyterhub_idle_culler",
+                f"--timeout={IDLE_CULL_TIMEOUT}",
+                f"--cull-every={env.get('IDLE_CULL_EVERY', '300')}",
+            ],
+        }
+    )
 c.JupyterHub.load_roles = [
+    {
+        "name": "idle-culler",
+        "services": ["idle-culler"],
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+    },
     {
         "name": "dev-admin",
         "services": ["dev-admin"],

@@ -153,6 +153,7 @@ class Hub:
         state: Path = STATE,
         port_base: int = HUB_PORT_BASE,
         venv: str = ".venv",
+        extra_env: dict[str, Any] | None = None,
     ) -> None:
         import secrets
 
@@ -173,6 +174,7 @@ class Hub:
             "HUB_API_TOKEN": self.token,
             "OPERATOR_SERVICE_TOKEN": secrets.token_hex(16),
             "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
+            **(extra_env or {}),
         }
         self.password = settings["DEV_PASSWORD"]
         state.mkdir(parents=True, exist_ok=True)
