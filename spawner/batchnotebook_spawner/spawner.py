@@ -4,6 +4,10 @@ Composes kubespawner's client, slug and reflector helpers (it does not subclass 
 start() validates the user's options against the BatchCluster's profile, creates the Secret (the
 server's environment and its report token) and the BatchNotebook, and waits for the operator to
 mark it Ready. poll(), progress() and stop() read the one shared watch, never the scheduler.
+
+A pod profile (`pod_profiles`, user_options {"pod": name}) runs the server as an ordinary pod in
+this cluster instead: start, poll, stop, progress and the state go to a child KubeSpawner
+(pod.py), and the state says which kind runs, so a restarted hub follows the right one.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from .form import (
     render_form,
     user_group_names,
 )
+from .home import time_left_text
+from .pod import PodProfiles, PodServer, chosen_pod_profile, wants_pod
 from .reflector import NotebookReflector
 
 PROGRESS = {  # phase → (percent, what the user is told while in it)
@@ -69,6 +75,12 @@ class BatchNotebookSpawner(Spawner):
 
     extra_labels = Dict(help="Extra labels on every BatchNotebook and Secret.").tag(config=True)
 
+    pod_profiles = PodProfiles(
+        help="Profiles that run the server as a pod in this cluster through KubeSpawner, chosen "
+        "with user_options {'pod': name}: [{name, display_name, description, groups, "
+        "kubespawner_override}] (see pod.py)."
+    ).tag(config=True)
+
     stop_timeout = Float(
         120, help="Seconds stop() waits for the operator to confirm the job ended."
     ).tag(config=True)
@@ -91,7 +103,10 @@ class BatchNotebookSpawner(Spawner):
         # JupyterHub 5.3+ calls this early in a spawn: bad options fail there with a 400.
         # start() validates again, for older hubs and because the cluster may change meanwhile.
         async def validate(spawner: BatchNotebookSpawner, _options: dict) -> None:
-            await spawner.validated_spec()
+            if wants_pod(spawner.user_options or spawner.default_options):
+                chosen_pod_profile(spawner, spawner.user_options or spawner.default_options)
+            else:
+                await spawner.validated_spec()
 
         return validate
 
@@ -123,6 +138,7 @@ class BatchNotebookSpawner(Spawner):
         super().__init__(*args, **kwargs)
         load_config(host=self.k8s_api_host)
         self.port = 0  # the job reports the port it really listens on
+        self.pod_server: PodServer | None = None  # while a pod profile's server runs
 
     # --- names and clients -------------------------------------------------------------
 
@@ -211,6 +227,10 @@ class BatchNotebookSpawner(Spawner):
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> str:
+        options = self.user_options or self.default_options
+        if wants_pod(options):
+            self.pod_server = PodServer(self, chosen_pod_profile(self, options))
+            return await self.pod_server.start(self)
         spec = await self.validated_spec()  # before anything is created
         await self._remove_leftovers()
         environment = {**self.get_env(), REPORT_TOKEN_KEY: secrets.token_urlsafe(32)}
@@ -299,6 +319,8 @@ class BatchNotebookSpawner(Spawner):
         await self._delete(self.core.delete_namespaced_secret, self.secret_name, self.namespace)
 
     async def poll(self) -> int | None:
+        if self.pod_server:
+            return await self.pod_server.poll()
         notebook = await self.notebook()
         if notebook is None:
             return 0
@@ -309,6 +331,8 @@ class BatchNotebookSpawner(Spawner):
         return None
 
     async def stop(self, now: bool = False) -> None:
+        if self.pod_server:
+            return await self.pod_server.stop(now)
         await self._delete(
             self.custom.delete_namespaced_custom_object,
             GROUP,
@@ -335,6 +359,10 @@ class BatchNotebookSpawner(Spawner):
                 raise
 
     async def progress(self) -> Any:
+        if self.pod_server:
+            async for event in self.pod_server.progress():
+                yield event
+            return
         seen: tuple = ()
         while True:
             notebook = await self.notebook()
@@ -355,11 +383,31 @@ class BatchNotebookSpawner(Spawner):
                 return
             await asyncio.sleep(0.5)
 
+    @property
+    def batch_time_left(self) -> str:
+        """How long the running server may still run, for the hub's home page; "" if unknown.
+        Read from the shared watch, so the page costs no API call."""
+        reflector = self._reflectors.get(self.namespace)
+        notebook = reflector.get(self.namespace, self.resource_name) if reflector else None
+        status = (notebook or {}).get("status", {})
+        if status.get("phase") != Phase.READY.value:
+            return ""
+        return time_left_text(status.get("endsAt"), now())
+
     def get_state(self) -> dict:
         state = super().get_state()
-        state["notebook"] = f"{self.namespace}/{self.resource_name}"
+        if self.pod_server:
+            state["pod"] = self.pod_server.state()
+        else:
+            state["notebook"] = f"{self.namespace}/{self.resource_name}"
         return state
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        if "pod" in state:  # a pod profile's server: follow its pod again
+            self.pod_server = PodServer.resumed(self, state["pod"])
 
     def clear_state(self) -> None:
         super().clear_state()
         self.port = 0
+        self.pod_server = None

@@ -87,7 +87,11 @@ def test_spawn_through_the_form_into_jupyterlab(hub, custom, page):
     job_name = f"bnb-{notebook['metadata']['uid']}"
     assert [j["state"] for j in squeue(job_name)] == ["RUNNING"]
 
+    # The home page says how long the server may still run (the profile's 1 h walltime).
     page.goto(f"{hub.url}/hub/home")
+    time_left = page.inner_text(".bnb-time-left-value")
+    assert time_left.startswith(("59 min left", "1 h left")) and "(until" in time_left
+    page.screenshot(path=ARTIFACTS / "browser-home-time-left.png", full_page=True)
     page.click("#stop")  # the control panel's button, which calls the REST API
     wait_for(lambda: hub.server("alice") is None, 120, "the hub to see the server stopped")
     wait_for(
