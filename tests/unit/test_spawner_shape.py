@@ -12,6 +12,7 @@ INTENDED = {
     "poll",
     "progress",
     "get_state",
+    "load_state",  # a pod profile's server is followed again after a hub restart
     "clear_state",
     "options_from_query",  # query links fill in the form instead of spawning at once
     "_options_from_form",
