@@ -186,3 +186,41 @@ def test_start_reach_stop_through_the_hub(hub, custom, backend):
         60,
         "the BatchNotebook to go",
     )
+
+
+def test_named_servers_on_two_clusters_survive_a_hub_restart(hub, custom, make_cluster):
+    """One user, two named servers at once: one on Slurm, one on Grid Engine. A hub restart
+    keeps both running and reachable, with the same jobs."""
+    run(REPO / "dev/sge.sh", "install")
+    run(REPO / "dev/sge.sh", "start")
+    through_hub = {
+        key: custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", CLUSTER)["spec"][key]
+        for key in ("callbackURL", "python", "jupyterCommand")
+    }
+    sge = make_cluster(
+        scheduler="sge", profiles=small(partition="all.q", account="research"), **through_hub
+    )
+    start_server(hub, "bob", {"cluster": CLUSTER, "profile": "small"}, name="onslurm")
+    start_server(hub, "bob", {"cluster": sge, "profile": "small"}, name="onsge")
+    on_slurm = job_of(custom, hub.namespace, "bob", "onslurm")["status"]
+    on_sge = job_of(custom, hub.namespace, "bob", "onsge")["status"]
+    assert slurm_job(on_slurm) == ("bob", "RUNNING") and sge_job(on_sge) == ("bob", "r")
+
+    hub.restart()
+    for name, status in (("onslurm", on_slurm), ("onsge", on_sge)):
+        wait_for(
+            lambda n=name: through_proxy(hub, f"/user/bob/{n}/api/status")[0] == 200,
+            60,
+            f"bob's {name} through the restarted hub",
+        )
+        assert job_of(custom, hub.namespace, "bob", name)["status"]["jobId"] == status["jobId"]
+    assert slurm_job(on_slurm) == ("bob", "RUNNING") and sge_job(on_sge) == ("bob", "r")
+
+    for name in ("onslurm", "onsge"):
+        hub.api("DELETE", f"/users/bob/servers/{name}")
+    wait_for(lambda: slurm_cancelled(on_slurm) and sge_cancelled(on_sge), 120, "both jobs to end")
+    wait_for(
+        lambda: not [i for i in notebooks(custom, hub.namespace) if i["spec"]["hubUser"] == "bob"],
+        120,
+        "bob's notebooks to go",
+    )
