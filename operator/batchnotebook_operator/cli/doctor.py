@@ -1,0 +1,177 @@
+"""`batchnotebook doctor`: every check an admin would otherwise do by hand, one line each."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+from dataclasses import dataclass
+
+import aiohttp
+
+from .. import CLUSTERS, GROUP, VERSION
+from ..client import make_client
+from ..errors import InvalidOptions
+from ..kube import Kube
+from ..model import now
+from ..profiles import resolve
+from ..render import HEREDOC_END
+from .script import PLACEHOLDER_UID, SAMPLE_USER, sample_script, scheduler_of
+from .status import duration, parse_time
+
+CALLBACK_TIMEOUT_SECONDS = 10
+# A poll older than this many intervals (and at least a minute) means nobody is polling.
+STALE_POLLS = 3
+
+
+class Level(enum.StrEnum):
+    OK = "OK"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True)
+class Check:
+    level: Level
+    cluster: str
+    what: str
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.level:<4} {self.cluster}: {self.what}: {self.detail}"
+
+
+async def check_connection(name: str, spec: dict, kube: Kube) -> Check:
+    """The version command through the operator's own client and transport."""
+    transport = spec.get("connection", {}).get("type", "local")
+    what = f"scheduler ({spec['scheduler']} over {transport})"
+    client = make_client(name, spec, kube)
+    try:
+        version = await client.version()
+    except Exception as error:  # a diagnosis reports every failure, whatever its kind
+        return Check(
+            Level.FAIL,
+            name,
+            what,
+            f"no answer: {error}. Check spec.connection, spec.commands and binDirectory; "
+            "run this where the operator runs (it needs the operator's Secrets)",
+        )
+    finally:
+        await client.close()
+    return Check(Level.OK, name, what, f"answers, version {version}")
+
+
+def check_polling(name: str, spec: dict, status: dict, at: dt.datetime) -> Check:
+    """What the operator last wrote: the Reachable condition and when it polled."""
+    reachable = next((c for c in status.get("conditions", []) if c["type"] == "Reachable"), None)
+    last_poll = status.get("lastPollTime")
+    if reachable is None or not last_poll:
+        return Check(
+            Level.WARN, name, "operator", "has not polled this cluster yet: is the operator up?"
+        )
+    age = (at - parse_time(last_poll)).total_seconds()
+    interval = spec.get("pollIntervalSeconds", 10)
+    if reachable["status"] != "True":
+        return Check(
+            Level.FAIL,
+            name,
+            "operator",
+            f"its last poll ({duration(age)} ago) got no answer: {reachable.get('message', '')}",
+        )
+    if age > max(STALE_POLLS * interval, 60):
+        return Check(
+            Level.WARN,
+            name,
+            "operator",
+            f"last poll {duration(age)} ago, one every {interval}s expected: is the operator up?",
+        )
+    return Check(Level.OK, name, "operator", f"polls; the scheduler answered {duration(age)} ago")
+
+
+def check_profile(name: str, spec: dict, profile: dict) -> Check:
+    """The profile's defaults within its limits, and its script rendered for a sample user."""
+    what = f"profile {profile.get('name', '?')}"
+    try:
+        resolve(profile, {})
+    except InvalidOptions as error:
+        return Check(Level.FAIL, name, what, f"its defaults break its limits: {error}")
+    try:
+        script = sample_script(name, spec, profile["name"], {}, SAMPLE_USER, "default")
+    except InvalidOptions as error:
+        return Check(Level.FAIL, name, what, f"{error}; fix spec.jobTemplate")
+    tag = scheduler_of(name, spec).job_name(PLACEHOLDER_UID)
+    missing = [
+        problem
+        for present, problem in (
+            (script.startswith("#!"), "a first line #! (schedulers refuse scripts without one)"),
+            (tag in script, "{{ job_name }} (the operator finds its jobs by that name)"),
+            (HEREDOC_END in script, "{{ launcher }} (without it Jupyter never starts)"),
+        )
+        if not present
+    ]
+    if missing:
+        return Check(Level.FAIL, name, what, f"the job template lacks {'; '.join(missing)}")
+    return Check(Level.OK, name, what, "defaults within limits, template renders")
+
+
+async def check_callback(name: str, spec: dict) -> Check:
+    """The report server jobs POST their port to answers its health route."""
+    url = f"{spec['callbackURL'].rstrip('/')}/healthz"
+    what = "callbackURL"
+    timeout = aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT_SECONDS)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as answer:
+            body = await answer.json(content_type=None) if answer.status == 200 else None
+    except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+        return Check(
+            Level.FAIL,
+            name,
+            what,
+            f"{url} does not answer ({error or type(error).__name__}): jobs cannot report their "
+            "port. Point spec.callbackURL at the operator's report server",
+        )
+    if not isinstance(body, dict) or body.get("ok") is not True:
+        return Check(
+            Level.FAIL,
+            name,
+            what,
+            f"{url} answered {answer.status} {body!r}, not the operator's report server",
+        )
+    return Check(
+        Level.OK, name, what, f"{url} answers (from here; compute nodes must reach it too)"
+    )
+
+
+async def check_cluster(name: str, cluster: dict | None, kube: Kube) -> list[Check]:
+    if cluster is None:
+        return [Check(Level.FAIL, name, "cluster", "there is no BatchCluster of that name")]
+    spec, status = cluster["spec"], cluster.get("status", {})
+    connection, callback = await asyncio.gather(
+        check_connection(name, spec, kube), check_callback(name, spec)
+    )
+    profiles = [check_profile(name, spec, profile) for profile in spec.get("profiles", [])]
+    return [connection, check_polling(name, spec, status, now()), *profiles, callback]
+
+
+async def clusters_named(kube: Kube, names: list[str]) -> dict[str, dict | None]:
+    """The named clusters (None for those that do not exist), or every cluster."""
+    listed = await kube.custom.list_cluster_custom_object(GROUP, VERSION, CLUSTERS)
+    by_name = {item["metadata"]["name"]: item for item in listed["items"]}
+    return {name: by_name.get(name) for name in names} if names else by_name
+
+
+async def doctor_command(kube: Kube, names: list[str]) -> int:
+    clusters = await clusters_named(kube, names)
+    if not clusters:
+        print("FAIL there is no BatchCluster: create one (see dev/clusters/ for examples)")
+        return 1
+    results = await asyncio.gather(
+        *(check_cluster(name, cluster, kube) for name, cluster in clusters.items())
+    )
+    checks = [check for result in results for check in result]
+    for check in checks:
+        print(check.line())
+    failed = sum(check.level is Level.FAIL for check in checks)
+    warned = sum(check.level is Level.WARN for check in checks)
+    print(f"{len(checks)} checks: {failed} FAIL, {warned} WARN")
+    return 1 if failed else 0
