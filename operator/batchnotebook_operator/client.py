@@ -11,7 +11,7 @@ from prometheus_client import Counter, Histogram
 
 from .errors import SchedulerUnavailable
 from .kube import Kube
-from .model import JobStatus
+from .model import Availability, JobStatus, availability
 from .schedulers import BACKENDS, Scheduler
 from .transports import CommandResult, Transport, make_transport, with_bin_directory
 
@@ -57,6 +57,11 @@ class SchedulerClient(ABC):
     @abstractmethod
     async def version(self) -> str:
         """The scheduler's version."""
+
+    @abstractmethod
+    async def availability(self) -> Availability:
+        """Every partition's resources and every user's pending jobs in start order, in a fixed
+        number of requests however many notebooks there are. Raises SchedulerUnavailable."""
 
     @abstractmethod
     async def close(self) -> None:
@@ -166,3 +171,15 @@ class ClusterClient(SchedulerClient):
     async def version(self) -> str:
         result = await self._run("version")
         return self.scheduler.parse_version(self.scheduler.check(result))
+
+    async def availability(self) -> Availability:
+        """The backend's "partitions" and "all_jobs" commands, as the service account."""
+        if "partitions" not in self.scheduler.command_templates:
+            return availability([], None)  # the backend says why it reports no partitions
+        partitions = self.scheduler.parse_partitions(
+            self.scheduler.check(await self._run("partitions"))
+        )
+        jobs = None
+        if "all_jobs" in self.scheduler.command_templates:
+            jobs = self.scheduler.parse_all_jobs(self.scheduler.check(await self._run("all_jobs")))
+        return availability(partitions, jobs)

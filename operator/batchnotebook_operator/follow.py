@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from .model import ENDED_PHASE, JobState, JobStatus, Phase, condition, timestamp
+from .model import ENDED_PHASE, JobState, JobStatus, Phase, QueuePlace, condition, timestamp
 
 # Both the queue and accounting must have forgotten a job for this long before it counts as gone:
 # accounting lags the queue by a few seconds.
@@ -17,6 +17,10 @@ VANISHED_AFTER_SECONDS = 120
 DEFAULT_WALLTIME_WARNING_SECONDS = 600
 # The job log's tail in a failure message: enough to show a traceback's end, bounded for the status.
 LOG_TAIL_CHARACTERS = 2000
+
+# A waiting notebook's place in its partition's queue, from the last availability snapshot.
+QUEUE_PLACE_FIELDS = ("queuePosition", "queueLength", "queuePartition")
+NOT_IN_QUEUE = dict.fromkeys(QUEUE_PLACE_FIELDS)
 
 # Schedulers' reason codes for a waiting job, in the words a user understands.
 PLAIN_REASONS = {
@@ -73,11 +77,34 @@ def progress_message(status: dict, now: dt.datetime) -> str:
         parts = [f"{job} waits in the queue"]
         if status.get("schedulerReason"):
             parts.append(plain_reason(status["schedulerReason"]))
+        if status.get("queuePosition"):
+            parts.append(
+                f"position {status['queuePosition']} of {status.get('queueLength', '?')}"
+                + (f" in {status['queuePartition']}" if status.get("queuePartition") else "")
+            )
         if status.get("expectedStartTime"):
             parts.append(f"expected to start {status['expectedStartTime']}")
         parts.append(f"waited {duration_text(seconds_between(status.get('submittedAt'), now))}")
         return ", ".join(parts)
     return status.get("message") or ""
+
+
+def queue_place(status: dict, places: dict[str, QueuePlace]) -> Transition:
+    """A waiting notebook's place in its queue, as a snapshot has it: written only when it
+    changed, removed when the scheduler gives the job no place. Other notebooks are left alone
+    (leaving Queued clears it)."""
+    phase = status.get("phase") or Phase.PENDING.value
+    if phase not in (Phase.PENDING.value, Phase.QUEUED.value) or not status.get("jobId"):
+        return Transition()
+    place = places.get(status["jobId"])
+    wanted = NOT_IN_QUEUE
+    if place:
+        wanted = {
+            "queuePosition": place.position,
+            "queueLength": place.length,
+            "queuePartition": place.partition,
+        }
+    return Transition(_changed(status, _worth_writing(status, wanted)))
 
 
 def queue_wait_exceeded(
@@ -154,6 +181,11 @@ def notebook_url(host: str, port: int) -> str:
 
 def _changed(status: dict, wanted: dict) -> dict:
     return {k: v for k, v in wanted.items() if status.get(k) != v}
+
+
+def _worth_writing(status: dict, wanted: dict) -> dict:
+    """A None removes a field: worth writing only where the status has it."""
+    return {k: v for k, v in wanted.items() if v is not None or status.get(k) is not None}
 
 
 def ready_fields(status: dict, generation: int | None) -> dict:
@@ -244,7 +276,7 @@ def from_job(
             events.append(("Normal", "Queued", f"job {job.job_id} waits: {job.reason}"))
     elif job.state in (JobState.RUNNING, JobState.COMPLETING):
         host = rewrite_host(job.exec_host, host_rules)
-        wanted |= {
+        wanted |= NOT_IN_QUEUE | {
             "execHost": host or status.get("execHost"),
             "startedAt": status.get("startedAt") or timestamp(),
             "expectedStartTime": None,
@@ -289,7 +321,7 @@ def from_job(
         )
         if warned and new_phase is Phase.COMPLETED:
             message = f"the server was stopped before its walltime ended ({status.get('endsAt')})"
-        wanted |= {
+        wanted |= NOT_IN_QUEUE | {
             "phase": new_phase.value,
             "finishedAt": status.get("finishedAt") or timestamp(),
             "exitCode": job.exit_code,
@@ -304,9 +336,7 @@ def from_job(
                 f"job {job.job_id}: {message}",
             )
         )
-    patch = _changed(
-        status, {k: v for k, v in wanted.items() if v is not None or status.get(k) is not None}
-    )
+    patch = _changed(status, _worth_writing(status, wanted))
     if patch.keys() - {"lastSeenAt"} or conditions != status.get("conditions", []):
         patch["conditions"] = conditions
     else:
@@ -355,6 +385,7 @@ def ended_by_operator(
             "message": message,
             "finishedAt": timestamp(),
             "conditions": conditions,
-        },
+        }
+        | _worth_writing(status, NOT_IN_QUEUE),
         [("Warning", reason, event)],
     )

@@ -27,9 +27,9 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from .client import COMMANDS, LATENCY, SchedulerClient
 from .errors import InvalidOptions, SchedulerUnavailable, SubmissionRefused
 from .kube import Kube
-from .model import JobState, JobStatus
+from .model import Availability, JobState, JobStatus, PartitionLoad, QueuedJob, availability
 from .schedulers.base import first_exec_host
-from .schedulers.slurm import NO_VALUE, STATES, Slurm
+from .schedulers.slurm import NO_VALUE, STATES, Slurm, gpu_count
 from .transports import operator_namespace
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,9 @@ NO_ANSWER_NUMBERS = frozenset(
 NOTES = frozenset({9003, 2042})
 # The errors a token signed with the wrong key (or for the wrong user) produces: worth a hint.
 TOKEN_SUSPECT_NUMBERS = frozenset({-1, 1007, 5005}) | frozenset(range(6000, 7000))
+# A node with one of these state flags takes no new job: its CPUs and GPUs are not idle (sinfo
+# counts them as "other").
+UNAVAILABLE_NODE_FLAGS = frozenset({"DRAIN", "NOT_RESPONDING", "MAINTENANCE", "POWERING_DOWN"})
 
 # sbatch option → v0.0.38 job property. Only options that slurmrestd 22.05 was seen to apply as
 # sbatch does are here; any other directive is refused rather than dropped. Left out on purpose:
@@ -294,6 +297,56 @@ def parse_accounting(answer: dict) -> Iterator[JobStatus]:
             exec_host="" if nodes == "None assigned" else first_exec_host(nodes),
             exit_code=_accounting_exit_code(job.get("exit_code"), state),
         )
+
+
+def parse_partition_loads(partitions: dict, nodes: dict) -> list[PartitionLoad]:
+    """Every partition of `GET /slurm/<version>/partitions`, with the resources of its nodes
+    from `GET /slurm/<version>/nodes`."""
+    loads = {
+        str(p.get("name")): dict.fromkeys(
+            ("cpus_idle", "cpus_total", "gpus_idle", "gpus_total", "nodes_idle", "nodes_total"), 0
+        )
+        | {"state": str(p.get("state") or "").lower()}
+        for p in partitions.get("partitions") or []
+        if p.get("name")
+    }
+    for node in nodes.get("nodes") or []:
+        state = str(node.get("state") or "").lower()
+        usable = state in ("idle", "mixed") and not UNAVAILABLE_NODE_FLAGS & set(
+            node.get("state_flags") or []
+        )
+        cpus, gpus = int(node.get("cpus") or 0), gpu_count(_text(node.get("gres")))
+        idle_gpus = max(0, gpus - gpu_count(_text(node.get("gres_used")))) if usable else 0
+        for name in node.get("partitions") or []:
+            load = loads.get(name)
+            if load is None:
+                continue
+            load["cpus_total"] += cpus
+            load["cpus_idle"] += int(node.get("idle_cpus") or 0) if usable else 0
+            load["gpus_total"] += gpus
+            load["gpus_idle"] += idle_gpus
+            load["nodes_total"] += 1
+            load["nodes_idle"] += usable and state == "idle"
+    return [PartitionLoad(name=name, **load) for name, load in loads.items()]
+
+
+def parse_queued_jobs(answer: dict) -> list[QueuedJob]:
+    """Every pending and running job of `GET /slurm/<version>/jobs`, the pending ones in the
+    order Slurm would start them: highest priority, then earliest submitted."""
+    pending, running = [], []
+    for job in answer.get("jobs") or []:
+        state = STATES.get(_state_name(job.get("job_state")), JobState.UNKNOWN)
+        if state not in (JobState.PENDING, JobState.RUNNING):
+            continue
+        queued = QueuedJob(
+            str(job.get("job_id", "")),
+            tuple(str(job.get("partition") or "").split(",")),
+            state is JobState.PENDING,
+        )
+        order = (-int(job.get("priority") or 0), int(job.get("submit_time") or 0), job["job_id"])
+        (pending if queued.pending else running).append((order, queued))
+    pending.sort(key=lambda entry: entry[0])
+    return [job for _order, job in pending + running]
 
 
 @dataclass(frozen=True)
@@ -558,3 +611,16 @@ class SlurmRestClient(SchedulerClient):
         if pings and not any(p.get("ping") == "UP" for p in pings if isinstance(p, dict)):
             raise SchedulerUnavailable(f"slurmrestd {answer.request}: no slurmctld is UP")
         return str(((body.get("meta") or {}).get("Slurm") or {}).get("release", ""))
+
+    async def availability(self) -> Availability:
+        """Partitions, nodes and every job: three requests with queryUser's token."""
+        answers = {}
+        for resource in ("partitions", "nodes", "jobs"):
+            answer = await self._call(
+                "availability", "GET", self._path("slurm", resource), self.query_user
+            )
+            answers[resource] = self._expect(answer)
+        return availability(
+            parse_partition_loads(answers["partitions"], answers["nodes"]),
+            parse_queued_jobs(answers["jobs"]),
+        )

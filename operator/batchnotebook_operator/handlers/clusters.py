@@ -19,6 +19,7 @@ from ..follow import (
     from_job,
     job_output_path,
     needs_log_tail,
+    queue_place,
     queue_wait_exceeded,
     unreachable,
     vanished,
@@ -31,6 +32,7 @@ from ..registry import registry
 log = logging.getLogger(__name__)
 MIN_SECONDS_BETWEEN_POLLS = 1.0
 VERSION_CHECK_SECONDS = 3600
+DEFAULT_AVAILABILITY_INTERVAL_SECONDS = 60
 PARALLEL_PATCHES = 16
 
 
@@ -179,6 +181,25 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
     return still_active
 
 
+async def snapshot(client: SchedulerClient, notebooks: list[dict]) -> dict:
+    """One availability snapshot: the cluster's status fields, and each waiting notebook's place
+    in its queue written where it changed. A scheduler that does not answer changes nothing
+    (the last snapshot stays, with its time): {}."""
+    try:
+        taken = await client.availability()
+    except SchedulerUnavailable as error:
+        log.warning("cluster %s: no availability snapshot: %s", client.name, error)
+        return {}
+    limit = asyncio.Semaphore(PARALLEL_PATCHES)
+    await asyncio.gather(
+        *(_apply(n, queue_place(n["status"], taken.places), limit) for n in notebooks)
+    )
+    return {
+        "availabilityTime": timestamp(taken.taken_at),
+        "partitions": [partition.as_status() for partition in taken.partitions],
+    }
+
+
 @kopf.daemon(GROUP, VERSION, CLUSTERS, cancellation_timeout=5)
 async def follow_cluster(
     name: str,
@@ -190,12 +211,14 @@ async def follow_cluster(
     **_: Any,
 ) -> None:
     checked_version_at = float("-inf")  # the first round asks, however young the monotonic clock
+    snapshot_at = float("-inf")
     cluster_status: dict = {"conditions": list(status.get("conditions", []))}
     try:
         while not stopped:
             client = registry.client(name, dict(spec))
             started = time.monotonic()
             update: dict = {"observedGeneration": meta.get("generation")}
+            answered = False
             try:
                 if started - checked_version_at > VERSION_CHECK_SECONDS:
                     update["schedulerVersion"] = await client.version()
@@ -203,6 +226,7 @@ async def follow_cluster(
                 update["activeJobs"] = await poll(
                     client, dict(spec), list(notebooks_by_cluster.get(name, []))
                 )
+                answered = True
                 reachable = condition(
                     cluster_status["conditions"],
                     "Reachable",
@@ -223,6 +247,17 @@ async def follow_cluster(
             except Exception:  # one bad round must not stop following the cluster
                 log.exception("cluster %s: poll failed", name)
                 reachable = cluster_status["conditions"]
+            # Its own cadence, and never in a round the scheduler was silent: a snapshot changes
+            # neither a notebook's phase nor the Reachable condition.
+            every = float(
+                spec.get("availabilityIntervalSeconds", DEFAULT_AVAILABILITY_INTERVAL_SECONDS)
+            )
+            if answered and every > 0 and started - snapshot_at >= every:
+                snapshot_at = started
+                try:
+                    update |= await snapshot(client, list(notebooks_by_cluster.get(name, [])))
+                except Exception:  # a snapshot must not stop following the cluster
+                    log.exception("cluster %s: availability snapshot failed", name)
             elapsed = time.monotonic() - started
             update |= {
                 "lastPollTime": timestamp(),

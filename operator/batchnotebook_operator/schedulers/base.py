@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from jinja2.nativetypes import NativeEnvironment
 
 from ..errors import SchedulerUnavailable, SubmissionRefused
-from ..model import JobStatus
+from ..model import JobStatus, PartitionLoad, QueuedJob
 from ..transports import CommandResult
 
 _commands = NativeEnvironment(autoescape=False)
@@ -37,6 +37,9 @@ class Scheduler(ABC):
 
     name: ClassVar[str]
     #: argv templates; an argument that renders to a list becomes several, an empty one none.
+    #: The availability snapshot runs "partitions" (every partition's resources) and "all_jobs"
+    #: (every user's pending and running jobs) where a backend has them; without "partitions"
+    #: the snapshot reports nothing.
     commands: ClassVar[dict[str, list[str]]]
     #: stderr patterns that mean the scheduler did not answer (as opposed to refused).
     unavailable_patterns: ClassVar[tuple[str, ...]]
@@ -108,3 +111,12 @@ class Scheduler(ABC):
 
     def parse_version(self, stdout: str) -> str:
         return stdout.strip().splitlines()[0] if stdout.strip() else ""
+
+    def parse_partitions(self, stdout: str) -> list[PartitionLoad]:
+        """Every partition (queue) in the "partitions" command's output."""
+        return []
+
+    def parse_all_jobs(self, stdout: str) -> list[QueuedJob]:
+        """Every user's pending and running jobs in the "all_jobs" command's output, the pending
+        ones in the order the scheduler would start them."""
+        return []

@@ -6,6 +6,12 @@ dropped because it is full") only in `qstat -j`, which returns the whole job obj
 XML per job). The poll does not pay that for every job every interval: the reason it reports is
 the meaning of the state letters the one `qstat -xml` shows beyond "queued, waiting" or
 "running": "hold" for hqw, "error" for Eqw, "suspended" for s, "deletion" for dr.
+
+Availability: a cluster queue is a partition. `qstat -f -s r` lists its queue instances (one per
+host: slots used, reserved, total, state letters) with their running jobs; `qstat -s p -r` the
+pending jobs in the order the scheduler considers them (by priority) with the queues they
+requested. Grid Engine has no GPU count of its own (sites define a complex): GPUs are not
+reported.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 
 from ..errors import SchedulerUnavailable
-from ..model import JobState, JobStatus
+from ..model import JobState, JobStatus, PartitionLoad, QueuedJob
 from .base import Scheduler, first_exec_host
 
 # qstat prints a job's state as letters (qstat(1)); the first of these found in a state decides,
@@ -51,6 +57,21 @@ ZOMBIE = "z"
 FAILED_AFTER_JOB = 100
 SIGKILL_EXIT_STATUS = 137
 ACCOUNTING_SEPARATOR = re.compile(r"^=+\s*$", re.M)
+# A queue instance's state letters (qstat(1)); an instance with any of them takes no new job.
+QUEUE_STATE_WORDS = {
+    "u": "unknown",
+    "a": "alarm",
+    "A": "alarm",
+    "C": "suspended",
+    "s": "suspended",
+    "S": "suspended",
+    "d": "disabled",
+    "D": "disabled",
+    "E": "error",
+    "c": "ambiguous",
+    "o": "orphaned",
+    "P": "preempted",
+}
 
 
 def _state(code: str) -> JobState:
@@ -63,6 +84,18 @@ def _reason(code: str) -> str:
 
 def _text(element: ElementTree.Element, tag: str) -> str:
     return (element.findtext(tag) or "").strip()
+
+
+def _xml(stdout: str) -> ElementTree.Element:
+    try:
+        return ElementTree.fromstring(stdout)
+    except ElementTree.ParseError as error:
+        # Half an answer is no answer: reading it as "no jobs" would end every notebook.
+        raise SchedulerUnavailable(f"qstat -xml printed no valid XML: {error}") from error
+
+
+def _int(element: ElementTree.Element, tag: str) -> int:
+    return _leading_int(_text(element, tag)) or 0
 
 
 def _leading_int(text: str) -> int | None:
@@ -88,6 +121,8 @@ class GridEngine(Scheduler):
         ],
         "cancel": ["qdel", "{{ job_ids }}"],
         "version": ["qstat", "-help"],
+        "partitions": ["qstat", "-f", "-s", "r", "-xml", "-u", "*"],
+        "all_jobs": ["qstat", "-s", "p", "-r", "-xml", "-u", "*"],
     }
     unavailable_patterns = (
         # error: commlib error: got select error (Connection refused) / (No route to host)
@@ -122,12 +157,7 @@ class GridEngine(Scheduler):
         return match[1]
 
     def parse_query(self, stdout: str) -> Iterator[JobStatus]:
-        try:
-            root = ElementTree.fromstring(stdout)
-        except ElementTree.ParseError as error:
-            # Half an answer is no answer: reading it as "no jobs" would end every notebook.
-            raise SchedulerUnavailable(f"qstat -xml printed no valid XML: {error}") from error
-        for job in root.iter("job_list"):
+        for job in _xml(stdout).iter("job_list"):
             code = _text(job, "state")
             if code == ZOMBIE:
                 continue
@@ -175,3 +205,54 @@ class GridEngine(Scheduler):
                 exec_host=first_exec_host(fields.get("hostname", "")),
                 exit_code=exit_status,
             )
+
+    def parse_partitions(self, stdout: str) -> list[PartitionLoad]:
+        loads: dict[str, dict] = {}
+        running: dict[str, set[str]] = {}
+        refusing: dict[str, str] = {}  # queue -> the state of an instance that takes no job
+        for instance in _xml(stdout).iter("Queue-List"):
+            queue = _text(instance, "name").split("@", 1)[0]
+            used, reserved = _int(instance, "slots_used"), _int(instance, "slots_resv")
+            total = _int(instance, "slots_total")
+            letters = [letter for letter in _text(instance, "state") if letter in QUEUE_STATE_WORDS]
+            load = loads.setdefault(
+                queue, dict.fromkeys(("cpus_idle", "cpus_total", "nodes_idle", "nodes_total"), 0)
+            )
+            load["cpus_total"] += total
+            load["nodes_total"] += 1
+            if letters:
+                refusing.setdefault(queue, QUEUE_STATE_WORDS[letters[0]])
+            else:
+                load["cpus_idle"] += max(0, total - used - reserved)
+                load["nodes_idle"] += used + reserved == 0
+                load["accepting"] = True
+            running.setdefault(queue, set()).update(
+                _text(job, "JB_job_number") for job in instance.iter("job_list")
+            )
+        return [
+            PartitionLoad(
+                name=queue,
+                state="up" if load.pop("accepting", False) else refusing[queue],
+                jobs_running=len(running[queue]),
+                **load,
+            )
+            for queue, load in loads.items()
+        ]
+
+    def parse_all_jobs(self, stdout: str) -> list[QueuedJob]:
+        # qstat lists pending jobs in the order the scheduler considers them: by priority.
+        return [
+            QueuedJob(
+                job_id=_text(job, "JB_job_number"),
+                # -q all.q or -q all.q@vm; none: any queue may run it.
+                partitions=tuple(
+                    dict.fromkeys(
+                        (queue.text or "").strip().split("@", 1)[0]
+                        for queue in job.iter("hard_req_queue")
+                    )
+                ),
+                pending=True,
+            )
+            for job in _xml(stdout).iter("job_list")
+            if _text(job, "state") != ZOMBIE
+        ]

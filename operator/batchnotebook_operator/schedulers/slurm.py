@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 
-from ..model import JobState, JobStatus
+from ..model import JobState, JobStatus, PartitionLoad, QueuedJob
 from .base import Scheduler
 
 STATES = {
@@ -39,6 +39,14 @@ NO_VALUE = {"", "n/a", "(null)", "none", "unknown", "n/a)"}
 # %S: expected start of a pending job; %e: when a running job's walltime ends.
 QUERY_FIELDS = "%i|%j|%u|%T|%B|%r|%S|%e"
 ACCOUNTING_FIELDS = "JobID,JobName,User,State,ExitCode,NodeList"
+# One line per node and partition: the partition's availability (up/down/drain/inact), the node's
+# state, its CPUs allocated/idle/other/total, its generic resources and those in use.
+PARTITION_FIELDS = "PartitionName:|,Available:|,NodeList:|,StateLong:|,CPUsState:|,Gres:|,GresUsed:"
+# Every user's pending and running jobs: partitions (a comma list for a job that may run in
+# several), priority and submit time order the pending ones.
+ALL_JOBS_FIELDS = "%i|%P|%T|%Q|%V"
+# `gpu:4`, `gpu:a100:4(S:0-1)`, in use `gpu:a100:2(IDX:0-1)`: the count is the last number.
+GPU_GRES = re.compile(r"\bgpu(?::[^:,(]+)?:(\d+)")
 
 
 def _value(text: str) -> str:
@@ -68,6 +76,20 @@ def _exit_code(text: str) -> int | None:
     return 128 + signal if signal and not code else code
 
 
+def gpu_count(gres: str) -> int:
+    """GPUs in a gres list as sinfo and slurmrestd print it (`(null)` or empty: none)."""
+    return sum(int(count) for count in GPU_GRES.findall(gres))
+
+
+def _submitted(text: str) -> str:
+    return _value(text) or "9999"  # no submit time sorts last
+
+
+def _id_order(job_id: str) -> int:
+    digits = re.match(r"\d+", job_id)  # array jobs: 123_[1-5], 123_4
+    return int(digits[0]) if digits else 0
+
+
 class Slurm(Scheduler):
     name = "slurm"
     commands = {  # noqa: RUF012 - class-level data read by the base class
@@ -93,6 +115,14 @@ class Slurm(Scheduler):
         ],
         "cancel": ["scancel", "{{ job_ids }}"],
         "version": ["sinfo", "--version"],
+        "partitions": ["sinfo", "--noheader", "--Node", f"--Format={PARTITION_FIELDS}"],
+        "all_jobs": [
+            "squeue",
+            "--noheader",
+            "--all",
+            "--states=PENDING,RUNNING",
+            f"--format={ALL_JOBS_FIELDS}",
+        ],
     }
     unavailable_patterns = (
         r"Unable to contact slurm controller",
@@ -152,6 +182,46 @@ class Slurm(Scheduler):
                 exit_code=_exit_code(exit_code),
                 reason=state.strip() if raw != state else "",
             )
+
+    def parse_partitions(self, stdout: str) -> list[PartitionLoad]:
+        loads: dict[str, dict] = {}
+        for line in stdout.splitlines():
+            fields = line.split("|")
+            if len(fields) != PARTITION_FIELDS.count("|") + 1:
+                continue
+            name, available, _node, state, cpus, gres, gres_used = (f.strip() for f in fields)
+            cpu_states = cpus.split("/")  # allocated/idle/other/total
+            if len(cpu_states) != 4:
+                continue
+            idle_cpus, total_cpus = int(cpu_states[1]), int(cpu_states[3])
+            gpus = gpu_count(gres)
+            load = loads.setdefault(
+                name,
+                dict.fromkeys(("cpus_idle", "cpus_total", "gpus_idle", "gpus_total"), 0)
+                | {"state": available.lower(), "nodes_idle": 0, "nodes_total": 0},
+            )
+            load["cpus_idle"] += idle_cpus
+            load["cpus_total"] += total_cpus
+            load["gpus_total"] += gpus
+            # sinfo counts a drained or down node's CPUs as "other": its GPUs are not idle either.
+            load["gpus_idle"] += max(0, gpus - gpu_count(gres_used)) if idle_cpus else 0
+            load["nodes_total"] += 1
+            load["nodes_idle"] += state in ("idle", "idle~")  # ~: powered off, started on demand
+        return [PartitionLoad(name=name, **load) for name, load in loads.items()]
+
+    def parse_all_jobs(self, stdout: str) -> list[QueuedJob]:
+        pending, running = [], []
+        for line in stdout.splitlines():
+            fields = line.split("|")
+            if len(fields) != ALL_JOBS_FIELDS.count("|") + 1:
+                continue
+            job_id, partitions, state, priority, submitted = (f.strip() for f in fields)
+            job = QueuedJob(job_id, tuple(partitions.split(",")), state == "PENDING")
+            # Slurm starts the highest priority first, then the earliest submitted.
+            order = (-int(priority or 0), _submitted(submitted), _id_order(job_id))
+            (pending if job.pending else running).append((order, job))
+        pending.sort(key=lambda entry: entry[0])
+        return [job for _order, job in pending + running]
 
     def parse_version(self, stdout: str) -> str:
         # "slurm 22.05.8", or "slurm-wlm 22.05.8" from Debian's build
