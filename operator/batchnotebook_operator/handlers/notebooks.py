@@ -39,6 +39,7 @@ def notebooks_by_cluster(
             "namespace": namespace,
             "uid": uid,
             "generation": meta.get("generation"),
+            "createdAt": meta.get("creationTimestamp"),
             "unixUser": spec.get("unixUser"),
             "profile": spec.get("profile"),
             "status": dict(status),

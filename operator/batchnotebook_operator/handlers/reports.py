@@ -1,4 +1,4 @@
-"""The HTTP endpoint jobs report their port to, plus /metrics and /healthz.
+"""The HTTP endpoint jobs report their port to, plus /metrics, /healthz and /readyz.
 
 A report has a fixed schema ({"host", "port"}), is authenticated with the notebook's own report
 token, and its host must be the one the scheduler says the job runs on. Nothing else in the body
@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import REPORT_TOKEN_KEY
 from ..follow import ready_fields, short_host
+from ..metrics import observe_status_change
 from ..model import Phase
 from ..registry import registry
 
@@ -81,6 +82,12 @@ async def report(request: web.Request) -> web.Response:
     if status.get("phase") != Phase.READY.value:
         update |= ready_fields({**status, **update}, generation)
     await kube.patch_notebook_status(namespace, name, update)
+    observe_status_change(
+        notebook["spec"]["clusterName"],
+        notebook["metadata"].get("creationTimestamp"),
+        status,
+        update,
+    )
     if update.get("phase") == Phase.READY.value:
         await kube.event(notebook, "Normal", "Ready", update["message"])
         return web.json_response({"phase": Phase.READY.value, "url": update["url"]})
@@ -96,6 +103,13 @@ async def metrics(_: web.Request) -> web.Response:
 @routes.get("/healthz")
 async def healthz(_: web.Request) -> web.Response:
     return web.json_response({"ok": registry.kube is not None})
+
+
+@routes.get("/readyz")
+async def readyz(_: web.Request) -> web.Response:
+    """Ready once it can take reports: the report server listens and the API client is set up."""
+    ready = registry.kube is not None
+    return web.json_response({"ready": ready}, status=200 if ready else 503)
 
 
 @kopf.on.startup()

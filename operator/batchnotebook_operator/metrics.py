@@ -1,0 +1,60 @@
+"""What the operator tells Prometheus about notebooks (scheduler commands are counted where they
+run, in client.py): how long jobs wait in the queue, how long a spawn takes to be ready, and how
+many notebooks are in each phase per cluster."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from contextlib import suppress
+
+from prometheus_client import Gauge, Histogram
+
+from .follow import parse_timestamp
+from .model import Phase
+
+WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600)
+QUEUE_WAIT = Histogram(
+    "batchnotebook_queue_wait_seconds",
+    "Time jobs waited in the scheduler's queue, from submission to running",
+    ["cluster"],
+    buckets=WAIT_BUCKETS,
+)
+TIME_TO_READY = Histogram(
+    "batchnotebook_time_to_ready_seconds",
+    "Time from the spawn request (the BatchNotebook's creation) to a reachable Jupyter server",
+    ["cluster"],
+    buckets=WAIT_BUCKETS,
+)
+NOTEBOOKS = Gauge("batchnotebook_notebooks", "BatchNotebooks by phase", ["cluster", "phase"])
+
+
+def _seconds(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return max(0.0, (parse_timestamp(end) - parse_timestamp(start)).total_seconds())
+
+
+def observe_status_change(cluster: str, created_at: str | None, before: dict, update: dict) -> None:
+    """Record what a status update completes: a job that left the queue, a server now ready."""
+    if update.get("startedAt") and not before.get("startedAt"):
+        submitted = before.get("submittedAt") or update.get("submittedAt")
+        waited = _seconds(submitted, update["startedAt"])
+        if waited is not None:
+            QUEUE_WAIT.labels(cluster).observe(waited)
+    if update.get("phase") == Phase.READY.value and before.get("phase") != Phase.READY.value:
+        took = _seconds(created_at, update.get("readyAt"))
+        if took is not None:
+            TIME_TO_READY.labels(cluster).observe(took)
+
+
+def count_phases(cluster: str, notebooks: Iterable[dict]) -> None:
+    counts = Counter(n.get("status", {}).get("phase") or Phase.PENDING.value for n in notebooks)
+    for phase in Phase:
+        NOTEBOOKS.labels(cluster, phase.value).set(counts.get(phase.value, 0))
+
+
+def forget_cluster(cluster: str) -> None:
+    for phase in Phase:
+        with suppress(KeyError):  # never counted
+            NOTEBOOKS.remove(cluster, phase.value)
