@@ -1,5 +1,5 @@
 # BatchNotebook — the two commands the README promises, and a few helpers.
-.PHONY: dev dev-down test unit lint format clean
+.PHONY: dev dev-down test unit lint format docs clean
 
 dev:            ## install what is missing and start the whole local stack
 	@dev/up.sh
@@ -20,6 +20,10 @@ lint:
 
 format:
 	.venv/bin/ruff format .
+
+docs:           ## regenerate docs/configuration.md from the CRD schemas
+	@dev/python.sh
+	.venv/bin/python dev/crd_reference.py
 
 clean:          ## forget the local state (not the build cache)
 	rm -rf .dev .test
