@@ -9,6 +9,7 @@ import subprocess
 from types import SimpleNamespace
 
 import pytest
+from aiohttp import web
 from batchnotebook_operator import cli
 from batchnotebook_operator.cli import doctor, status
 from batchnotebook_operator.errors import SchedulerUnavailable
@@ -414,3 +415,45 @@ async def test_status_asks_each_cluster_once_for_all_its_jobs(monkeypatch):
         ("c", "no answer", False),
         ("d", "no cluster", False),
     ]
+
+
+@pytest.fixture
+async def http_server():
+    """Serves a route on a free loopback port; gives its base URL."""
+    runners = []
+
+    async def serve(path: str, handler) -> str:
+        app = web.Application()
+        app.router.add_get(path, handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runners.append(runner)
+        return f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+    yield serve
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def test_callback_check_knows_the_report_server(http_server):
+    async def healthy(_):
+        return web.json_response({"ok": True})
+
+    base = await http_server("/prefix/healthz", healthy)
+    check = await doctor.check_callback("local", cluster_spec(callbackURL=f"{base}/prefix/"))
+    assert check.level is doctor.Level.OK
+    assert check.detail.startswith(f"{base}/prefix/healthz answers")
+
+
+async def test_callback_check_fails_another_server(http_server):
+    async def page(_):
+        return web.Response(text="<html>JupyterHub</html>", content_type="text/html")
+
+    base = await http_server("/healthz", page)
+    check = await doctor.check_callback("local", cluster_spec(callbackURL=base))
+    assert check.level is doctor.Level.FAIL
+    assert check.detail.startswith(
+        f"{base}/healthz answered HTTP 200 '<html>JupyterHub</html>', not the operator's report "
+        'server ({"ok": true})'
+    )

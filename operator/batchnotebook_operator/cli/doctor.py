@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
+import json
 from dataclasses import dataclass
 
 import aiohttp
@@ -121,8 +122,8 @@ async def check_callback(name: str, spec: dict) -> Check:
     timeout = aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT_SECONDS)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as answer:
-            body = await answer.json(content_type=None) if answer.status == 200 else None
-    except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            code, text = answer.status, await answer.text(errors="replace")
+    except (aiohttp.ClientError, TimeoutError) as error:
         return Check(
             Level.FAIL,
             name,
@@ -130,12 +131,17 @@ async def check_callback(name: str, spec: dict) -> Check:
             f"{url} does not answer ({error or type(error).__name__}): jobs cannot report their "
             "port. Point spec.callbackURL at the operator's report server",
         )
-    if not isinstance(body, dict) or body.get("ok") is not True:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if code != 200 or not isinstance(body, dict) or body.get("ok") is not True:
         return Check(
             Level.FAIL,
             name,
             what,
-            f"{url} answered {answer.status} {body!r}, not the operator's report server",
+            f"{url} answered HTTP {code} {text[:80]!r}, not the operator's report server "
+            '({"ok": true}): jobs cannot report their port there',
         )
     return Check(
         Level.OK, name, what, f"{url} answers (from here; compute nodes must reach it too)"
