@@ -173,13 +173,14 @@ class ClusterClient(SchedulerClient):
         return self.scheduler.parse_version(self.scheduler.check(result))
 
     async def availability(self) -> Availability:
-        """The backend's "partitions" and "all_jobs" commands, as the service account."""
+        """The backend's "partitions", "nodes" and "all_jobs" commands (those it has), as the
+        service account."""
         if "partitions" not in self.scheduler.command_templates:
             return availability([], None)  # the backend says why it reports no partitions
-        partitions = self.scheduler.parse_partitions(
-            self.scheduler.check(await self._run("partitions"))
-        )
-        jobs = None
-        if "all_jobs" in self.scheduler.command_templates:
-            jobs = self.scheduler.parse_all_jobs(self.scheduler.check(await self._run("all_jobs")))
+        said = {}
+        for command in ("partitions", "nodes", "all_jobs"):
+            if command in self.scheduler.command_templates:
+                said[command] = self.scheduler.check(await self._run(command))
+        partitions = self.scheduler.parse_partitions(said["partitions"], said.get("nodes", ""))
+        jobs = self.scheduler.parse_all_jobs(said["all_jobs"]) if "all_jobs" in said else None
         return availability(partitions, jobs)

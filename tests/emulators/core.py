@@ -91,6 +91,9 @@ class Config:
     server: str = socket.gethostname().split(".")[0]
     node: str = socket.gethostname().split(".")[0]
     max_running: int = 16
+    #: the emulated node's CPUs and GPUs, for the tools that list nodes and queues
+    node_cpus: int = 16
+    node_gpus: int = 0
     keep_finished_seconds: int = 600
     #: how long a job shows the "exiting" state before it is completed
     exiting_seconds: float = 1.0

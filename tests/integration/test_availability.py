@@ -9,12 +9,14 @@ jobs change at any moment (idle CPUs, pending jobs) are checked for plausibility
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from batchnotebook_operator.follow import progress_message
 
 from .conftest import GROUP, VERSION
-from .stack import run, wait_for
+from .emulated import SPOOL, emulated_cluster
+from .stack import REPO, run, wait_for
 from .test_queue import WAITING_TEMPLATE
 from .test_sge import sge, sge_cluster  # noqa: F401 - fixtures
 from .test_slurmrest import key_secret, rest_connection  # noqa: F401 - a fixture
@@ -126,3 +128,47 @@ def test_grid_engine_queues_in_the_cluster_status(operator, sge_cluster, custom)
         assert 0 <= partition["cpusIdle"] <= partition["cpusTotal"]
         assert "gpusTotal" not in partition  # Grid Engine has no GPU count of its own
         assert partition["jobsPending"] >= 0 and partition["jobsRunning"] >= 0
+
+
+@pytest.fixture
+def one_job_at_a_time_pbspro():
+    """The PBS Pro emulator of this test stack, running one job at a time: the others wait."""
+    run(REPO / "dev/emulators.sh", "install", SPOOL)
+    settings = SPOOL / "pbspro" / "config.json"
+    settings.write_text(json.dumps({"max_running": 1, "kill_delay_seconds": 2}))
+    yield
+    settings.unlink(missing_ok=True)
+
+
+def test_pbspro_queues_and_positions(
+    one_job_at_a_time_pbspro,
+    operator,
+    make_cluster,
+    make_notebook,
+    wait_phase,
+    notebook_status,
+    custom,
+):
+    cluster = emulated_cluster(make_cluster, "pbspro", availabilityIntervalSeconds=SNAPSHOT)
+    running = make_notebook(cluster, user="alice")["metadata"]["name"]
+    wait_phase(running, "Starting", "Ready", timeout=90)
+    waiting = [make_notebook(cluster, user=user)["metadata"]["name"] for user in ("bob", "alice")]
+
+    def placed() -> list[dict] | None:
+        statuses = [notebook_status(name) for name in waiting]
+        return statuses if all(s.get("queuePosition") for s in statuses) else None
+
+    statuses = sorted(
+        wait_for(placed, 90, "the queue positions"), key=lambda s: int(s["jobId"].split(".")[0])
+    )
+    # qstat -Q counts them; the server lists them first come, first served
+    assert [(s["queuePosition"], s["queueLength"]) for s in statuses] == [(1, 2), (2, 2)]
+    assert {s["queuePartition"] for s in statuses} == {"debug"}
+    debug = wait_for(
+        lambda: (p := partitions_of(custom, cluster)["debug"])["jobsPending"] == 2 and p,
+        30,
+        "the snapshot to count both waiting jobs",
+    )
+    assert debug["jobsRunning"] == 1 and debug["cpusTotal"] == 16 and debug["state"] == "up"
+    assert "gpusTotal" not in debug  # the emulated node has no ngpus
+    assert notebook_status(running).get("queuePosition") is None

@@ -280,3 +280,47 @@ def test_progress_says_the_position():
         "job 123 waits in the queue, waiting for free resources (Resources), "
         "position 3 of 17 in debug, expected to start 2026-11-23T06:00:00Z, waited 2 min"
     )
+
+
+def test_pbspro_snapshot_from_the_emulator():
+    pbs = BACKENDS["pbspro"]()
+    taken = availability(
+        pbs.parse_partitions(
+            fixture("pbspro", "qstat-Q-f-json.emulator.json"),
+            fixture("pbspro", "pbsnodes-a-json.emulator.json"),
+        ),
+        pbs.parse_all_jobs(fixture("pbspro", "qstat-f-json-queue.emulator.json")),
+    )
+    # One 16-CPU node serves every queue (it names none); the emulator reports no GPUs.
+    assert taken.partitions[0].as_status() == {
+        "name": "workq",
+        "state": "up",
+        "cpusIdle": 14,
+        "cpusTotal": 16,
+        "nodesIdle": 0,
+        "nodesTotal": 1,
+        "jobsPending": 2,
+        "jobsRunning": 1,
+    }
+    assert [p.name for p in taken.partitions] == ["workq", "debug", "batch"]
+    assert taken.places == {"2.vm": QueuePlace("workq", 1, 2), "3.vm": QueuePlace("workq", 2, 2)}
+
+
+def test_pbspro_real_queue_and_node_listings():
+    [workq] = BACKENDS["pbspro"]().parse_partitions(
+        fixture("pbspro", "qstat-Q-f-json.buildtest-19.0.json"),
+        fixture("pbspro", "pbsnodes-a-json.polaris-2022.1.json"),
+    )
+    # Polaris: one free node (64 CPUs, 4 GPUs idle), one job-exclusive, one down.
+    assert workq == PartitionLoad(
+        name="workq",
+        state="up",
+        cpus_idle=64,
+        cpus_total=192,
+        gpus_idle=4,
+        gpus_total=12,
+        nodes_idle=1,
+        nodes_total=3,
+        jobs_pending=0,
+        jobs_running=0,
+    )

@@ -37,9 +37,10 @@ class Scheduler(ABC):
 
     name: ClassVar[str]
     #: argv templates; an argument that renders to a list becomes several, an empty one none.
-    #: The availability snapshot runs "partitions" (every partition's resources) and "all_jobs"
-    #: (every user's pending and running jobs) where a backend has them; without "partitions"
-    #: the snapshot reports nothing.
+    #: The availability snapshot runs "partitions" (every partition), "nodes" (every node's
+    #: resources, for a scheduler whose partition listing lacks them) and "all_jobs" (every
+    #: user's pending and running jobs) where a backend has them; without "partitions" the
+    #: snapshot reports nothing.
     commands: ClassVar[dict[str, list[str]]]
     #: stderr patterns that mean the scheduler did not answer (as opposed to refused).
     unavailable_patterns: ClassVar[tuple[str, ...]]
@@ -112,8 +113,9 @@ class Scheduler(ABC):
     def parse_version(self, stdout: str) -> str:
         return stdout.strip().splitlines()[0] if stdout.strip() else ""
 
-    def parse_partitions(self, stdout: str) -> list[PartitionLoad]:
-        """Every partition (queue) in the "partitions" command's output."""
+    def parse_partitions(self, stdout: str, nodes: str = "") -> list[PartitionLoad]:
+        """Every partition (queue) in the "partitions" command's output, with the "nodes"
+        command's output where the backend has one."""
         return []
 
     def parse_all_jobs(self, stdout: str) -> list[QueuedJob]:

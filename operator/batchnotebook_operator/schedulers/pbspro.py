@@ -1,14 +1,20 @@
 """PBS Professional / OpenPBS (19+): qsub, one `qstat -f -F json` for all of a cluster's jobs,
-and the server's job history (`qstat -x`) for the jobs that left the queue."""
+and the server's job history (`qstat -x`) for the jobs that left the queue.
+
+Availability: `qstat -Q -f -F json` gives each execution queue's state and job counts,
+`pbsnodes -a -F json` the nodes' CPUs and GPUs (a node with a `queue` attribute serves that queue
+only, any other every queue), `qstat -f -F json` every job in the server's order, which is the
+position reported (PBS's own sort formula is not visible to users)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
-from ..model import JobState, JobStatus
+from ..model import JobState, JobStatus, PartitionLoad, QueuedJob
 from .base import first_exec_host
 from .pbs_common import LIVE_STATES, PBSFamily, ended_state, exit_code
 
@@ -16,6 +22,11 @@ FINISHED_STATES = ("F", "X")  # finished; array subjob finished
 #: substate of a finished job that was deleted (qdel) rather than ending by itself
 SUBSTATE_TERMINATED = 91
 JSON_FLAGS = ["-f", "-F", "json"]
+#: A node in one of these states takes new jobs (PBS Pro may list several, comma-separated).
+NODE_TAKES_JOBS = "free"
+#: qstat -Q's state_count words for waiting and for running jobs.
+WAITING_COUNTS = ("Queued", "Held", "Waiting", "Transit")
+RUNNING_COUNTS = ("Running", "Exiting", "Begun")
 
 
 def _when(text: Any) -> dt.datetime | None:
@@ -59,12 +70,25 @@ def _status(job_id: str, attributes: dict[str, Any]) -> JobStatus:
 
 
 def _jobs(stdout: str) -> Iterator[JobStatus]:
-    if not stdout.strip():
-        return
-    # strict=False: values (Variable_List, comments) may carry raw control characters.
-    document = json.loads(stdout, strict=False)
-    for job_id, attributes in (document.get("Jobs") or {}).items():
+    for job_id, attributes in (_document(stdout).get("Jobs") or {}).items():
         yield _status(job_id, attributes)
+
+
+def _document(stdout: str) -> dict[str, Any]:
+    # strict=False: values (Variable_List, comments) may carry raw control characters.
+    return json.loads(stdout, strict=False) if stdout.strip() else {}
+
+
+def _queue_state(queue: dict[str, Any]) -> str:
+    enabled, started = queue.get("enabled") == "True", queue.get("started") == "True"
+    if enabled and started:
+        return "up"
+    return "stopped" if enabled else "disabled"  # stopped: takes jobs, starts none
+
+
+def _number(resources: dict[str, Any], name: str) -> int:
+    value = resources.get(name)
+    return int(value) if isinstance(value, int | float) or str(value).isdigit() else 0
 
 
 class PBSPro(PBSFamily):
@@ -77,6 +101,9 @@ class PBSPro(PBSFamily):
         "accounting": ["qstat", "-x", *JSON_FLAGS, "{{ job_ids }}"],
         "cancel": ["qdel", "{{ job_ids }}"],
         "version": ["qstat", "--version"],
+        "partitions": ["qstat", "-Q", *JSON_FLAGS],
+        "nodes": ["pbsnodes", "-a", "-F", "json"],
+        "all_jobs": ["qstat", *JSON_FLAGS],
     }
     no_accounting_patterns = (r"job_history_enable",)
 
@@ -88,3 +115,54 @@ class PBSPro(PBSFamily):
 
     def parse_version(self, stdout: str) -> str:
         return stdout.strip().removeprefix("pbs_version =").strip()
+
+    def parse_partitions(self, stdout: str, nodes: str = "") -> list[PartitionLoad]:
+        listed_nodes = list((_document(nodes).get("nodes") or {}).values())
+        reports_gpus = any("ngpus" in n.get("resources_available", {}) for n in listed_nodes)
+        loads = []
+        for name, queue in (_document(stdout).get("Queue") or {}).items():
+            if queue.get("queue_type") != "Execution":
+                continue  # a routing queue runs nothing itself
+            counts = {
+                k: int(v) for k, v in re.findall(r"(\w+):(\d+)", queue.get("state_count", ""))
+            }
+            served = [n for n in listed_nodes if n.get("queue") in (None, name)]
+            cpus_idle = gpus_idle = nodes_idle = 0
+            for node in served:
+                available = node.get("resources_available") or {}
+                assigned = node.get("resources_assigned") or {}
+                if NODE_TAKES_JOBS not in str(node.get("state", "")).split(","):
+                    continue
+                cpus_idle += max(0, _number(available, "ncpus") - _number(assigned, "ncpus"))
+                gpus_idle += max(0, _number(available, "ngpus") - _number(assigned, "ngpus"))
+                nodes_idle += not node.get("jobs")
+            loads.append(
+                PartitionLoad(
+                    name=name,
+                    state=_queue_state(queue),
+                    cpus_idle=cpus_idle,
+                    cpus_total=sum(
+                        _number(n.get("resources_available") or {}, "ncpus") for n in served
+                    ),
+                    gpus_idle=gpus_idle if reports_gpus else None,
+                    gpus_total=sum(
+                        _number(n.get("resources_available") or {}, "ngpus") for n in served
+                    )
+                    if reports_gpus
+                    else None,
+                    nodes_idle=nodes_idle,
+                    nodes_total=len(served),
+                    jobs_pending=sum(counts.get(word, 0) for word in WAITING_COUNTS),
+                    jobs_running=sum(counts.get(word, 0) for word in RUNNING_COUNTS),
+                )
+            )
+        return loads
+
+    def parse_all_jobs(self, stdout: str) -> list[QueuedJob]:
+        queued = []
+        for job_id, attributes in (_document(stdout).get("Jobs") or {}).items():
+            state = LIVE_STATES.get(str(attributes.get("job_state", "")))
+            if state in (JobState.PENDING, JobState.RUNNING):
+                queue = str(attributes.get("queue", ""))
+                queued.append(QueuedJob(job_id, (queue,), state is JobState.PENDING))
+        return queued

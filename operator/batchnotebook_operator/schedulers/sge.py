@@ -206,7 +206,7 @@ class GridEngine(Scheduler):
                 exit_code=exit_status,
             )
 
-    def parse_partitions(self, stdout: str) -> list[PartitionLoad]:
+    def parse_partitions(self, stdout: str, nodes: str = "") -> list[PartitionLoad]:
         loads: dict[str, dict] = {}
         running: dict[str, set[str]] = {}
         refusing: dict[str, str] = {}  # queue -> the state of an instance that takes no job

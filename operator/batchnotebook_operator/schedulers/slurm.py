@@ -183,7 +183,7 @@ class Slurm(Scheduler):
                 reason=state.strip() if raw != state else "",
             )
 
-    def parse_partitions(self, stdout: str) -> list[PartitionLoad]:
+    def parse_partitions(self, stdout: str, nodes: str = "") -> list[PartitionLoad]:
         loads: dict[str, dict] = {}
         for line in stdout.splitlines():
             fields = line.split("|")

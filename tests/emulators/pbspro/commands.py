@@ -2,7 +2,11 @@
 
 Sources of the texts: OpenPBS src/cmds/qstat.c (connection, unknown-job and history messages and
 their exit statuses), `qstat -f -F json` captured from PBS 22.05/23.06 (baw-server's and
-FirecREST's test data), the scheduler's comment texts in OpenPBS src/scheduler/constant.h.
+FirecREST's test data), the scheduler's comment texts in OpenPBS src/scheduler/constant.h;
+`qstat -Q -f -F json` as buildtest's documentation shows it (PBS 19.0.0: queue_type, total_jobs,
+state_count, resources_assigned, hasnodes, enabled, started), `pbsnodes -a -F json` as ALCF
+Polaris prints it (PBS 2022.1: Mom, ntype, state, pcpus, jobs, resources_available,
+resources_assigned, resv_enable, sharing, last_state_change_time).
 """
 
 from __future__ import annotations
@@ -270,7 +274,7 @@ def qstat(argv: list[str]) -> int:
     if argv == ["--version"]:
         print(f"pbs_version = {PBS_VERSION}")
         return 0
-    full = history = as_json = False
+    full = history = as_json = queues = False
     operands: list[str] = []
     arguments = iter(argv)
     for argument in arguments:
@@ -280,6 +284,7 @@ def qstat(argv: list[str]) -> int:
             for letter in argument[1:]:
                 full |= letter == "f"
                 history |= letter in "xH"
+                queues |= letter == "Q"
         else:
             operands.append(argument)
     emulator.wait_while_stalled()
@@ -293,6 +298,8 @@ def qstat(argv: list[str]) -> int:
         if as_json:
             print(json.dumps(header, indent=4, separators=(",", ":")))
         connection_refused("qstat", config)
+    if queues:
+        return queue_status(header, config, as_json and full)
     listed, errors, status = select(operands, history)
     if as_json and full:
         document = dict(header)
@@ -307,6 +314,93 @@ def qstat(argv: list[str]) -> int:
     for error in errors:
         sys.stderr.write(error + "\n")
     return status
+
+
+def queue_status(header: dict[str, Any], config: Config, as_json: bool) -> int:
+    """`qstat -Q -f -F json`: every queue with its jobs counted by state."""
+    if not as_json:
+        fail("qstat: only -Q -f -F json is emulated", 2)
+    jobs = [j for j in emulator.jobs() if j.state != COMPLETED]
+    document = dict(header)
+    document["Queue"] = {}
+    for queue in config.queues:
+        mine = [j for j in jobs if j.queue == queue]
+        running = [j for j in mine if j.state == RUNNING]
+        counts = {
+            "Transit": 0,
+            "Queued": sum(j.state == QUEUED for j in mine),
+            "Held": 0,
+            "Waiting": 0,
+            "Running": len(running),
+            "Exiting": sum(j.state == EXITING for j in mine),
+            "Begun": 0,
+        }
+        document["Queue"][queue] = {
+            "queue_type": "Execution",
+            "total_jobs": len(mine),
+            "state_count": "".join(f"{k}:{v} " for k, v in counts.items()),
+            "resources_assigned": {
+                "mem": "0kb",
+                "ncpus": sum(int(j.resources.get("ncpus", 1)) for j in running),
+                "nodect": len(running),
+            },
+            "hasnodes": "True",
+            "enabled": "True",
+            "started": "True",
+        }
+    print(json.dumps(document, indent=4, separators=(",", ":")))
+    return 0
+
+
+# -- pbsnodes -----------------------------------------------------------------------------------
+
+
+def assigned(cpus: int, gpus: int) -> dict[str, Any]:
+    return {"mem": "0kb", "ncpus": cpus} | ({"ngpus": gpus} if gpus else {})
+
+
+def pbsnodes(argv: list[str]) -> int:
+    """`pbsnodes -a -F json`: the one emulated node, its CPUs and GPUs and the jobs on it."""
+    if sorted(argv) != sorted(["-a", "-F", "json"]) or argv.index("json") < argv.index("-F"):
+        fail("pbsnodes: only -a -F json is emulated", 2)
+    emulator.wait_while_stalled()
+    config = emulator.config
+    if emulator.server_down:
+        fail(f"pbsnodes: cannot connect to server {config.server}, error=15010", 1)
+    running = [j for j in emulator.jobs() if j.state in (RUNNING, EXITING)]
+    cpus = sum(int(j.resources.get("ncpus", 1)) for j in running)
+    gpus = sum(int(j.resources.get("ngpus") or 0) for j in running)
+    available: dict[str, Any] = {
+        "arch": "linux",
+        "host": config.node,
+        "mem": "16384000kb",
+        "ncpus": config.node_cpus,
+    }
+    if config.node_gpus:
+        available["ngpus"] = config.node_gpus
+    node: dict[str, Any] = {
+        "Mom": config.node,
+        "ntype": "PBS",
+        "state": "job-busy" if cpus >= config.node_cpus else "free",
+        "pcpus": config.node_cpus,
+    }
+    if running:
+        node["jobs"] = [j.job_id for j in running]
+    node |= {
+        "resources_available": available | {"vnode": config.node},
+        "resources_assigned": assigned(cpus, gpus) if running else {},
+        "resv_enable": "True",
+        "sharing": "default_shared",
+        "last_state_change_time": int(time.time()),
+    }
+    document = {
+        "timestamp": int(time.time()),
+        "pbs_version": PBS_VERSION,
+        "pbs_server": config.server,
+        "nodes": {config.node: node},
+    }
+    print(json.dumps(document, indent=4, separators=(",", ":")))
+    return 0
 
 
 def select(operands: list[str], history: bool) -> tuple[list[Job], list[str], int]:
