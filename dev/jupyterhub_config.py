@@ -3,6 +3,7 @@
 Everything site-specific comes from the environment that dev/hub.sh sources from STATE/env.
 """
 
+import json
 import os
 import sys
 
@@ -34,6 +35,9 @@ c.JupyterHub.spawner_class = "batchnotebook_spawner.BatchNotebookSpawner"
 c.JupyterHub.template_paths = [batchnotebook_spawner.TEMPLATES]
 c.BatchNotebookSpawner.namespace = env["NAMESPACE"]
 c.BatchNotebookSpawner.http_timeout = 120
+# Servers as ordinary pods in this cluster (BatchNotebookSpawner.pod_profiles, as JSON); none by
+# default.
+c.BatchNotebookSpawner.pod_profiles = json.loads(env.get("POD_PROFILES") or "[]")
 
 c.JupyterHub.services = [
     # The operator, reached by compute nodes through the hub's public URL.
