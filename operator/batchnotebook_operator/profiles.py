@@ -218,3 +218,27 @@ def split_options(options: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
         if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", value):
             raise InvalidOptions(f"{key} is required and must be a name, not {value!r}")
     return cluster, profile, {k: options[k] for k in RESOURCE_KEYS if k in options}
+
+
+def unix_user_of(cluster_spec: dict, hub_user: str) -> str:
+    """The Unix account a hub user's jobs run as (the cluster's userMapping)."""
+    return (
+        cluster_spec.get("userMapping", {}).get("template", "{username}").format(username=hub_user)
+    )
+
+
+def notebook_resources(cluster_name: str, cluster_spec: dict, notebook_spec: dict) -> Resources:
+    """A BatchNotebook's resources, checked as the spawner checked them when it wrote the spec:
+    its Unix user is the one its hub user maps to, its resources are within its profile's limits
+    for the groups recorded in the spec."""
+    expected_user = unix_user_of(cluster_spec, notebook_spec["hubUser"])
+    if notebook_spec["unixUser"] != expected_user:
+        raise InvalidOptions(
+            f"hub user {notebook_spec['hubUser']!r} maps to Unix user "
+            f"{expected_user!r}, not {notebook_spec['unixUser']!r}"
+        )
+    profile = find_profile(cluster_name, cluster_spec, notebook_spec["profile"])
+    return resolve(
+        for_groups(profile, notebook_spec.get("groups", [])),
+        dict(notebook_spec.get("resources", {})),
+    )

@@ -11,13 +11,16 @@ import re
 import shlex
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import InvalidOptions
 from .profiles import Resources
+
+if TYPE_CHECKING:
+    from .schedulers import Scheduler
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HEREDOC_END = "BATCHNOTEBOOK_LAUNCHER"
@@ -112,3 +115,45 @@ def render(template: str, request: JobRequest) -> str:
         return _templates.from_string(template).render(**context)
     except TemplateError as error:
         raise InvalidOptions(f"the cluster's job template does not render: {error}") from error
+
+
+def report_url(cluster: dict, namespace: str, name: str) -> str:
+    """Where a notebook's job reports its port."""
+    return f"{cluster['callbackURL'].rstrip('/')}/v1/report/{namespace}/{name}"
+
+
+def job_script(
+    cluster: dict,
+    scheduler: Scheduler,
+    *,
+    namespace: str,
+    name: str,
+    uid: str,
+    unix_user: str,
+    resources: Resources,
+    environment: dict[str, str],
+) -> str:
+    """The script the operator submits for a notebook (and `batchnotebook render` shows): the
+    cluster's template, or its scheduler's default, with the server's environment plus where to
+    report and when to stop."""
+    environment = {**environment, "BATCHNOTEBOOK_REPORT_URL": report_url(cluster, namespace, name)}
+    stop_after = stop_after_seconds(
+        resources.walltime_seconds,
+        cluster.get("stopBeforeWalltimeSeconds", DEFAULT_STOP_BEFORE_WALLTIME_SECONDS),
+    )
+    if stop_after is not None:
+        environment["BATCHNOTEBOOK_STOP_AFTER"] = str(stop_after)
+    return render(
+        cluster.get("jobTemplate") or scheduler.default_template(),
+        JobRequest(
+            job_name=scheduler.job_name(uid),
+            comment=f"batchnotebook:{namespace}/{name}",
+            user=unix_user,
+            resources=resources,
+            environment=environment,
+            jupyter_command=list(cluster.get("jupyterCommand", ["jupyterhub-singleuser"])),
+            python=cluster.get("python", "python3"),
+            prologue=cluster.get("prologue", ""),
+            output=cluster.get("jobOutput", "batchnotebook-%j.log"),
+        ),
+    )

@@ -29,7 +29,13 @@ from batchnotebook_operator import (
 from batchnotebook_operator.errors import InvalidOptions
 from batchnotebook_operator.follow import progress_message
 from batchnotebook_operator.model import Phase, now
-from batchnotebook_operator.profiles import find_profile, for_groups, resolve, split_options
+from batchnotebook_operator.profiles import (
+    find_profile,
+    for_groups,
+    resolve,
+    split_options,
+    unix_user_of,
+)
 from jupyterhub.spawner import Spawner
 from kubernetes_asyncio.client import ApiException
 from kubespawner.clients import load_config, shared_client
@@ -209,8 +215,7 @@ class BatchNotebookSpawner(Spawner):
                     f"the group(s) {', '.join(profile['groups'])}"
                 )
             resources = resolve(for_groups(profile, groups), requested)
-            template = cluster.get("userMapping", {}).get("template", "{username}")
-            unix_user = template.format(username=self.user.name)
+            unix_user = unix_user_of(cluster, self.user.name)
         except InvalidOptions as error:
             raise web.HTTPError(400, "Invalid server options: %s", error) from error
         return {

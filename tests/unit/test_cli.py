@@ -185,6 +185,17 @@ def test_render_refuses_what_the_spawner_refuses(fake_api, capsys, argv, message
     assert out.err.startswith(message) and out.out == ""
 
 
+def test_render_applies_the_groups_overrides(fake_api, capsys):
+    spec = cluster_spec()
+    spec["profiles"][0]["groupOverrides"] = [{"groups": ["staff"], "limits": {"maxCpus": 8}}]
+    fake_api(FakeKube({"local": spec}))
+    assert cli.main(["render", "local", "small", "-n", "hub", "--set", "cpus=8"]) == 2
+    assert "cpus must be between 1 and 2" in capsys.readouterr().err
+    argv = ["render", "local", "small", "-n", "hub", "--set", "cpus=8", "--group", "staff"]
+    assert cli.main(argv) == 0
+    assert "#SBATCH --cpus-per-task=8\n" in capsys.readouterr().out
+
+
 def test_render_of_a_broken_template_exits_2(fake_api, capsys):
     fake_api(FakeKube({"local": cluster_spec(jobTemplate="#!/bin/sh\n{{ nonsense }}\n")}))
     assert cli.main(["render", "local", "small", "-n", "hub"]) == 2

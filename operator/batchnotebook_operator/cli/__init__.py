@@ -50,6 +50,13 @@ def parser() -> argparse.ArgumentParser:
         "--user", default=script.SAMPLE_USER, help="hub user (default: %(default)s)"
     )
     render.add_argument(
+        "--group",
+        dest="groups",
+        action="append",
+        default=[],
+        help="a JupyterHub group of the user, for the profile's groupOverrides (repeatable)",
+    )
+    render.add_argument(
         "--set",
         dest="options",
         metavar="KEY=VALUE",

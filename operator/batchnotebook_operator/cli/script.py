@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import CLUSTERS, GROUP, REPORT_TOKEN_KEY, VERSION
 from ..client import make_client
 from ..errors import InvalidOptions
-from ..handlers.notebooks import report_url
 from ..kube import Kube
-from ..profiles import Resources, find_profile, resolve, split_options
-from ..render import DEFAULT_STOP_BEFORE_WALLTIME_SECONDS, JobRequest, render, stop_after_seconds
+from ..profiles import (
+    find_profile,
+    for_groups,
+    notebook_resources,
+    resolve,
+    split_options,
+    unix_user_of,
+)
+from ..render import job_script
 from ..schedulers import Scheduler
 
 SAMPLE_USER = "jovyan"
@@ -29,46 +36,6 @@ class NotFound(Exception):
 
 def withheld(source: str) -> str:
     return f"<withheld: from {source}>"
-
-
-def job_script(
-    cluster: dict,
-    scheduler: Scheduler,
-    *,
-    namespace: str,
-    name: str,
-    uid: str,
-    unix_user: str,
-    resources: Resources,
-    environment: dict[str, str],
-) -> str:
-    """The script handlers/notebooks.py submit() renders for a notebook, step for step: the same
-    additions to the environment, the same template and the same JobRequest."""
-    environment = {**environment, "BATCHNOTEBOOK_REPORT_URL": report_url(cluster, namespace, name)}
-    stop_after = stop_after_seconds(
-        resources.walltime_seconds,
-        cluster.get("stopBeforeWalltimeSeconds", DEFAULT_STOP_BEFORE_WALLTIME_SECONDS),
-    )
-    if stop_after is not None:
-        environment["BATCHNOTEBOOK_STOP_AFTER"] = str(stop_after)
-    return render(
-        cluster.get("jobTemplate") or scheduler.default_template(),
-        JobRequest(
-            job_name=scheduler.job_name(uid),
-            comment=f"batchnotebook:{namespace}/{name}",
-            user=unix_user,
-            resources=resources,
-            environment=environment,
-            jupyter_command=list(cluster.get("jupyterCommand", ["jupyterhub-singleuser"])),
-            python=cluster.get("python", "python3"),
-            prologue=cluster.get("prologue", ""),
-            output=cluster.get("jobOutput", "batchnotebook-%j.log"),
-        ),
-    )
-
-
-def unix_user_of(cluster: dict, hub_user: str) -> str:
-    return cluster.get("userMapping", {}).get("template", "{username}").format(username=hub_user)
 
 
 def scheduler_of(name: str, cluster: dict) -> Scheduler:
@@ -88,10 +55,16 @@ async def cluster_spec(kube: Kube, name: str) -> dict | None:
 
 
 def sample_script(
-    name: str, cluster: dict, profile_name: str, requested: dict, hub_user: str, namespace: str
+    name: str,
+    cluster: dict,
+    profile_name: str,
+    requested: dict,
+    hub_user: str,
+    namespace: str,
+    groups: Iterable[str] = (),
 ) -> str:
     """The script a new notebook would get; its name, uid and Secret do not exist yet."""
-    resources = resolve(find_profile(name, cluster, profile_name), requested)
+    resources = resolve(for_groups(find_profile(name, cluster, profile_name), groups), requested)
     return job_script(
         cluster,
         scheduler_of(name, cluster),
@@ -113,16 +86,7 @@ async def notebook_script(kube: Kube, namespace: str, name: str) -> str:
     cluster = await cluster_spec(kube, spec["clusterName"])
     if cluster is None:
         raise NotFound(f"there is no BatchCluster named {spec['clusterName']!r}")
-    expected_user = unix_user_of(cluster, spec["hubUser"])
-    if spec["unixUser"] != expected_user:
-        raise InvalidOptions(
-            f"hub user {spec['hubUser']!r} maps to Unix user "
-            f"{expected_user!r}, not {spec['unixUser']!r}"
-        )
-    resources = resolve(
-        find_profile(spec["clusterName"], cluster, spec["profile"]),
-        dict(spec.get("resources", {})),
-    )
+    resources = notebook_resources(spec["clusterName"], cluster, spec)
     secret_name = spec["envSecretName"]
     try:
         keys = await kube.secret_data(namespace, secret_name)
@@ -153,7 +117,7 @@ async def render_command(kube: Kube, args: argparse.Namespace) -> str:
     if cluster is None:
         raise InvalidOptions(f"there is no cluster named {cluster_name!r}")
     script = sample_script(
-        cluster_name, cluster, profile_name, requested, args.user, args.namespace
+        cluster_name, cluster, profile_name, requested, args.user, args.namespace, args.groups
     )
     print(
         "batchnotebook: the notebook's name, uid and Secret (the hub's environment, the report "

@@ -10,17 +10,13 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from .. import GROUP, NOTEBOOKS, REPORT_TOKEN_KEY, VERSION
 from ..errors import InvalidOptions, SchedulerUnavailable, SubmissionRefused
 from ..model import JobState, Phase, condition, timestamp
-from ..profiles import find_profile, for_groups, resolve
+from ..profiles import notebook_resources
 from ..registry import registry
-from ..render import DEFAULT_STOP_BEFORE_WALLTIME_SECONDS, JobRequest, render, stop_after_seconds
+from ..render import job_script
 
 # Deleting waits this many attempts (one per poll interval) for the scheduler to confirm that the
 # job ended, then lets the resource go with a Warning so that nothing hangs in Terminating.
 CANCEL_ATTEMPTS = 30
-
-
-def report_url(cluster_spec: dict, namespace: str, name: str) -> str:
-    return f"{cluster_spec['callbackURL'].rstrip('/')}/v1/report/{namespace}/{name}"
 
 
 @kopf.index(GROUP, VERSION, NOTEBOOKS)
@@ -97,20 +93,7 @@ async def submit(
     if cluster is None:
         await fail(body, "UnknownCluster", f"there is no BatchCluster named {cluster_name!r}")
     try:
-        expected_user = (
-            cluster.get("userMapping", {})
-            .get("template", "{username}")
-            .format(username=spec["hubUser"])
-        )
-        if spec["unixUser"] != expected_user:
-            raise InvalidOptions(
-                f"hub user {spec['hubUser']!r} maps to Unix user "
-                f"{expected_user!r}, not {spec['unixUser']!r}"
-            )
-        profile = find_profile(cluster_name, cluster, spec["profile"])
-        resources = resolve(
-            for_groups(profile, spec.get("groups", [])), dict(spec.get("resources", {}))
-        )
+        resources = notebook_resources(cluster_name, cluster, spec)
     except InvalidOptions as error:
         await fail(body, "InvalidSpec", str(error))
 
@@ -139,32 +122,21 @@ async def submit(
         await fail(
             body, "SecretIncomplete", f"Secret {spec['envSecretName']} has no {REPORT_TOKEN_KEY}"
         )
-    environment["BATCHNOTEBOOK_REPORT_URL"] = report_url(cluster, namespace, name)
-    stop_after = stop_after_seconds(
-        resources.walltime_seconds,
-        cluster.get("stopBeforeWalltimeSeconds", DEFAULT_STOP_BEFORE_WALLTIME_SECONDS),
-    )
-    if stop_after is not None:
-        environment["BATCHNOTEBOOK_STOP_AFTER"] = str(stop_after)
 
     try:
         existing = await client.find(tag)  # a job submitted before a crash is adopted, not doubled
         if existing is not None:
             job_id, how = existing.job_id, "found after a restart"
         else:
-            script = render(
-                cluster.get("jobTemplate") or client.scheduler.default_template(),
-                JobRequest(
-                    job_name=tag,
-                    comment=f"batchnotebook:{namespace}/{name}",
-                    user=spec["unixUser"],
-                    resources=resources,
-                    environment=environment,
-                    jupyter_command=list(cluster.get("jupyterCommand", ["jupyterhub-singleuser"])),
-                    python=cluster.get("python", "python3"),
-                    prologue=cluster.get("prologue", ""),
-                    output=cluster.get("jobOutput", "batchnotebook-%j.log"),
-                ),
+            script = job_script(
+                cluster,
+                client.scheduler,
+                namespace=namespace,
+                name=name,
+                uid=uid,
+                unix_user=spec["unixUser"],
+                resources=resources,
+                environment=environment,
             )
             job_id, how = await client.submit(script, spec["unixUser"]), "submitted"
     except SubmissionRefused as error:
