@@ -324,3 +324,50 @@ def test_pbspro_real_queue_and_node_listings():
         jobs_pending=0,
         jobs_running=0,
     )
+
+
+def test_lsf_snapshot_from_the_emulator():
+    lsf = BACKENDS["lsf"]()
+    taken = availability(
+        lsf.parse_partitions(
+            fixture("lsf", "bqueues-w.emulator.txt"), fixture("lsf", "bhosts-w.emulator.txt")
+        ),
+        lsf.parse_all_jobs(fixture("lsf", "bjobs-all-json.emulator.json")),
+    )
+    assert taken.partitions[0].as_status() == {
+        "name": "normal",
+        "state": "open:active",
+        "cpusIdle": 14,
+        "cpusTotal": 16,
+        "nodesIdle": 0,
+        "nodesTotal": 1,
+        "jobsPending": 2,
+        "jobsRunning": 1,
+    }
+    assert taken.places == {
+        "2": QueuePlace("normal", 1, 2),
+        "3": QueuePlace("normal", 2, 2),
+        "4": QueuePlace("short", 1, 1),
+    }
+
+
+def test_lsf_real_tables():
+    lsf = BACKENDS["lsf"]()
+    queues = lsf.parse_partitions(
+        fixture("lsf", "bqueues.triton.txt"), fixture("lsf", "bhosts.ibm-cloud.txt")
+    )
+    assert [(q.name, q.state, q.jobs_pending, q.jobs_running) for q in queues] == [
+        ("bigmem", "open:active", 1120, 32),
+        ("normal", "open:active", 5969, 3437),
+        ("interactive", "open:active", 1, 12),
+    ]
+    # the closed host's slots are not idle; every host counts for every queue
+    assert (queues[0].cpus_idle, queues[0].cpus_total) == (8, 8)
+    assert (queues[0].nodes_idle, queues[0].nodes_total) == (2, 3)
+    # hosts without a slot limit ("-"): their CPUs are not counted, so none are reported
+    [normal] = lsf.parse_partitions(
+        "QUEUE_NAME PRIO STATUS MAX JL/U JL/P JL/H NJOBS PEND RUN SUSP\n"
+        "normal 30 Open:Active - - - - 0 0 0 0\n",
+        fixture("lsf", "bhosts.lsf-pod.txt"),
+    )
+    assert normal.cpus_total is None and normal.cpus_idle is None and normal.nodes_total == 4

@@ -1,5 +1,10 @@
 """IBM Spectrum LSF: bsub with the script on stdin, one `bjobs -json` for all of a cluster's
-notebooks, `bhist -l` for jobs bjobs forgot (it keeps finished jobs for CLEAN_PERIOD only)."""
+notebooks, `bhist -l` for jobs bjobs forgot (it keeps finished jobs for CLEAN_PERIOD only).
+
+Availability: `bqueues -w` gives each queue's status and pending and running job counts,
+`bhosts -w` the hosts' job slots (LSF's CPUs), `bjobs -u all` every unfinished job, pending ones
+in the order LSF considers them for dispatch. Every host counts for every queue (a queue's HOSTS
+list is only in `bqueues -l`); GPUs are in `bhosts -gpu` only and are not reported."""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import json
 import re
 from collections.abc import Iterator
 
-from ..model import JobState, JobStatus
+from ..model import JobState, JobStatus, PartitionLoad, QueuedJob
 from ..transports import CommandResult
 from .base import Scheduler, first_exec_host
 
@@ -40,6 +45,8 @@ HISTORY_EXIT = re.compile(r": Exited (?:with exit code (\d+)|by signal (\d+))")
 HISTORY_COMPLETED = re.compile(r"Completed <(?:done|exit)>(?:; (\S.*))?$")
 HISTORY_KILLED = re.compile(r": Signal <\w+> requested by user or administrator <[^>]*>")
 CONTINUATION = " " * 21
+#: bhosts' status of a host that takes new jobs (closed_Full, closed_Adm, unavail... do not).
+HOST_TAKES_JOBS = "ok"
 HISTORY_EVENT = re.compile(r"^\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d(?: \d{4})?: ")
 
 
@@ -74,6 +81,19 @@ def _history_blocks(text: str) -> Iterator[list[str]]:
         yield block
 
 
+def _table(stdout: str) -> list[dict[str, str]]:
+    """The rows of a bqueues/bhosts table by its header's column names."""
+    lines = [line.split() for line in stdout.splitlines() if line.strip()]
+    if not lines:
+        return []
+    header = lines[0]
+    return [dict(zip(header, row, strict=False)) for row in lines[1:] if len(row) >= len(header)]
+
+
+def _count(text: str | None) -> int:
+    return int(text) if text and text.isdigit() else 0
+
+
 class LSF(Scheduler):
     name = "lsf"
     commands = {  # noqa: RUF012 - class-level data read by the base class
@@ -93,6 +113,9 @@ class LSF(Scheduler):
         ],
         "cancel": ["bkill", "{{ job_ids }}"],
         "version": ["lsid"],
+        "partitions": ["bqueues", "-w"],
+        "nodes": ["bhosts", "-w"],
+        "all_jobs": ["bjobs", "-u", "all", "-o", "jobid queue stat", "-json"],
     }
     unavailable_patterns = (
         r"LSF is down",
@@ -186,6 +209,45 @@ class LSF(Scheduler):
                 exit_code=exit_code,
                 reason=reason,
             )
+
+    def parse_partitions(self, stdout: str, nodes: str = "") -> list[PartitionLoad]:
+        hosts = _table(nodes)
+        usable = [h for h in hosts if h.get("STATUS") == HOST_TAKES_JOBS]
+        # MAX "-": no slot limit on the host, so no count of its CPUs either.
+        counted = all(h.get("MAX", "").isdigit() for h in hosts)
+        cpus_idle = sum(
+            max(0, _count(h.get("MAX")) - _count(h.get("NJOBS")) - _count(h.get("RSV")))
+            for h in usable
+        )
+        return [
+            PartitionLoad(
+                name=queue["QUEUE_NAME"],
+                state=queue["STATUS"].lower(),  # open:active, closed:inact, ...
+                cpus_idle=cpus_idle if counted else None,
+                cpus_total=sum(_count(h.get("MAX")) for h in hosts) if counted else None,
+                nodes_idle=sum(_count(h.get("NJOBS")) == 0 for h in usable),
+                nodes_total=len(hosts),
+                jobs_pending=_count(queue.get("PEND")),
+                jobs_running=_count(queue.get("RUN")),
+            )
+            for queue in _table(stdout)
+        ]
+
+    def parse_all_jobs(self, stdout: str) -> list[QueuedJob]:
+        if not stdout.strip():
+            return []  # "No unfinished job found"
+        queued = []
+        for record in json.loads(stdout).get("RECORDS", []):
+            state = STATES.get(_value(record, "STAT"), JobState.UNKNOWN)
+            if state in (JobState.PENDING, JobState.RUNNING):
+                queued.append(
+                    QueuedJob(
+                        _value(record, "JOBID"),
+                        (_value(record, "QUEUE"),),
+                        state is JobState.PENDING,
+                    )
+                )
+        return queued
 
     def parse_version(self, stdout: str) -> str:
         # lsid: "IBM Spectrum LSF Standard 10.1.0.13, Nov 10 2022" then copyright and cluster.

@@ -3,7 +3,8 @@
 Sources of the texts: IBM's LSF 10.1 command reference (bsub/bjobs/bkill/bhist/lsid pages, the
 `-o ... -json` layout, pending reasons and TERM_* exit reasons), bjobs -json records captured in
 TheRoddyWMS/BatchEuphoria's tests, `bjobs -l` of a run-limit job quoted in an HPC how-to, and
-batchspawner's LSF tests (bsub's answer, EXEC_HOST forms). See tests/fixtures/lsf/README.md.
+batchspawner's LSF tests (bsub's answer, EXEC_HOST forms); the bqueues and bhosts tables as sites'
+user guides show them. See tests/fixtures/lsf/README.md.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import time
 
 from core import (
     COMPLETED,
+    EXITING,
     QUEUED,
+    RUNNING,
     AlreadyFinished,
     Config,
     Emulator,
@@ -32,6 +35,10 @@ CLUSTER = "cluster1"
 NOT_RESPONDING = "batch system daemon not responding ... still trying"
 CANNOT_CONNECT = "Cannot connect to LSF. Please wait ..."
 NEW_JOB_REASON = "New job is waiting for scheduling;"
+#: the queues' priorities (lsb.queues PRIORITY), shown by bqueues
+QUEUE_PRIORITY = {"normal": 30, "short": 35, "long": 20}
+#: bjobs lists unfinished jobs running first, then pending in dispatch order, then finished ones
+LISTING_ORDER = {RUNNING: 0, EXITING: 0, QUEUED: 1, COMPLETED: 2}
 #: bsub options that take a value (IBM bsub reference); the others used here are flags.
 BSUB_VALUE_OPTIONS = {
     "-J", "-Jd", "-o", "-oo", "-e", "-eo", "-n", "-R", "-M", "-W", "-q", "-P", "-gpu", "-cwd",
@@ -314,6 +321,7 @@ def bjobs(arguments: list[str]) -> int:
                 jobs.append(job)
     else:
         jobs = matching(options, include_finished="-a" in options or "-d" in options)
+        jobs.sort(key=lambda job: LISTING_ORDER[job.state])
     if "-o" in options:
         fields = [FIELDS[name.split(":")[0].lower()] for name in options["-o"][-1].split()]
     else:
@@ -426,12 +434,50 @@ def bhist(arguments: list[str]) -> int:
         jobs = [job for job in (emulator.job(job_id) for job_id in ids) if job is not None]
     else:
         jobs = matching(options, include_finished="-a" in options or "-d" in options)
+        jobs.sort(key=lambda job: LISTING_ORDER[job.state])
     if not jobs:
         fail("No matching job found", 255)
     blocks = []
     for job in jobs:
         blocks.append("\n".join(piece for line in history(job) for piece in wrapped(line)))
     print(("\n" + "-" * 78 + "\n\n").join(blocks))
+    return 0
+
+
+def bqueues(arguments: list[str]) -> int:
+    """`bqueues [-w]`: every queue with its status and its jobs counted by state."""
+    if emulator.server_down:
+        fail(NOT_RESPONDING, 255)
+    emulator.wait_while_stalled()
+    jobs = [j for j in emulator.jobs() if j.state != COMPLETED]
+    print(
+        "QUEUE_NAME      PRIO STATUS          MAX JL/U JL/P JL/H NJOBS  PEND   RUN  SUSP  RSV PJOBS"
+    )
+    for queue in emulator.config.queues:
+        pending = sum(j.state == QUEUED for j in jobs if j.queue == queue)
+        running = sum(j.state != QUEUED for j in jobs if j.queue == queue)
+        print(
+            f"{queue:<15} {QUEUE_PRIORITY.get(queue, 30):>4}  {'Open:Active':<14}"
+            f"{'-':>5}{'-':>5}{'-':>5}{'-':>5}{pending + running:>6}{pending:>6}{running:>6}"
+            f"{0:>6}{0:>5}{pending:>6}"
+        )
+    return 0
+
+
+def bhosts(arguments: list[str]) -> int:
+    """`bhosts [-w]`: the one emulated host, its job slots (one per CPU) and those in use."""
+    if emulator.server_down:
+        fail(NOT_RESPONDING, 255)
+    emulator.wait_while_stalled()
+    config = emulator.config
+    running = [j for j in emulator.jobs() if j.state in (RUNNING, EXITING)]
+    slots = sum(int(j.resources.get("ncpus") or 1) for j in running)
+    status = "ok" if slots < config.node_cpus else "closed_Full"
+    print("HOST_NAME          STATUS          JL/U    MAX  NJOBS    RUN  SSUSP  USUSP    RSV")
+    print(
+        f"{config.node:<18} {status:<15} {'-':>4} {config.node_cpus:>6} {slots:>6} {slots:>6}"
+        f" {0:>6} {0:>6} {0:>6}"
+    )
     return 0
 
 
