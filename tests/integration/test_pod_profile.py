@@ -6,6 +6,7 @@ and reports the pod Running and ready; the hub's own checks and the proxy do the
 from __future__ import annotations
 
 import base64
+import http.cookiejar
 import json
 import os
 import pwd
@@ -14,6 +15,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import urllib.parse
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiException
 
-from .conftest import GROUP
+from .conftest import GROUP, VERSION, cluster_spec
 from .stack import STATE, Hub, wait_for
 from .test_hub import through_proxy
 
@@ -241,3 +244,50 @@ def test_bad_pod_options_are_refused_before_anything_is_created(hub, core, optio
     assert pods_of(core, "bob") == []
     assert not [s for s in core.list_namespaced_secret(NAMESPACE).items if "bob" in s.metadata.name]
     assert hub.server("bob") is None
+
+
+def logged_in(hub: Hub, user: str) -> urllib.request.OpenerDirector:
+    """A browser-like client logged in to the hub's pages (they take no API token)."""
+    cookies = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+    browser.open(f"{hub.url}/hub/login", timeout=30).close()
+    xsrf = next(cookie.value for cookie in cookies if cookie.name == "_xsrf")
+    form = {"username": user, "password": hub.password, "_xsrf": xsrf}
+    browser.open(f"{hub.url}/hub/login", urllib.parse.urlencode(form).encode(), 30).close()
+    return browser
+
+
+def test_the_form_shows_pod_profiles_and_live_availability(hub, custom):
+    """The form as a user sees it: the batch card with what its cluster's status reports for the
+    profile's partitions, and the pod profile in its own section."""
+    name = "pods-form"
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "BatchCluster",
+        "metadata": {"name": name},
+        "spec": cluster_spec(),
+    }
+    custom.create_cluster_custom_object(GROUP, VERSION, "batchclusters", body)
+    try:
+        partition = {"state": "up", "nodesIdle": 1, "nodesTotal": 1, "jobsRunning": 1}
+        status = {
+            "availabilityTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "partitions": [
+                {**partition, "name": "debug", "cpusIdle": 2, "cpusTotal": 4, "jobsPending": 3},
+                {**partition, "name": "gpu", "cpusIdle": 8, "cpusTotal": 8, "jobsPending": 0},
+            ],
+        }
+        custom.patch_cluster_custom_object_status(
+            GROUP, VERSION, "batchclusters", name, {"status": status}
+        )
+        with logged_in(hub, "alice").open(f"{hub.url}/hub/spawn", timeout=30) as answer:
+            html = answer.read().decode()
+        small = html[html.index(f'data-profile="{name}/small"') :]
+        assert "debug: 2 of 4 cores idle · 3 jobs waiting" in small
+        assert "gpu:" not in small  # not one of the profile's partitions
+        assert "as of " in small
+        pods = html[html.index("Kubernetes (this cluster)") :]
+        assert 'value="pod:local"' in pods and "<strong>Local server</strong>" in pods
+        assert "pod:staff-only" not in html
+    finally:
+        custom.delete_cluster_custom_object(GROUP, VERSION, "batchclusters", name)
