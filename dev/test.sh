@@ -7,6 +7,7 @@ cd "$REPO_ROOT"
 
 dev/python.sh
 dev/controlplane.sh build
+dev/helm.sh build
 dev/slurm.sh install
 dev/slurm.sh start
 dev/sge.sh install

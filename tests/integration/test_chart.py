@@ -1,7 +1,8 @@
-"""The Helm chart on a real API server: lint, every rendered manifest through server-side dry-run,
-install and upgrade (CRDs included), and its RBAC put to work: the operator, run with its
-ServiceAccount's token, takes a notebook through real Slurm; the hub's token does the spawner's
-calls; `kubectl auth can-i` shows neither can do more than that.
+"""The Helm chart on a real API server: lint, every rendered manifest through server-side
+dry-run, install and upgrade (CRDs included), and its RBAC put to work: the operator, run with
+its ServiceAccount's token, takes a notebook through real Slurm; the hub's token does the
+spawner's calls; `kubectl auth can-i` shows neither can do more than that. And the Dockerfile
+through hadolint.
 
 The chart gets a control plane of its own (a fresh one each run), so that installing, adopting
 and changing CRDs never disturbs the suite's shared API server.
@@ -152,8 +153,12 @@ def token_kubeconfig(namespace: str, account: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def kubeconfig():
+def tools():
     run(REPO / "dev/helm.sh", "build")
+
+
+@pytest.fixture(scope="module")
+def kubeconfig(tools):
     run(REPO / "dev/controlplane.sh", "stop", PLANE)
     shutil.rmtree(PLANE, ignore_errors=True)
     run(REPO / "dev/controlplane.sh", "start", PLANE, str(PLANE_PORT))
@@ -252,6 +257,11 @@ def operator(flavour, slurm):
 
 
 # ---- the chart itself ---
+
+
+def test_dockerfile_passes_hadolint(tools):
+    result = run(CACHE_BIN / "hadolint", "--failure-threshold", "style", REPO / "Dockerfile")
+    assert result.stdout == ""
 
 
 def test_chart_lints_with_both_flavours(kubeconfig):
