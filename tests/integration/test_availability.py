@@ -133,6 +133,7 @@ def test_grid_engine_queues_in_the_cluster_status(operator, sge_cluster, custom)
 #: Each emulated scheduler runs one job at a time; its queues hold the profile's partitions.
 EMULATED = {
     "pbspro": {"max_running": 1},
+    "torque": {"max_running": 1},
     "lsf": {"max_running": 1, "queues": ["normal", "debug", "batch"], "default_queue": "normal"},
 }
 

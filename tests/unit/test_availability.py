@@ -371,3 +371,53 @@ def test_lsf_real_tables():
         fixture("lsf", "bhosts.lsf-pod.txt"),
     )
     assert normal.cpus_total is None and normal.cpus_idle is None and normal.nodes_total == 4
+
+
+def test_torque_snapshot_from_the_emulator():
+    torque = BACKENDS["torque"]()
+    taken = availability(
+        torque.parse_partitions(
+            fixture("torque", "qstat-Q.emulator.txt"), fixture("torque", "pbsnodes-x.emulator.xml")
+        ),
+        torque.parse_all_jobs(fixture("torque", "qstat-x-queue.emulator.xml")),
+    )
+    assert taken.partitions[1].as_status() == {
+        "name": "debug",
+        "state": "up",
+        "cpusIdle": 14,
+        "cpusTotal": 16,
+        "nodesIdle": 0,
+        "nodesTotal": 1,
+        "jobsPending": 2,
+        "jobsRunning": 1,
+    }
+    assert taken.places == {"2.vm": QueuePlace("debug", 1, 2), "3.vm": QueuePlace("debug", 2, 2)}
+
+
+def test_torque_real_queue_table_and_nodes():
+    torque = BACKENDS["torque"]()
+    queues = torque.parse_partitions(
+        fixture("torque", "qstat-Q.gold6240R.txt"), fixture("torque", "pbsnodes-x.ral.xml")
+    )
+    assert [(q.name, q.state, q.jobs_pending, q.jobs_running) for q in queues] == [
+        ("zhou", "up", 0, 0),
+        ("gold6240R", "up", 4, 6),
+    ]
+    # down and job-exclusive nodes take nothing; the free one has 2 of 4 processors left; its
+    # GPUs (none) count only on a node without jobs
+    assert queues[0] == PartitionLoad(
+        name="zhou",
+        state="up",
+        cpus_idle=2,
+        cpus_total=6,
+        gpus_idle=0,
+        gpus_total=0,
+        nodes_idle=0,
+        nodes_total=3,
+        jobs_pending=0,
+        jobs_running=0,
+    )
+    assert [q.name for q in torque.parse_partitions(fixture("torque", "qstat-Q.hamilton.txt"))] == [
+        "default",
+        "debug",
+    ]

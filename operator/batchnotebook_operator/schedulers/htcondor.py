@@ -1,6 +1,10 @@
 """HTCondor: the job script submits itself (see templates/htcondor.sh.j2), one `condor_q -json`
 for all of a cluster's notebooks, `condor_history -json` for jobs that have left the queue (a job
-leaves condor_q as soon as it ends)."""
+leaves condor_q as soon as it ends).
+
+No availability snapshot: an HTCondor pool has no partitions or queues, and its matchmaker keeps
+no queue order a position could be read from (each schedd negotiates by user priority); the
+backend has no "partitions" command, so the snapshot reports no partitions."""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
 """Moab (over Torque or another resource manager): msub, one `showq --xml` for all of a
 cluster's jobs (active, eligible and blocked), `showq -c --xml` for the jobs Moab remembers as
-completed, mjobctl -c to cancel."""
+completed, mjobctl -c to cancel.
+
+No availability snapshot yet: Moab's per-class resources come from `mdiag -c` / `showbf`, whose
+output no emulator here prints and no fixture captures; rather than guess, the backend has no
+"partitions" command and the snapshot reports no partitions (and no queue positions)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,9 @@
 Sources of the texts: Torque src/cmds/qstat.c (the connection retries and messages, exit
 statuses), `qstat -x` captured from Torque sites (fyrd's, OTP's and osc/machete's test data),
 pbs_server's error texts as `qstat`/`qdel` print them ("Unknown Job Id Error", "Request invalid
-for state of job"), and the FIFO scheduler's comment texts (Torque src/scheduler.cc/samples/fifo).
+for state of job"), and the FIFO scheduler's comment texts (Torque src/scheduler.cc/samples/fifo);
+the `qstat -Q` table as sites' user guides show it, `pbsnodes -x` as captured in RAL's and
+other projects' tests (tests/fixtures/torque/README.md).
 """
 
 from __future__ import annotations
@@ -252,18 +254,22 @@ def qstat(argv: list[str]) -> int:
     if argv == ["--version"]:
         print(f"Version: {TORQUE_VERSION}")
         return 0
-    full = xml = False
+    full = xml = queues = False
     operands = []
     for argument in argv:
         if argument.startswith("-") and len(argument) > 1:
             full |= "f" in argument
             xml |= "x" in argument
+            queues |= "Q" in argument
         else:
             operands.append(argument)
     emulator.wait_while_stalled()
     config = emulator.config
     if emulator.server_down:
         connection_refused("qstat", config)
+    if queues:
+        print(queue_table(config))
+        return 0
     listed, errors = [], []
     for operand in operands:
         job = emulator.job(operand)
@@ -283,6 +289,52 @@ def qstat(argv: list[str]) -> int:
     for error in errors:
         sys.stderr.write(error + "\n")
     return EXIT_UNKNOWN_JOB if errors else 0
+
+
+def queue_table(config: Config) -> str:
+    """`qstat -Q`: every queue, enabled and started, its jobs counted by state."""
+    lines = [
+        "Queue              Max    Tot   Ena   Str   Que   Run   Hld   Wat   Trn   Ext T   Cpt",
+        "----------------   ---   ----    --    --   ---   ---   ---   ---   ---   --- -   ---",
+    ]
+    jobs = emulator.jobs()
+    for queue in config.queues:
+        mine = [j for j in jobs if j.queue == queue]
+        counts = [sum(j.state == state for j in mine) for state in (QUEUED, RUNNING, EXITING)]
+        completed = sum(j.state == COMPLETED for j in mine)
+        lines.append(
+            f"{queue:<16} {0:>5} {len(mine):>6} {'yes':>5} {'yes':>5} {counts[0]:>5} {counts[1]:>5}"
+            f" {0:>5} {0:>5} {0:>5} {counts[2]:>5} E {completed:>5}"
+        )
+    return "\n".join(lines)
+
+
+def pbsnodes(argv: list[str]) -> int:
+    """`pbsnodes -x`: the one emulated node, its processors, GPUs and job slots in use."""
+    if argv != ["-x"]:
+        fail("pbsnodes: only -x is emulated", 2)
+    emulator.wait_while_stalled()
+    config = emulator.config
+    if emulator.server_down:
+        connection_refused("pbsnodes", config)
+    running = [j for j in emulator.jobs() if j.state in (RUNNING, EXITING)]
+    slots = [
+        f"{slot}/{job.job_id}"
+        for job in running
+        for slot in range(int(job.resources.get("ncpus") or 1))
+    ]
+    state = "job-exclusive" if len(slots) >= config.node_cpus else "free"
+    node = (
+        f"<name>{config.node}</name><state>{state}</state><power_state>Running</power_state>"
+        f"<np>{config.node_cpus}</np><ntype>cluster</ntype>"
+        + (f"<jobs>{', '.join(slots)}</jobs>" if slots else "")
+        + f"<status>rectime={int(time.time())},state=free,ncpus={config.node_cpus}</status>"
+        + "<mom_service_port>15002</mom_service_port><mom_manager_port>15003</mom_manager_port>"
+        # only a Torque built with GPU support lists <gpus>
+        + (f"<gpus>{config.node_gpus}</gpus>" if config.node_gpus else "")
+    )
+    print(f"<Data><Node>{node}</Node></Data>")
+    return 0
 
 
 def element(name: str, value: Any) -> str:
