@@ -22,8 +22,9 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from .conftest import GROUP, VERSION, cluster_spec
+from .conftest import GROUP, SSHD_DIR, VERSION, cluster_spec
 from .stack import API_PORT, OPERATOR_PORT, REPO, STATE, Operator, run, squeue, wait_for
+from .test_ssh import ssh_connection
 
 pytestmark = [pytest.mark.cluster]
 
@@ -33,6 +34,11 @@ CACHE_BIN = (
 )
 PLANE = STATE / "chart-plane"
 PLANE_PORT = int(os.environ.get("BATCHNOTEBOOK_TEST_CHART_API_PORT", str(API_PORT + 10)))
+# Not the suite's operator port: its session-wide operator may still be running.
+CHART_OPERATOR_PORT = int(
+    os.environ.get("BATCHNOTEBOOK_TEST_CHART_OPERATOR_PORT", str(OPERATOR_PORT + 30))
+)
+CALLBACK = {"callbackURL": f"http://127.0.0.1:{CHART_OPERATOR_PORT}"}
 
 # Two releases, one per RBAC flavour, each with its own operator and hub namespaces.
 RELEASES = {
@@ -44,7 +50,7 @@ RELEASES = {
             "notebookNamespaces": ["hub"],
             "hub": {"namespace": "hub", "rbac": {"kubeSpawner": True}},
             "secrets": {"sshKeys": ["hpc-ssh"], "jwtKeys": ["hpc-jwt"]},
-            "clusters": {"site": cluster_spec()},
+            "clusters": {"site": cluster_spec(**CALLBACK)},
         },
     },
     "namespace": {
@@ -56,6 +62,7 @@ RELEASES = {
             "crds": {"install": False},  # the other release owns them
             "notebookNamespaces": ["hub2"],
             "hub": {"namespace": "hub2"},
+            "secrets": {"sshKeys": ["hpc-ssh"]},
         },
     },
 }
@@ -211,7 +218,7 @@ class ChartOperator(Operator):
     local process with the ServiceAccount's token: there is no kubelet here."""
 
     def __init__(self, kubeconfig: Path, namespace: str, args: list[str]) -> None:
-        super().__init__(kubeconfig)
+        super().__init__(kubeconfig, port=CHART_OPERATOR_PORT)
         self.namespace = namespace
         self.args = args
 
@@ -249,7 +256,7 @@ def deployment_args(flavour: str, liveness: str) -> list[str]:
 @pytest.fixture(scope="module")
 def operator(flavour, slurm):
     namespace, account = service_account(flavour)
-    args = deployment_args(flavour, f"http://127.0.0.1:{OPERATOR_PORT + 2}/healthz")
+    args = deployment_args(flavour, f"http://127.0.0.1:{CHART_OPERATOR_PORT + 2}/healthz")
     running = ChartOperator(token_kubeconfig(namespace, account), namespace, args)
     running.start()
     yield running
@@ -378,6 +385,8 @@ CAN_I = [
     (OPERATOR, "update", "customresourcedefinitions", "", False),
     (NS_OPERATOR, "watch", BNB, "hub2", True),
     (NS_OPERATOR, "get", "secrets", "hub2", True),
+    (NS_OPERATOR, "get", "secrets/hpc-ssh", "bnb-ns-system", True),
+    (NS_OPERATOR, "get", "secrets/hpc-jwt", "bnb-ns-system", False),
     (NS_OPERATOR, "watch", BCL, "", True),
     (NS_OPERATOR, "list", BNB, "*", False),
     (NS_OPERATOR, "list", BNB, "hub", False),
@@ -422,7 +431,7 @@ def test_can_i_matrix(releases):
 def test_operator_with_its_token_runs_a_notebook_end_to_end(
     operator, make_cluster, make_notebook, wait_phase, custom, core, namespace
 ):
-    cluster = make_cluster()
+    cluster = make_cluster(**CALLBACK)
     notebook = make_notebook(cluster, user="alice")
     name, uid = notebook["metadata"]["name"], notebook["metadata"]["uid"]
 
@@ -459,6 +468,36 @@ def test_operator_with_its_token_runs_a_notebook_end_to_end(
         if "403" in line or "Forbidden" in line or "cannot post event" in line
     ]
     assert not denied, "\n".join(denied)
+
+
+@pytest.fixture
+def ssh_key_secret(login_node, core, flavour):
+    """The login node's key in the Secret the chart lets the operator read by name."""
+    namespace = RELEASES[flavour]["namespace"]
+    key = base64.b64encode((SSHD_DIR / "id_ed25519").read_bytes()).decode()
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "hpc-ssh"}, "data": {"ssh-privatekey": key}}
+    )
+    yield "hpc-ssh"
+    core.delete_namespaced_secret("hpc-ssh", namespace)
+
+
+def test_operator_with_its_token_reads_its_named_ssh_key(
+    operator, ssh_key_secret, make_cluster, make_notebook, wait_phase, custom, namespace
+):
+    cluster = make_cluster(connection=ssh_connection(ssh_key_secret), **CALLBACK)
+    notebook = make_notebook(cluster, user="bob")
+    name, uid = notebook["metadata"]["name"], notebook["metadata"]["uid"]
+    status = wait_phase(name, "Ready", timeout=90)
+    (job,) = squeue(f"bnb-{uid}")
+    assert job["user"] == "bob" and status["jobId"] == job["id"]
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "batchnotebooks", name)
+    wait_for(
+        lambda: not any(j["state"] in ("PENDING", "RUNNING") for j in squeue(f"bnb-{uid}")),
+        60,
+        "the job to be cancelled over ssh",
+    )
+    assert "403" not in operator.log_path.read_text()
 
 
 def test_hub_token_does_what_the_spawner_does_and_no_more(releases):
