@@ -31,6 +31,19 @@ class NotebookReflector(NamespacedResourceReflector):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.api = _NotebookList(self.api)
+        self.gave_up = False
+        self.on_failure = self._give_up
+
+    def _give_up(self) -> None:
+        self.gave_up = True
+
+    @property
+    def broken(self) -> bool:
+        """The first list failed, or the watch gave up after repeated errors: its cache is empty
+        or goes stale, so it must be replaced (KubeSpawner exits the hub instead)."""
+        first = self.first_load_future
+        failed = first.done() and not first.cancelled() and first.exception() is not None
+        return failed or self.gave_up
 
     def get(self, namespace: str, name: str) -> dict | None:
         return self.resources.get(f"{namespace}/{name}")

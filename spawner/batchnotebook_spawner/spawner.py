@@ -176,10 +176,16 @@ class BatchNotebookSpawner(Spawner):
 
     async def reflector(self) -> NotebookReflector:
         reflector = self._reflectors.get(self.namespace)
-        if reflector is None:
+        if reflector is None or reflector.broken:
+            # A failed first list (an API server still starting) or a watch that gave up is not
+            # kept: the next caller lists afresh, rather than trusting an empty or stale cache.
             reflector = NotebookReflector(parent=self, namespace=self.namespace)
             self._reflectors[self.namespace] = reflector
             reflector.start_task = asyncio.ensure_future(reflector.start())
+            # A failed start is logged by the reflector and raised below, through its future.
+            reflector.start_task.add_done_callback(
+                lambda task: task.cancelled() or task.exception()
+            )
         await reflector.first_load_future
         return reflector
 
