@@ -61,6 +61,9 @@ PATH=$CACHE/bin:\$PATH
 ENV
 	chmod 600 "$STATE/env"
 fi
+# A pod profile (KubeSpawner) beside the batch profiles on the form; added to an older file too.
+grep -q 'POD_PROFILES=' "$STATE/env" ||
+	echo "POD_PROFILES='$(tr -d '\n' <dev/pod-profiles.json)'" >>"$STATE/env"
 # Exported, so that `source .dev/env` hands KUBECONFIG to kubectl (and fixes an older file).
 sed -i -E 's/^([A-Z_]+=)/export \1/' "$STATE/env"
 
