@@ -115,6 +115,43 @@ def test_over_limit_notebook_written_by_hand_is_refused(
     assert squeue(f"bnb-{nb['metadata']['uid']}") == []
 
 
+def metric(name: str, **labels: str) -> float | None:
+    """One sample of the operator's /metrics, parsed with prometheus_client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{OPERATOR_PORT}/metrics", timeout=10) as page:
+        text = page.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return sample.value
+    return None
+
+
+def test_metrics_tell_queue_wait_time_to_ready_phases_and_commands(
+    operator, make_cluster, make_notebook, wait_phase
+):
+    cluster = make_cluster()
+    name = make_notebook(cluster)["metadata"]["name"]
+    wait_phase(name, "Ready")
+    assert metric("batchnotebook_queue_wait_seconds_count", cluster=cluster) == 1
+    assert metric("batchnotebook_time_to_ready_seconds_count", cluster=cluster) == 1
+    assert metric("batchnotebook_time_to_ready_seconds_sum", cluster=cluster) > 0
+    wait_for(
+        lambda: metric("batchnotebook_notebooks", cluster=cluster, phase="Ready") == 1,
+        30,
+        "the phase gauge to count the notebook",
+    )
+    assert metric("batchnotebook_notebooks", cluster=cluster, phase="Queued") == 0
+    ok = "batchnotebook_scheduler_commands_total"
+    assert metric(ok, cluster=cluster, command="submit", outcome="ok") == 1
+    assert metric(ok, cluster=cluster, command="query", outcome="ok") >= 1
+    latency = "batchnotebook_scheduler_command_seconds_count"
+    assert metric(latency, cluster=cluster, command="query") >= 1
+    with urllib.request.urlopen(f"http://127.0.0.1:{OPERATOR_PORT}/readyz", timeout=10) as page:
+        assert json.loads(page.read()) == {"ready": True}
+
+
 def test_group_overrides_follow_the_groups_in_the_spec(
     operator, make_cluster, make_notebook, wait_phase
 ):

@@ -25,6 +25,7 @@ from ..follow import (
     vanished,
     with_log_tail,
 )
+from ..metrics import count_phases, forget_cluster, observe_status_change
 from ..model import JobStatus, Phase, condition, now, timestamp
 from ..profiles import walltime_seconds
 from ..registry import registry
@@ -67,6 +68,9 @@ async def _apply(notebook: dict, transition: Transition, limit: asyncio.Semaphor
     async with limit:
         await registry.kube.patch_notebook_status(
             notebook["namespace"], notebook["name"], transition.status
+        )
+        observe_status_change(
+            notebook["cluster"], notebook.get("createdAt"), notebook["status"], transition.status
         )
         for type_, reason, message in transition.events:
             await registry.kube.event(_ref(notebook), type_, reason, message)
@@ -217,6 +221,7 @@ async def follow_cluster(
         while not stopped:
             client = registry.client(name, dict(spec))
             started = time.monotonic()
+            count_phases(name, notebooks_by_cluster.get(name, []))
             update: dict = {"observedGeneration": meta.get("generation")}
             answered = False
             try:
@@ -274,6 +279,7 @@ async def follow_cluster(
             await stopped.wait(max(MIN_SECONDS_BETWEEN_POLLS, interval - elapsed))
     finally:
         await registry.forget(name)  # a deleted cluster's connection goes with it
+        forget_cluster(name)
 
 
 @kopf.on.delete(GROUP, VERSION, CLUSTERS)

@@ -33,6 +33,7 @@ def notebooks_by_cluster(
         spec.get("clusterName"): {
             "name": name,
             "namespace": namespace,
+            "cluster": spec.get("clusterName"),
             "uid": uid,
             "generation": meta.get("generation"),
             "createdAt": meta.get("creationTimestamp"),
