@@ -68,6 +68,14 @@ def seconds_between(stamp: str | None, now: dt.datetime) -> float:
     return (now - parse_timestamp(stamp)).total_seconds() if stamp else 0.0
 
 
+def when_text(stamp: str, now: dt.datetime) -> str:
+    """`at 06:00 UTC (in 1 h)`; the date too when it is not today; `any moment now` when due."""
+    then = parse_timestamp(stamp).astimezone(dt.UTC)
+    clock = then.strftime("%H:%M UTC" if then.date() == now.date() else "%Y-%m-%d %H:%M UTC")
+    left = (then - now).total_seconds()
+    return f"at {clock} ({f'in {duration_text(left)}' if left > 0 else 'any moment now'})"
+
+
 def progress_message(status: dict, now: dt.datetime) -> str:
     """What the spawn page says about a notebook: submitted → queued (reason, expected start, time
     waited) → running on host → Jupyter starting → ready."""
@@ -83,7 +91,7 @@ def progress_message(status: dict, now: dt.datetime) -> str:
                 + (f" in {status['queuePartition']}" if status.get("queuePartition") else "")
             )
         if status.get("expectedStartTime"):
-            parts.append(f"expected to start {status['expectedStartTime']}")
+            parts.append(f"expected to start {when_text(status['expectedStartTime'], now)}")
         parts.append(f"waited {duration_text(seconds_between(status.get('submittedAt'), now))}")
         return ", ".join(parts)
     return status.get("message") or ""

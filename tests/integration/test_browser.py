@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from batchnotebook_operator.schedulers.slurm import Slurm
 
+from .conftest import GROUP, VERSION
 from .stack import HUB_PORT_BASE, REPO, STATE, squeue, wait_for
 from .test_hub import hub_stack, job_of
 
@@ -54,6 +56,19 @@ def page() -> Iterator[object]:
 
 def test_spawn_through_the_form_into_jupyterlab(hub, custom, page):
     ARTIFACTS.mkdir(exist_ok=True)
+    # The job waits its turn for a while (a start time 20 s ahead: the scheduler's reason and
+    # expected start), so the progress page goes through the queue; positions come with the
+    # availability snapshot.
+    waiting = Slurm.default_template().replace(
+        "#!/bin/bash\n", "#!/bin/bash\n#SBATCH --begin=now+20\n", 1
+    )
+    custom.patch_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "batchclusters",
+        CLUSTER,
+        {"spec": {"jobTemplate": waiting, "availabilityIntervalSeconds": 2}},
+    )
     hub.api("POST", "/users/alice")
     page.goto(f"{hub.url}/hub/login")
     page.fill("#username_input", "alice")
@@ -76,6 +91,14 @@ def test_spawn_through_the_form_into_jupyterlab(hub, custom, page):
 
     page.wait_for_url("**/spawn-pending/alice**")
     page.wait_for_selector("#progress-message")
+    queued = page.wait_for_function(
+        "() => /position \\d+ of \\d+/.test(document.querySelector('#progress-message')"
+        ".textContent)",
+        timeout=60_000,
+    )
+    message = page.inner_text("#progress-message")
+    assert queued and "waits in the queue" in message and "BeginTime" in message, message
+    assert "expected to start" in message and "waited" in message, message
     page.screenshot(path=ARTIFACTS / "browser-progress.png", full_page=True)
     page.wait_for_url("**/user/alice/**", timeout=180_000)
     page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)  # JupyterLab's shell

@@ -278,7 +278,7 @@ def test_progress_says_the_position():
     }
     assert progress_message(status, now) == (
         "job 123 waits in the queue, waiting for free resources (Resources), "
-        "position 3 of 17 in debug, expected to start 2026-11-23T06:00:00Z, waited 2 min"
+        "position 3 of 17 in debug, expected to start at 06:00 UTC (in 1 h), waited 2 min"
     )
 
 

@@ -11,6 +11,7 @@ from batchnotebook_operator.follow import (
     ready_fields,
     unreachable,
     vanished,
+    when_text,
     with_log_tail,
 )
 from batchnotebook_operator.model import JobState, JobStatus
@@ -132,7 +133,7 @@ def test_progress_tells_the_story():
     }
     assert progress_message(queued, NOW) == (
         "job 7 waits in the queue, waiting for free resources (Resources), "
-        "expected to start 2026-11-23T06:00:00Z, waited 5 min"
+        "expected to start at 06:00 UTC (in 1 h), waited 5 min"
     )
     assert progress_message({"phase": "Ready", "message": "ready"}, NOW) == "ready"
 
@@ -170,3 +171,9 @@ def test_log_tail_joins_a_failure_of_a_started_job():
 
 def test_job_output_path():
     assert job_output_path("logs/bnb-%j.log", "42") == "logs/bnb-42.log"
+
+
+def test_an_expected_start_reads_as_a_time_of_day():
+    assert when_text("2026-11-23T06:00:00Z", NOW) == "at 06:00 UTC (in 1 h)"
+    assert when_text("2026-11-24T06:30:00+00:00", NOW) == "at 2026-11-24 06:30 UTC (in 25 h 30 min)"
+    assert when_text("2026-11-23T04:00:00Z", NOW) == "at 04:00 UTC (any moment now)"
