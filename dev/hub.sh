@@ -2,9 +2,10 @@
 # JupyterHub and configurable-http-proxy for one stack.
 #
 #   dev/hub.sh install        configurable-http-proxy from npm into the cache
-#   dev/hub.sh start STATE    start the proxy and the hub (settings from STATE/env); idempotent
+#   dev/hub.sh start STATE    start the proxy, the hub and the idle culler (settings from
+#                             STATE/env; IDLE_CULL_TIMEOUT seconds, default 3600, 0: no culler)
 #   dev/hub.sh stop STATE     stop them by their pid files
-#   dev/hub.sh restart-hub STATE   restart only the hub (the proxy and the servers stay)
+#   dev/hub.sh restart-hub STATE   restart only the hub (the proxy, culler and servers stay)
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,6 +21,7 @@ HUB_CONFIG=$REPO_ROOT/dev/jupyterhub_config.py
 # with our configuration file (from .venv or .venv-hub5).
 PROXY_ID=$CHP
 HUB_ID="-f $HUB_CONFIG"
+CULLER_ID="-m jupyterhub_idle_culler"
 
 cmd_install() {
 	[[ -x $CHP ]] && return 0
@@ -37,6 +39,12 @@ load_env() {
 	set +a
 	export STATE
 	mkdir -p "$STATE/run" "$STATE/logs"
+	# The culler's token, made once per state dir (older env files lack it).
+	if [[ -z ${IDLE_CULLER_TOKEN:-} ]]; then
+		IDLE_CULLER_TOKEN=$(openssl rand -hex 24)
+		echo "IDLE_CULLER_TOKEN=$IDLE_CULLER_TOKEN" >>"$STATE/env"
+		export IDLE_CULLER_TOKEN
+	fi
 }
 
 start_proxy() {
@@ -62,15 +70,27 @@ start_hub() {
 		die_with_logs "the hub did not come up" "$STATE/logs/hub.log"
 }
 
+start_culler() {
+	local pidfile=$STATE/run/culler.pid timeout=${IDLE_CULL_TIMEOUT:-3600}
+	[[ $timeout == 0 ]] && return 0
+	pidfile_runs "$pidfile" "$CULLER_ID" && return 0
+	JUPYTERHUB_API_TOKEN=$IDLE_CULLER_TOKEN spawn "$pidfile" "$STATE/logs/culler.log" \
+		"$REPO_ROOT/${HUB_VENV:-.venv}/bin/python" -m jupyterhub_idle_culler \
+		--url="http://127.0.0.1:$HUB_PORT/hub/api" --timeout="$timeout" \
+		--cull-every="${IDLE_CULL_EVERY:-300}"
+}
+
 cmd_start() {
 	cmd_install
 	load_env "$1"
 	start_proxy
 	start_hub
+	start_culler
 }
 
 cmd_stop() {
 	local state=$1
+	stop_pidfile culler "$state/run/culler.pid" 15 "$CULLER_ID"
 	stop_pidfile hub "$state/run/hub.pid" 15 "$HUB_ID"
 	stop_pidfile proxy "$state/run/proxy.pid" 15 "$PROXY_ID"
 }

@@ -5,7 +5,6 @@ Everything site-specific comes from the environment that dev/hub.sh sources from
 
 import json
 import os
-import sys
 
 import batchnotebook_spawner
 
@@ -50,22 +49,11 @@ c.JupyterHub.services = [
     # What scripts and tests use: HUB_API_TOKEN in STATE/env.
     {"name": "dev-admin", "api_token": env["HUB_API_TOKEN"]},
 ]
-# jupyterhub-idle-culler stops servers unused for IDLE_CULL_TIMEOUT seconds (0: never); stopping
-# a batch server cancels its job, so an idle server gives its node back to the queue.
-IDLE_CULL_TIMEOUT = int(env.get("IDLE_CULL_TIMEOUT", "3600"))
-if IDLE_CULL_TIMEOUT:
-    c.JupyterHub.services.append(
-        {
-            "name": "idle-culler",
-            "command": [
-                sys.executable,
-                "-m",
-                "jupyterhub_idle_culler",
-                f"--timeout={IDLE_CULL_TIMEOUT}",
-                f"--cull-every={env.get('IDLE_CULL_EVERY', '300')}",
-            ],
-        }
-    )
+# jupyterhub-idle-culler stops servers unused for IDLE_CULL_TIMEOUT seconds; stopping a batch
+# server cancels its job, so an idle server gives its node back to the queue. dev/hub.sh runs it
+# beside the hub (a hub-managed service would outlive a hub stopped within 15 s: the culler
+# ignores the SIGINT the hub sends first), with this token.
+c.JupyterHub.services.append({"name": "idle-culler", "api_token": env["IDLE_CULLER_TOKEN"]})
 c.JupyterHub.load_roles = [
     {
         "name": "idle-culler",
