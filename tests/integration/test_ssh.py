@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from kubernetes.client import ApiException
 
 from .conftest import GROUP, OPERATOR_NAMESPACE, SSHD_DIR, SSHD_PORT, VERSION, sshd
 from .stack import STATE, run, squeue, wait_for
@@ -123,6 +124,29 @@ def test_lifecycle_over_one_ssh_connection(
     # version, lookups, sbatch, every poll's squeue, scancel: many commands, one login.
     assert len(logins) == 1, log
     assert len(sessions) >= 6 and set(sessions) == {logins[0][0]}, log
+
+
+def test_host_keys_from_a_known_hosts_secret(
+    operator, make_cluster, make_notebook, wait_phase, custom, key_secret, operator_secret
+):
+    """A site's known_hosts file, kept in a Secret, pins the login node instead of an inline
+    hostKey; the CRD takes exactly one of the two."""
+    known_hosts = f"# the site's file\n[127.0.0.1]:{SSHD_PORT} {sshd('host-key')}\n"
+    secret = operator_secret("known-hosts", {"known_hosts": known_hosts.encode()})
+    connection = ssh_connection(key_secret[0])
+    del connection["ssh"]["hostKey"]
+    connection["ssh"]["knownHostsSecret"] = {"name": secret}
+    cluster = make_cluster(connection=connection, pollIntervalSeconds=POLL_SECONDS)
+    nb = make_notebook(cluster, user="alice")
+    wait_phase(nb["metadata"]["name"], "Ready", timeout=90)
+    assert reachable(custom, cluster)["status"] == "True"
+
+    both = ssh_connection(key_secret[0])
+    both["ssh"]["knownHostsSecret"] = {"name": secret}
+    with pytest.raises(ApiException) as refused:
+        make_cluster(connection=both)
+    assert refused.value.status == 422
+    assert "set exactly one of hostKey and knownHostsSecret" in refused.value.body
 
 
 def test_a_wrong_host_key_is_refused_and_nothing_is_submitted(

@@ -415,6 +415,57 @@ async def test_a_wrong_host_key_is_refused_and_retried_only_after_a_backoff(node
         await remote.close()
 
 
+class KnownHostsStore(SecretStore):
+    """The operator's key, and the site's known_hosts in a Secret of its own."""
+
+    def __init__(self, key: asyncssh.SSHKey, known_hosts: str) -> None:
+        super().__init__(key)
+        self.known_hosts = known_hosts
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        if name == "site-known-hosts":
+            self.reads += 1
+            return {"known_hosts": self.known_hosts} if self.known_hosts else {}
+        return await super().secret_data(namespace, name)
+
+
+def known_hosts_transport(node: LoginNode, kube: KnownHostsStore) -> SSHTransport:
+    spec = {
+        "host": "127.0.0.1",
+        "port": node.port,
+        "knownHostsSecret": {"name": "site-known-hosts"},
+        "privateKeySecret": {"name": "login-key"},
+    }
+    return SSHTransport(spec, kube, run_as=["env", "RUN_AS={user}"], timeout=10)
+
+
+async def test_host_keys_can_come_from_a_known_hosts_secret(node_and_key):
+    node, key = node_and_key
+    pinned = KnownHostsStore(key, f"# site file\nlogin1,10.0.0.1 {public(node.host_key)}\n")
+    remote = known_hosts_transport(node, pinned)
+    try:
+        assert (await remote.run(["echo", "ok"])).stdout == "ok\n"
+        assert pinned.reads == 2  # the key and the known_hosts, each read for the connection
+    finally:
+        await remote.close()
+
+    elsewhere = known_hosts_transport(node, KnownHostsStore(key, f"login1 {public(new_key())}"))
+    try:
+        with pytest.raises(SchedulerUnavailable) as refused:
+            await elsewhere.run(["true"])
+        message = str(refused.value)
+        assert "which Secret default/site-known-hosts key 'known_hosts' does not pin" in message
+    finally:
+        await elsewhere.close()
+
+    missing = known_hosts_transport(node, KnownHostsStore(key, ""))
+    try:
+        with pytest.raises(SchedulerUnavailable, match="site-known-hosts has no 'known_hosts'"):
+            await missing.run(["true"])
+    finally:
+        await missing.close()
+
+
 async def test_reconnects_after_an_outage_with_the_key_read_again(node_and_key):
     node, key = node_and_key
     kube = SecretStore(key)

@@ -40,7 +40,7 @@ app.kubernetes.io/component: operator
 
 {{/* The operator's own Secrets, by name. */}}
 {{- define "batchnotebook.ownSecrets" -}}
-{{- concat .Values.secrets.sshKeys .Values.secrets.jwtKeys | uniq | toJson -}}
+{{- concat .Values.secrets.sshKeys .Values.secrets.knownHosts .Values.secrets.jwtKeys | uniq | toJson -}}
 {{- end }}
 
 {{- define "batchnotebook.image" -}}

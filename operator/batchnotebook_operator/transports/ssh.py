@@ -75,11 +75,11 @@ def remote_words(
 
 
 def pinned_host_keys(
-    text: str,
+    text: str, source: str = "connection.ssh.hostKey"
 ) -> tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]]:
-    """(host keys, CA keys, revoked keys) from connection.ssh.hostKey, in known_hosts format
-    (host patterns are ignored: the keys are pinned for this connection whatever its host is
-    called; `@cert-authority` and `@revoked` markers are honoured) or authorized_keys format."""
+    """(host keys, CA keys, revoked keys) from `text` (called `source` in errors), in known_hosts
+    format (host patterns are ignored: the keys are pinned for this connection whatever its host
+    is called; `@cert-authority` and `@revoked` markers are honoured) or authorized_keys format."""
     trusted: list[asyncssh.SSHKey] = []
     authorities: list[asyncssh.SSHKey] = []
     revoked: list[asyncssh.SSHKey] = []
@@ -96,19 +96,17 @@ def pinned_host_keys(
             except asyncssh.KeyImportError:
                 continue
         if key is None:
-            raise SchedulerUnavailable(f"connection.ssh.hostKey line {number} holds no public key")
+            raise SchedulerUnavailable(f"{source} line {number} holds no public key")
         if marker == "@cert-authority":
             authorities.append(key)
         elif marker == "@revoked":
             revoked.append(key)
         elif marker:
-            raise SchedulerUnavailable(
-                f"connection.ssh.hostKey line {number}: unknown marker {marker}"
-            )
+            raise SchedulerUnavailable(f"{source} line {number}: unknown marker {marker}")
         else:
             trusted.append(key)
     if not trusted and not authorities:
-        raise SchedulerUnavailable("connection.ssh.hostKey holds no host key to pin")
+        raise SchedulerUnavailable(f"{source} holds no host key to pin")
     return trusted, authorities, revoked
 
 
@@ -141,7 +139,9 @@ class SSHTransport:
         self.host = ssh_spec["host"]
         self.port = int(ssh_spec.get("port", 22))
         self.username = ssh_spec.get("user", "batchnotebook")
-        self.host_key = ssh_spec["hostKey"]
+        # Pinned host keys: inline, or from a Secret the site manages (e.g. a known_hosts file).
+        self.host_key = ssh_spec.get("hostKey")
+        self.known_hosts_secret = ssh_spec.get("knownHostsSecret")
         self.key_secret = ssh_spec["privateKeySecret"]
         self.keepalive = float(ssh_spec.get("keepaliveSeconds", 30))
         self.kube = kube
@@ -254,7 +254,14 @@ class SSHTransport:
 
     async def _open(self) -> asyncssh.SSHClientConnection:
         key = await self._private_key()
-        known_hosts = pinned_host_keys(self.host_key)
+        if self.host_key:
+            source, host_keys = "connection.ssh.hostKey", self.host_key
+        else:
+            where = self._secret_name(self.known_hosts_secret)
+            field = self.known_hosts_secret.get("key", "known_hosts")
+            source = f"Secret {where} key {field!r}"
+            host_keys = await self._secret_field(self.known_hosts_secret, field)
+        known_hosts = pinned_host_keys(host_keys, source)
         client = _PinnedHostClient()
         try:
             return await asyncssh.connect(
@@ -274,7 +281,7 @@ class SSHTransport:
         except asyncssh.HostKeyNotVerifiable as error:
             offered = (
                 f"it offered {client.refused_key.get_algorithm()} "
-                f"{client.refused_key.get_fingerprint()}, which connection.ssh.hostKey does not pin"
+                f"{client.refused_key.get_fingerprint()}, which {source} does not pin"
                 if client.refused_key is not None
                 else str(error)
             )
@@ -283,7 +290,8 @@ class SSHTransport:
             ) from None
         except asyncssh.PermissionDenied:
             raise SchedulerUnavailable(
-                f"{self.where} refused the operator's key from Secret {self._secret_name()}"
+                f"{self.where} refused the operator's key from Secret "
+                f"{self._secret_name(self.key_secret)}"
             ) from None
         except TimeoutError:
             raise SchedulerUnavailable(
@@ -292,15 +300,14 @@ class SSHTransport:
         except (asyncssh.Error, OSError) as error:
             raise SchedulerUnavailable(f"cannot connect to {self.where}: {error}") from None
 
-    def _secret_name(self) -> str:
-        namespace = self.key_secret.get("namespace") or operator_namespace()
-        return f"{namespace}/{self.key_secret['name']}"
+    @staticmethod
+    def _secret_name(ref: dict) -> str:
+        return f"{ref.get('namespace') or operator_namespace()}/{ref['name']}"
 
-    async def _private_key(self) -> asyncssh.SSHKey:
-        """The operator's private key, read from its Secret now (never cached: a rotated key
-        is used by the next connection)."""
-        where = self._secret_name()
-        field = self.key_secret.get("key", "ssh-privatekey")
+    async def _secret_field(self, ref: dict, field: str) -> str:
+        """One field of a Secret, read now (never cached: a rotated key is used by the next
+        connection)."""
+        where = self._secret_name(ref)
         if self.kube is None:
             raise SchedulerUnavailable(f"no Kubernetes API client to read Secret {where}")
         namespace, name = where.split("/", 1)
@@ -314,8 +321,15 @@ class SSHTransport:
             raise SchedulerUnavailable(f"cannot read Secret {where}: {error}") from None
         if not data.get(field):
             raise SchedulerUnavailable(f"Secret {where} has no {field!r}")
+        return data[field]
+
+    async def _private_key(self) -> asyncssh.SSHKey:
+        """The operator's private key, from its Secret."""
+        field = self.key_secret.get("key", "ssh-privatekey")
+        text = await self._secret_field(self.key_secret, field)
+        where = self._secret_name(self.key_secret)
         try:
-            return asyncssh.import_private_key(data[field])
+            return asyncssh.import_private_key(text)
         except (asyncssh.KeyImportError, ValueError) as error:
             # The library's message names the problem (e.g. a passphrase), never the key.
             raise SchedulerUnavailable(
