@@ -1,5 +1,5 @@
 # BatchNotebook — the two commands the README promises, and a few helpers.
-.PHONY: dev dev-down test unit lint format docs clean
+.PHONY: dev dev-down test unit lint format docs clean bench
 
 dev:            ## install what is missing and start the whole local stack
 	@dev/up.sh
@@ -24,6 +24,17 @@ format:
 docs:           ## regenerate docs/configuration.md from the CRD schemas
 	@dev/python.sh
 	.venv/bin/python dev/crd_reference.py
+
+# N: how many notebooks per run; the hubs (ours and batchspawner's) run at most 300.
+N ?= 10 100 1000
+bench:          ## measure scale and speed beside batchspawner: bench/results/results.md + PNGs
+	@dev/python.sh
+	.venv/bin/python -c 'import matplotlib' 2>/dev/null || .venv/bin/pip install --quiet -e '.[hub,test,bench]'
+	@dev/slurm.sh install
+	@dev/slurm.sh start
+	@dev/hub.sh install
+	@bench/setup-batchspawner.sh
+	.venv/bin/python -m bench.run --n $(N)
 
 clean:          ## forget the local state (not the build cache)
 	rm -rf .dev .test

@@ -124,6 +124,9 @@ SlurmdParameters=config_overrides
 NodeName=$NODE CPUs=16 RealMemory=16000 State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 PartitionName=batch Nodes=$NODE Default=NO MaxTime=INFINITE State=UP
+# The benchmark's (bench/): up to 256 light jobs share each of at most 4 CPUs, so a run with
+# hundreds of notebooks leaves the other 12 CPUs to debug and batch.
+PartitionName=bench Nodes=$NODE Default=NO MaxTime=INFINITE State=UP OverSubscribe=FORCE:256 MaxCPUsPerNode=4
 EOF
     # Keep the database password across re-runs; it lives only in this 0600 file.
     local pass=""

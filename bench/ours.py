@@ -1,0 +1,304 @@
+"""Our side: the operator as a process (no --verbose, as in production) on the benchmark's own
+API server, N BatchNotebooks created directly against the API as the spawner creates them."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from kubernetes import client
+
+from tests.integration.stack import JOB_PYTHON, REPO, STAND_IN, wait_for
+
+from . import counting
+from .common import (
+    BENCH_USER,
+    PARTITION,
+    Settings,
+    jobs_memory_kib,
+    wait_for_accounting,
+)
+from .kube import (
+    GROUP,
+    TERMINAL,
+    VERSION,
+    NotebookWatch,
+    api_clients,
+    apiserver_requests,
+    create_notebook,
+    delete_notebook,
+)
+from .procstat import cpu_times, memory_kib
+
+
+class OperatorProcess:
+    def __init__(self, kubeconfig: Path, port: int, log: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.port = port
+        self.log = log
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "BATCHNOTEBOOK_LISTEN": f"127.0.0.1:{self.port}",
+            "BATCHNOTEBOOK_URL_PREFIX": "/services/batchnotebook",
+        }
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "batchnotebook_operator",
+                    "--liveness",
+                    f"http://127.0.0.1:{self.port + 2}/healthz",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+        wait_for(self.healthy, 60, "the operator to come up")
+
+    def healthy(self) -> bool:
+        assert self.process and self.process.poll() is None, f"operator exited, see {self.log}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
+                return json.load(r)["ok"]
+        except OSError:
+            return False
+
+    @property
+    def pid(self) -> int:
+        assert self.process
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def cluster_spec(settings: Settings, bin_directory: Path) -> dict:
+    return {
+        "scheduler": "slurm",
+        "callbackURL": f"http://127.0.0.1:{settings.operator_port}",
+        "pollIntervalSeconds": settings.poll_interval,
+        "python": JOB_PYTHON,
+        "jupyterCommand": [JOB_PYTHON, "-c", STAND_IN],
+        "jobOutput": "/tmp/bnb-bench-%j.log",
+        "connection": {"type": "local", "binDirectory": str(bin_directory)},
+        "profiles": [
+            {
+                "name": "bench",
+                "displayName": "Benchmark",
+                "description": "1 CPU shared, 8 MB",
+                "defaults": {
+                    "cpus": 1,
+                    "memory": "8M",
+                    "walltime": "01:00:00",
+                    "partition": PARTITION,
+                },
+                "limits": {
+                    "maxCpus": 1,
+                    "maxMemory": "64M",
+                    "maxWalltime": "02:00:00",
+                    "partitions": [PARTITION],
+                    "accounts": ["research"],
+                },
+            }
+        ],
+    }
+
+
+def create_cluster(custom: client.CustomObjectsApi, name: str, spec: dict) -> None:
+    custom.create_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "batchclusters",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "BatchCluster",
+            "metadata": {"name": name},
+            "spec": spec,
+        },
+    )
+
+
+def delete_cluster(custom: client.CustomObjectsApi, name: str) -> None:
+    try:
+        custom.delete_cluster_custom_object(GROUP, VERSION, "batchclusters", name)
+    except client.ApiException as error:
+        if error.status != 404:
+            raise
+
+
+def cluster_exists(custom: client.CustomObjectsApi, name: str) -> bool:
+    try:
+        custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", name)
+        return True
+    except client.ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+
+
+def operator_requests(
+    before: Counter, after: Counter, own: Counter | None = None
+) -> dict[str, int]:
+    """The API server's request counts between two readings, less the benchmark's own."""
+    delta = after - before
+    if own:
+        delta -= own
+    for key in [key for key in delta if key[1] == "leases"]:
+        del delta[key]  # the API server's own heartbeat, not a client's request
+    return {" ".join(p for p in key if p): count for key, count in sorted(delta.items())}
+
+
+def wait_steady(seconds: float, pid: int, calls_log: Path, kubeconfig: Path) -> dict:
+    """Nothing happens for `seconds` but polling: what it costs."""
+    started, cpu_before = time.time(), cpu_times(pid)
+    requests_before = apiserver_requests(kubeconfig)
+    time.sleep(seconds)
+    ended, cpu_after = time.time(), cpu_times(pid)
+    requests = operator_requests(requests_before, apiserver_requests(kubeconfig))
+    calls = counting.read_calls(calls_log, started, ended)
+    return {
+        "seconds": round(ended - started, 2),
+        "cpu_fraction": (cpu_after.own - cpu_before.own) / (ended - started),
+        "children_cpu_fraction": (cpu_after.children - cpu_before.children) / (ended - started),
+        "calls": counting.by_tool(calls),
+        "status_queries": sum(1 for c in calls if c.tool == "squeue" and c.selects == "name"),
+        "status_query_times": [
+            round(c.time - started, 3) for c in calls if c.tool == "squeue" and c.selects == "name"
+        ],
+        "max_argv_chars": max((c.argv_chars for c in calls), default=0),
+        "api_requests": requests,
+    }
+
+
+def run(kubeconfig: Path, settings: Settings, n: int) -> dict:
+    """One measured run of N notebooks; everything it started is gone when it returns."""
+    logs = settings.state / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    bin_directory = settings.state / "bin-ours"
+    calls_log = counting.install_wrappers(bin_directory)
+    core, custom = api_clients(kubeconfig)
+    suffix = uuid.uuid4().hex[:6]
+    cluster, namespace = f"bench-{n}-{suffix}", f"bench-{n}-{suffix}"
+    core.create_namespace({"metadata": {"name": namespace}})
+    create_cluster(custom, cluster, cluster_spec(settings, bin_directory))
+    operator = OperatorProcess(kubeconfig, settings.operator_port, logs / f"operator-{n}.log")
+    operator.start()
+    watch = NotebookWatch(custom, namespace)
+    watch.start()
+    names = [f"nb-{i:04d}" for i in range(n)]
+    result: dict = {"side": "ours", "n": n, "poll_interval": settings.poll_interval}
+    try:
+        time.sleep(2 * settings.poll_interval)  # the cluster's first rounds, with no notebooks
+        result["rss_kib_idle"] = memory_kib(operator.pid)["VmRSS"]
+
+        # The start burst: every notebook requested at once.
+        burst_started = time.time()
+        requests_before = apiserver_requests(kubeconfig)
+        created_at: dict[str, float] = {}
+
+        def create(name: str) -> None:
+            created_at[name] = time.time()
+            create_notebook(core, custom, namespace, name, cluster, BENCH_USER)
+
+        with ThreadPoolExecutor(settings.parallel_requests) as pool:
+            list(pool.map(create, names))
+        started_cap = min(n, settings.max_running)
+        wait_for(
+            lambda: watch.count({"Ready"} | TERMINAL) >= started_cap,
+            120 + 2 * n,
+            f"{started_cap} notebooks to be Ready",
+            every=1,
+        )
+        time.sleep(settings.poll_interval)  # the last transitions' writes
+        burst_ended = time.time()
+        burst_calls = counting.read_calls(calls_log, burst_started, burst_ended)
+        own_creates = Counter({("POST", "secrets", ""): n, ("POST", "batchnotebooks", ""): n})
+        burst_requests = operator_requests(
+            requests_before, apiserver_requests(kubeconfig), own_creates
+        )
+        ready = [name for name in names if watch.first_seen(name, {"Ready"})]
+        result["ready"] = len(ready)
+        result["failed"] = sum(1 for name in names if watch.first_seen(name, TERMINAL))
+        result["start_burst"] = {
+            "seconds": round(burst_ended - burst_started, 2),
+            "calls": counting.by_tool(burst_calls),
+            "api_requests": burst_requests,
+        }
+
+        # Steady state: all submitted, as many running as the cap lets, nothing changing.
+        result["steady"] = wait_steady(settings.steady_seconds, operator.pid, calls_log, kubeconfig)
+        result["rss_kib_steady"] = memory_kib(operator.pid)["VmRSS"]
+        job_ids = {name: watch.job_ids[name] for name in ready}
+        result["job_pss_kib"] = jobs_memory_kib(list(job_ids.values()))
+
+        spawn_to_ready = {
+            name: watch.first_seen(name, {"Ready"}) - created_at[name] for name in ready
+        }
+        start_latency = wait_for_accounting(list(job_ids.values()))
+        result["spawn_to_ready"] = list(spawn_to_ready.values())
+        result["scheduler_start"] = list(start_latency.values())
+        result["overhead_to_ready"] = [
+            spawn_to_ready[name] - start_latency[job_ids[name]]
+            for name in ready
+            if job_ids[name] in start_latency
+        ]
+
+        # A scheduler state change from outside (scancel as root) until the status says so,
+        # the cancels spread over two poll intervals so they fall anywhere in a round.
+        sample = random.sample(ready, min(settings.cancel_sample, len(ready)))
+        cancelled_at: dict[str, float] = {}
+        for name in sample:
+            time.sleep(random.uniform(0, 2 * settings.poll_interval / max(1, len(sample))))
+            cancelled_at[name] = time.time()
+            subprocess.run(["/usr/bin/scancel", job_ids[name]], check=True)
+        wait_for(
+            lambda: all(watch.first_seen(name, TERMINAL) for name in sample),
+            6 * settings.poll_interval,
+            "the cancelled notebooks' status",
+        )
+        result["state_change_to_status"] = [
+            watch.first_seen(name, TERMINAL) - cancelled_at[name] for name in sample
+        ]
+        result["hwm_kib"] = memory_kib(operator.pid)["VmHWM"]
+    finally:
+        teardown_started = time.time()
+        with ThreadPoolExecutor(settings.parallel_requests) as pool:
+            list(pool.map(lambda name: delete_notebook(core, custom, namespace, name), names))
+        try:
+            wait_for(lambda: watch.gone >= set(names), 120 + n, "the notebooks to go", every=1)
+            result["teardown"] = {
+                "seconds": round(time.time() - teardown_started, 2),
+                "calls": counting.by_tool(counting.read_calls(calls_log, teardown_started)),
+            }
+        finally:
+            watch.stop()
+            try:
+                delete_cluster(custom, cluster)
+                # Gone before the operator stops: the next run's operator would poll it.
+                wait_for(lambda: not cluster_exists(custom, cluster), 60, f"{cluster} to go")
+            finally:
+                operator.stop()
+                core.delete_namespace(namespace)
+    return result
