@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import kopf
@@ -32,6 +33,7 @@ from ..registry import registry
 
 log = logging.getLogger(__name__)
 MIN_SECONDS_BETWEEN_POLLS = 1.0
+REPORT_CHECK_SECONDS = 0.25  # how often a waiting cluster looks for reports that need a round
 VERSION_CHECK_SECONDS = 3600
 DEFAULT_AVAILABILITY_INTERVAL_SECONDS = 60
 PARALLEL_PATCHES = 16
@@ -204,6 +206,41 @@ async def snapshot(client: SchedulerClient, notebooks: list[dict]) -> dict:
     }
 
 
+def reported_not_ready(notebooks: Iterable[dict]) -> list[str]:
+    """Notebooks whose job reported its port but that are not Ready: the report came before any
+    poll saw the job run (or while a round was writing the host), so only the next round's word
+    on the execution host stands between them and Ready."""
+    return [
+        n["uid"]
+        for n in notebooks
+        if n["status"].get("reportedPort")
+        and n["status"].get("phase") != Phase.READY.value
+        and not Phase(n["status"].get("phase", "Pending")).terminal
+    ]
+
+
+async def next_round(
+    stopped: kopf.DaemonStopped,
+    notebooks: Callable[[], Iterable[dict]],
+    due: float,
+    earliest: float,
+    hurried: set[str],
+) -> None:
+    """Wait until the next round is due, or bring it forward (not before `earliest`) when a job
+    reported before a poll confirmed its host: Jupyter usually listens within the interval that
+    starts the job, and its Ready would otherwise wait for the rest of that interval.  Each notebook
+    brings a round forward once, so one that never gets a host costs one extra query, not one a
+    second; reports arriving together share the round."""
+    hurried.intersection_update(n["uid"] for n in notebooks())  # forget the deleted
+    while not stopped and (moment := time.monotonic()) < due:
+        if moment >= earliest:
+            waiting = set(reported_not_ready(notebooks())) - hurried
+            if waiting:
+                hurried |= waiting
+                return
+        await stopped.wait(min(REPORT_CHECK_SECONDS, due - moment))
+
+
 @kopf.daemon(GROUP, VERSION, CLUSTERS, cancellation_timeout=5)
 async def follow_cluster(
     name: str,
@@ -217,6 +254,7 @@ async def follow_cluster(
     checked_version_at = float("-inf")  # the first round asks, however young the monotonic clock
     snapshot_at = float("-inf")
     cluster_status: dict = {"conditions": list(status.get("conditions", []))}
+    hurried: set[str] = set()  # notebooks whose report already brought a round forward
     try:
         while not stopped:
             client = registry.client(name, dict(spec))
@@ -276,7 +314,13 @@ async def follow_cluster(
                 log.exception("cluster %s: cannot write status", name)
 
             interval = float(spec.get("pollIntervalSeconds", 10))
-            await stopped.wait(max(MIN_SECONDS_BETWEEN_POLLS, interval - elapsed))
+            await next_round(
+                stopped,
+                lambda: notebooks_by_cluster.get(name, []),
+                started + max(interval, elapsed + MIN_SECONDS_BETWEEN_POLLS),
+                time.monotonic() + MIN_SECONDS_BETWEEN_POLLS,
+                hurried,
+            )
     finally:
         await registry.forget(name)  # a deleted cluster's connection goes with it
         forget_cluster(name)
