@@ -258,6 +258,11 @@ def run(kubeconfig: Path, settings: Settings, n: int) -> dict:
         }
         start_latency = wait_for_accounting(list(job_ids.values()))
         result["spawn_to_ready"] = list(spawn_to_ready.values())
+        # The operator's part before Slurm: create → the status says the job was submitted.
+        result["create_to_submitted"] = [
+            watch.first_seen(name, {"Queued", "Starting", "Ready"}) - created_at[name]
+            for name in ready
+        ]
         result["scheduler_start"] = list(start_latency.values())
         result["overhead_to_ready"] = [
             spawn_to_ready[name] - start_latency[job_ids[name]]

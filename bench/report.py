@@ -73,8 +73,9 @@ def ours_table(runs: list[dict]) -> list[str]:
         "| start burst calls / notebook | operator CPU | RSS idle → steady (peak) "
         "| API requests / interval | start API requests / notebook "
         "| state change → status p50 / p99 s | spawn → Ready p50 / p99 s "
-        "| Slurm submit → start p50 / p99 s | overhead p50 / p99 s | job PSS | slurmctld down |",
-        "|" + "---|" * 15,
+        "| Slurm submit → start p50 / p99 s | overhead p50 / p99 s "
+        "| of which create → submitted p50 / p99 s | job PSS | slurmctld down |",
+        "|" + "---|" * 16,
     ]
     for r in runs:
         steady, burst = r["steady"], r["start_burst"]
@@ -92,7 +93,8 @@ def ours_table(runs: list[dict]) -> list[str]:
             f"| {_f(burst_requests / r['n'], 2)} "
             f"| {_p(r.get('state_change_to_status'))} "
             f"| {_p(r.get('spawn_to_ready'))} | {_p(r.get('scheduler_start'))} "
-            f"| {_p(r.get('overhead_to_ready'))} | {_f(mib(r.get('job_pss_kib')))} MiB "
+            f"| {_p(r.get('overhead_to_ready'))} | {_p(r.get('create_to_submitted'))} "
+            f"| {_f(mib(r.get('job_pss_kib')))} MiB "
             f"| {r.get('slurmctld_down_seconds', 0)} s |"
         )
     return lines
@@ -351,6 +353,11 @@ def write(results: dict, out: Path) -> None:
         + ".",
         "",
         "## Side by side through JupyterHub's REST API",
+        "",
+        f"batchspawner ran up to N = {results.get('batchspawner_max_n')}: each of its jobs "
+        "(srun + batchspawner-singleuser, which imports JupyterHub) is the job PSS below, so more "
+        "would not all run in half this machine's memory, and every server left pending in the "
+        "queue asks squeue twice a second (startup_poll_interval).",
         "",
         "Both hubs are JupyterHub 6.1.1 with no cap on simultaneous spawns; N named servers of one "
         "user are requested at once (one thread each) and the hub's user model is read every "

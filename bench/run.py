@@ -32,6 +32,7 @@ from .common import (
 SIDES = ("ours", "ours-hub", "batchspawner")
 # The hubs spawn at most this many servers at once (the issue's simultaneous-spawns check).
 HUB_MAX_N = 300
+BATCHSPAWNER_MAX_N = 100
 
 
 def start_control_plane(settings: Settings) -> Path:
@@ -101,6 +102,14 @@ def main(argv: list[str] | None = None) -> None:
         help="jobs that may run at once (the rest wait in the queue); 0: as many as half the "
         "available memory holds, measured from the first run's jobs",
     )
+    parser.add_argument(
+        "--batchspawner-max-n",
+        type=int,
+        default=BATCHSPAWNER_MAX_N,
+        help="largest N for batchspawner: each of its jobs (srun + batchspawner-singleuser, "
+        "which imports JupyterHub) is ~4x ours, so more do not all run in half this machine's "
+        "memory, and each server left pending asks squeue twice a second",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench/results")
     parser.add_argument("--state", type=Path, default=Settings.state)
     parser.add_argument("--api-port", type=int, default=Settings.api_port)
@@ -117,11 +126,16 @@ def main(argv: list[str] | None = None) -> None:
     settings.state.chmod(0o755)  # the jobs' user reaches the wrappers in it
     ensure_partition()
     command = " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])])
-    results: dict = {"machine": machine(), "command": command, "runs": []}
+    results: dict = {
+        "machine": machine(),
+        "command": command,
+        "batchspawner_max_n": args.batchspawner_max_n,
+        "runs": [],
+    }
     kubeconfig = start_control_plane(settings)
     try:
         for side, n in plan(args):
-            cap = args.max_running or running_cap(results["runs"])
+            cap = args.max_running or running_cap(results["runs"], side)
             settings.max_running = cap
             set_running_cap(cap)
             print(f"bench: {side}, N={n} (at most {cap} running)", file=sys.stderr, flush=True)
@@ -152,15 +166,17 @@ def plan(args: argparse.Namespace) -> list[tuple[str, int]]:
     for n in sorted(set(args.n) | set(hub_n)):
         if "ours" in args.sides and n in args.n:
             runs.append(("ours", n))
-        for side in ("ours-hub", "batchspawner"):
-            if side in args.sides and n in hub_n:
-                runs.append((side, n))
+        if "ours-hub" in args.sides and n in hub_n:
+            runs.append(("ours-hub", n))
+        if "batchspawner" in args.sides and n in hub_n and n <= args.batchspawner_max_n:
+            runs.append(("batchspawner", n))
     return runs
 
 
-def running_cap(runs: list[dict]) -> int:
-    """As many jobs as half the available memory holds, by the job size measured so far."""
-    sizes = [r["job_pss_kib"] for r in runs if r.get("job_pss_kib")]
+def running_cap(runs: list[dict], side: str) -> int:
+    """As many of this side's jobs as half the available memory holds, by their size measured
+    in its smaller runs."""
+    sizes = [r["job_pss_kib"] for r in runs if r["side"] == side and r.get("job_pss_kib")]
     if not sizes:
         return Settings.max_running
     return max(10, min(Settings.max_running, int(memory_available_kib() / 2 / max(sizes))))
