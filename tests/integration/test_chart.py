@@ -347,7 +347,10 @@ def test_install_creates_crds_clusters_and_a_locked_down_deployment(releases):
     assert namespaced["spec"]["template"]["spec"]["containers"][0]["args"][2:] == [
         "--namespace",
         "hub2",
+        "--log-format",
+        "full",
     ]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
 
 
 # ---- RBAC: enough, and no more ---
