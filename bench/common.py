@@ -52,9 +52,10 @@ def summary(values: list[float]) -> dict:
     }
 
 
-def scheduler_start_latency(job_ids: list[str]) -> dict[str, float]:
-    """Slurm's own Submit → Start per job that started, in seconds (sacct's whole seconds)."""
-    found: dict[str, float] = {}
+def accounting_times(job_ids: list[str]) -> dict[str, tuple[float, float]]:
+    """Slurm's own submit and start time (epoch seconds, whole seconds as sacct gives them) of
+    each job that started."""
+    found: dict[str, tuple[float, float]] = {}
     for chunk in range(0, len(job_ids), 200):
         out = subprocess.run(
             [
@@ -74,16 +75,19 @@ def scheduler_start_latency(job_ids: list[str]) -> dict[str, float]:
             job_id, submit, start = line.split("|")
             if start in ("", "Unknown", "None"):
                 continue
-            seconds = dt.datetime.fromisoformat(start) - dt.datetime.fromisoformat(submit)
-            found[job_id] = seconds.total_seconds()
+            # sacct prints the controller's local time, as this process reads it.
+            found[job_id] = (
+                dt.datetime.fromisoformat(submit).timestamp(),
+                dt.datetime.fromisoformat(start).timestamp(),
+            )
     return found
 
 
-def wait_for_accounting(job_ids: list[str], timeout: float = 30) -> dict[str, float]:
+def wait_for_accounting(job_ids: list[str], timeout: float = 30) -> dict[str, tuple[float, float]]:
     """sacct shows a job's start a few seconds after slurmctld knows it."""
     deadline = time.monotonic() + timeout
     while True:
-        found = scheduler_start_latency(job_ids)
+        found = accounting_times(job_ids)
         if len(found) == len(job_ids) or time.monotonic() > deadline:
             return found
         time.sleep(2)

@@ -21,6 +21,7 @@ GROUP, VERSION = "batchnotebook.dev", "v1alpha1"
 REQUEST_LINE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
 LABEL = re.compile(r'(\w+)="([^"]*)"')
 TERMINAL = {"Completed", "Failed", "Cancelled"}
+REPORTED = "reported"  # not a phase: when the status first carried the job's report
 
 RequestKey = tuple[str, str, str]  # verb, resource, subresource
 
@@ -158,6 +159,8 @@ class NotebookWatch(threading.Thread):
                 return
             phases = self.phase_seen.setdefault(name, {})
             phases.setdefault(status.get("phase", "Pending"), seen)
+            if status.get("reportedPort"):  # the job's launcher reached the operator
+                phases.setdefault(REPORTED, seen)
             if status.get("jobId"):
                 self.job_ids[name] = status["jobId"]
 

@@ -111,6 +111,11 @@ def main(argv: list[str] | None = None) -> None:
         "memory, and each server left pending asks squeue twice a second",
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench/results")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="keep OUT/raw.json's runs, replacing those of the same side and N",
+    )
     parser.add_argument("--state", type=Path, default=Settings.state)
     parser.add_argument("--api-port", type=int, default=Settings.api_port)
     parser.add_argument("--operator-port", type=int, default=Settings.operator_port)
@@ -132,6 +137,11 @@ def main(argv: list[str] | None = None) -> None:
         "batchspawner_max_n": args.batchspawner_max_n,
         "runs": [],
     }
+    if args.append and (args.out / "raw.json").exists():
+        kept = json.loads((args.out / "raw.json").read_text())
+        asked = set(plan(args))
+        results["runs"] = [r for r in kept["runs"] if (r["side"], r["n"]) not in asked]
+        results["earlier"] = kept["machine"]
     kubeconfig = start_control_plane(settings)
     try:
         for side, n in plan(args):
