@@ -383,8 +383,22 @@ def run_batchspawner(settings: Settings, n: int) -> dict:
         )
     finally:
         hub.stop()
+        # Jobs the stopped hub left running (a spawn that never got its port is not cancelled):
+        # counted, then cancelled, so that they do not hold the partition's slots.
+        left = run(
+            "squeue",
+            "-h",
+            f"--partition={PARTITION}",
+            f"--user={BENCH_USER}",
+            "--name=spawner-jupyterhub",
+            "-o",
+            "%i",
+        ).stdout.split()
+        result["jobs_left_behind"] = left
+        if left:
+            run("scancel", *left)
         # batchspawner's job script writes its log into the user's home.
-        for job_id in result.get("job_ids", []):
+        for job_id in [*result.get("job_ids", []), *left]:
             Path(f"~{BENCH_USER}/jupyterhub_slurmspawner_{job_id}.log").expanduser().unlink(
                 missing_ok=True
             )

@@ -130,7 +130,8 @@ def hub_table(pairs: list[tuple[int, dict | None, dict | None]]) -> list[str]:
         ) -> None:
             a = get(ours) if ours else None
             b = get(theirs) if theirs else None
-            rows.append((label, _f(a, digits) + unit, _f(b, digits) + unit, _ratio(b, a)))
+            shown = [_f(v, digits) + unit if v is not None else "-" for v in (a, b)]
+            rows.append((label, *shown, _ratio(b, a)))
 
         both("servers ready", lambda r: r["ready"], 0)
         both("squeue calls / minute, steady", lambda r: per_minute(r), 1)
@@ -275,7 +276,7 @@ def plot(ours_runs: list[dict], hub_runs: list[dict], out: Path) -> list[str]:
                 label=side,
             )
     ax.set_xscale("log")
-    ax.set_yscale("symlog")
+    ax.set_yscale("log")
     ax.set_xlabel("servers (N)")
     ax.set_ylabel("Slurm commands per minute, steady state")
     ax.set_title("Scheduler load against N")
