@@ -252,6 +252,20 @@ def walltime_warning(
     return conditions, [("Warning", "WalltimeEnding", message)]
 
 
+def kept_estimate(written: str | None, estimate: dt.datetime | None) -> str | None:
+    """The expected start to write for a waiting job: Slurm's backfill moves a far-off estimate
+    on every cycle (hours ahead, by an hour at a time), and writing each move rewrote every waiting
+    notebook's status every minute.  The written estimate stays unless the new one differs by
+    more than a quarter of the wait it announces (and a minute)."""
+    if estimate is None or written is None:
+        return timestamp(estimate) if estimate else None
+    before = parse_timestamp(written)
+    wait = (min(before, estimate) - dt.datetime.now(dt.UTC)).total_seconds()
+    if abs((estimate - before).total_seconds()) <= max(60.0, wait / 4):
+        return written
+    return timestamp(estimate)
+
+
 def from_job(
     status: dict,
     job: JobStatus,
@@ -273,7 +287,7 @@ def from_job(
     if phase.terminal or job.state is JobState.UNKNOWN:
         wanted.pop("lastSeenAt")
     elif job.state is JobState.PENDING:
-        expected = timestamp(job.expected_start) if job.expected_start else None
+        expected = kept_estimate(status.get("expectedStartTime"), job.expected_start)
         wanted |= {
             "phase": Phase.QUEUED.value,
             "expectedStartTime": expected,
