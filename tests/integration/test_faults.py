@@ -30,7 +30,9 @@ def test_operator_killed_between_submit_and_status_write(
     assert not flag.exists()
     jobs = squeue(tag)
     assert len(jobs) == 1, "the scheduler accepted the job"
-    assert "jobId" not in notebook_status(name), "the operator died before writing the job id"
+    before = notebook_status(name)
+    assert "jobId" not in before, "the operator died before writing the job id"
+    assert before["submitAttemptedAt"], "written before the submit: the restart looks first"
 
     operator.start()
     status = wait_phase(name, "Ready")

@@ -83,6 +83,7 @@ async def submit(
     namespace: str,
     uid: str,
     retry: int,
+    reason: kopf.Reason,
     clusters_by_name: kopf.Index,
     logger: kopf.Logger,
     **_: Any,
@@ -124,11 +125,19 @@ async def submit(
             body, "SecretIncomplete", f"Secret {spec['envSecretName']} has no {REPORT_TOKEN_KEY}"
         )
 
+    # A job may exist already only if a submission was attempted: the scheduler is asked then
+    # (an operator killed between the submit and the status write adopts the job it finds, never
+    # submits a second), not for each new notebook, which would triple a start burst's commands.
+    attempted = bool(status.get("submitAttemptedAt")) or retry > 0 or reason != kopf.Reason.CREATE
     try:
-        existing = await client.find(tag)  # a job submitted before a crash is adopted, not doubled
+        existing = await client.find(tag) if attempted else None
         if existing is not None:
             job_id, how = existing.job_id, "found after a restart"
         else:
+            if not status.get("submitAttemptedAt"):  # written before the submit, never after
+                await registry.kube.patch_notebook_status(
+                    namespace, name, {"submitAttemptedAt": timestamp()}
+                )
             script = job_script(
                 cluster,
                 client.scheduler,
