@@ -338,12 +338,18 @@ class BatchNotebookSpawner(Spawner):
         status = notebook.get("status", {})
         phase = Phase(status.get("phase") or "Pending")
         if phase.terminal or notebook["metadata"].get("deletionTimestamp"):
+            if phase.terminal:
+                # The hub calls stop() only for servers that poll() says still run: an ended
+                # job's BatchNotebook and Secret would stay behind.
+                self.log.info(
+                    "%s ended (%s): %s", self.resource_name, phase.value, status.get("message")
+                )
+                await self._delete_notebook()
             return status.get("exitCode") or (0 if phase is Phase.COMPLETED else 1)
         return None
 
-    async def stop(self, now: bool = False) -> None:
-        if self.pod_server:
-            return await self.pod_server.stop(now)
+    async def _delete_notebook(self) -> None:
+        """The BatchNotebook and its Secret go (the operator's finalizer cancels a live job)."""
         await self._delete(
             self.custom.delete_namespaced_custom_object,
             GROUP,
@@ -353,6 +359,11 @@ class BatchNotebookSpawner(Spawner):
             self.resource_name,
         )
         await self._delete(self.core.delete_namespaced_secret, self.secret_name, self.namespace)
+
+    async def stop(self, now: bool = False) -> None:
+        if self.pod_server:
+            return await self.pod_server.stop(now)
+        await self._delete_notebook()  # the operator cancels the job
         # Wait (bounded) until the operator has confirmed that the job ended.
         deadline = asyncio.get_running_loop().time() + (0 if now else self.stop_timeout)
         while await self.notebook() is not None:

@@ -184,6 +184,15 @@ def test_job_cancelled_outside_the_hub(hub, custom):
         2 * 5 + 2 + 3,
         "the hub to see the server stopped",
     )
+    # Nothing is left behind, though the hub does not call stop() for a server that ended.
+    wait_for(
+        lambda: (
+            nb["metadata"]["uid"]
+            not in {i["metadata"]["uid"] for i in notebooks(custom, hub.namespace)}
+        ),
+        30,
+        "the ended BatchNotebook to go",
+    )
 
 
 def test_named_servers_on_one_user(hub, custom):
