@@ -1,0 +1,67 @@
+"""Fewer writes and queries where nothing a user sees changes: a far-off expected start that the
+scheduler nudges is kept; a job's port report brings the cluster's next round forward, once."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from batchnotebook_operator.follow import kept_estimate
+from batchnotebook_operator.handlers.clusters import next_round, reported_not_ready
+from batchnotebook_operator.model import timestamp
+
+
+def in_hours(hours: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours)
+
+
+def test_a_nudged_far_off_estimate_is_kept_and_a_real_move_is_written():
+    written = timestamp(in_hours(10))
+    assert kept_estimate(written, in_hours(9.5)) == written  # 30 min on a 10 h wait: kept
+    moved = in_hours(5)
+    assert kept_estimate(written, moved) == timestamp(moved)  # 5 h earlier: the user must know
+    soon = timestamp(in_hours(0.1))
+    assert kept_estimate(soon, in_hours(0.1) + dt.timedelta(seconds=90)) != soon  # > 1 min
+    assert kept_estimate(None, moved) == timestamp(moved)
+    assert kept_estimate(written, None) is None
+
+
+NOTEBOOKS = [
+    {"uid": "a", "status": {"phase": "Queued", "reportedPort": 8888}},
+    {"uid": "b", "status": {"phase": "Ready", "reportedPort": 8888}},
+    {"uid": "c", "status": {"phase": "Starting"}},
+    {"uid": "d", "status": {"phase": "Cancelled", "reportedPort": 1}},
+]
+
+
+def test_only_reported_notebooks_that_are_not_ready_want_a_round():
+    assert reported_not_ready(NOTEBOOKS) == ["a"]
+
+
+class Stopped:
+    """kopf's DaemonStopped, never stopped: wait() sleeps, and counts."""
+
+    def __init__(self) -> None:
+        self.waits = 0
+
+    def __bool__(self) -> bool:
+        return False
+
+    async def wait(self, seconds: float) -> None:
+        self.waits += 1
+        await asyncio.sleep(seconds)
+
+
+async def test_a_report_brings_the_round_forward_once():
+    loop = asyncio.get_running_loop()
+    hurried: set[str] = set()
+    first = Stopped()
+    await next_round(first, lambda: NOTEBOOKS, loop.time() + 30, loop.time(), hurried)
+    assert hurried == {"a"} and first.waits == 0  # at once, not after 30 s
+    # The same report does not hurry the next round: it waits until the round is due.
+    second = Stopped()
+    await next_round(second, lambda: NOTEBOOKS, loop.time() + 0.3, loop.time(), hurried)
+    assert second.waits >= 1
+    # A notebook that is gone is forgotten.
+    await next_round(Stopped(), lambda: [], loop.time(), loop.time(), hurried)
+    assert hurried == set()
