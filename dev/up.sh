@@ -57,10 +57,12 @@ OPERATOR_PORT=8080
 NAMESPACE=jupyterhub
 OPERATOR_SERVICE_TOKEN=$(token 24)
 CONFIGPROXY_AUTH_TOKEN=$(token 24)
-PATH=$CACHE/bin:\$PATH
+PATH=$REPO_ROOT/.venv/bin:$CACHE/bin:\$PATH
 ENV
 	chmod 600 "$STATE/env"
 fi
+# The admin CLI (`batchnotebook`) on the PATH too; added to an older file.
+grep -q '/.venv/bin:' "$STATE/env" || sed -i -E "s|^(export )?PATH=|\1PATH=$REPO_ROOT/.venv/bin:|" "$STATE/env"
 # A pod profile (KubeSpawner) beside the batch profiles on the form; added to an older file too.
 grep -q 'POD_PROFILES=' "$STATE/env" ||
 	echo "POD_PROFILES='$(tr -d '\n' <dev/pod-profiles.json)'" >>"$STATE/env"
@@ -112,7 +114,7 @@ cat <<DONE
 
 The local stack is running.
   Hub:        $HUB_URL   (log in as alice or bob, password: $DEV_PASSWORD)
-  Settings:   source .dev/env   (HUB_URL, HUB_API_TOKEN, KUBECONFIG, DEV_PASSWORD, kubectl on PATH)
+  Settings:   source .dev/env   (HUB_URL, HUB_API_TOKEN, KUBECONFIG, DEV_PASSWORD; kubectl, batchnotebook on PATH)
   Notebooks:  kubectl get bnb -A        Clusters: kubectl get bcl  (one per scheduler: dev/clusters/)
   Logs:       .dev/logs/                Stop:     make dev-down
 DONE
