@@ -23,11 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tests.integration.stack import REPO, STAND_IN, run, wait_for
+from tests.integration.stack import REPO, STAND_IN, delete_notebook, run, wait_for
 
 from . import counting
 from .common import BENCH_USER, PARTITION, Settings, jobs_memory_kib, wait_for_accounting
-from .kube import GROUP, VERSION, NotebookWatch, api_clients, delete_notebook
+from .kube import GROUP, VERSION, NotebookWatch, api_clients
 from .ours import OperatorProcess, cluster_exists, cluster_spec, create_cluster, delete_cluster
 from .procstat import cpu_times, memory_kib
 

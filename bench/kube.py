@@ -88,23 +88,6 @@ def create_notebook(
     )
 
 
-def delete_notebook(
-    core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str, name: str
-) -> None:
-    for delete, args in (
-        (
-            custom.delete_namespaced_custom_object,
-            (GROUP, VERSION, namespace, "batchnotebooks", name),
-        ),
-        (core.delete_namespaced_secret, (f"{name}-env", namespace)),
-    ):
-        try:
-            delete(*args)
-        except client.ApiException as error:
-            if error.status != 404:
-                raise
-
-
 class NotebookWatch(threading.Thread):
     """Watches one namespace's BatchNotebooks and records when each phase was first seen, and the
     job id; `gone` holds the names whose DELETED event arrived."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kubernetes import client
 
-from tests.integration.stack import JOB_PYTHON, REPO, STAND_IN, wait_for
+from tests.integration.stack import JOB_PYTHON, REPO, STAND_IN, delete_notebook, wait_for
 
 from . import counting
 from .common import (
@@ -37,7 +37,6 @@ from .kube import (
     api_clients,
     apiserver_requests,
     create_notebook,
-    delete_notebook,
 )
 from .procstat import cpu_times, memory_kib
 

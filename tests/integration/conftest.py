@@ -15,6 +15,7 @@ from .stack import (
     STAND_IN,
     STATE,
     Operator,
+    delete_notebook,
     run,
     start_control_plane,
     start_slurm,
@@ -219,18 +220,7 @@ def make_notebook(custom, core, namespace):
 
     yield make
     for name in created:
-        for delete, args in (
-            (
-                custom.delete_namespaced_custom_object,
-                (GROUP, VERSION, namespace, "batchnotebooks", name),
-            ),
-            (core.delete_namespaced_secret, (f"{name}-env", namespace)),
-        ):
-            try:
-                delete(*args)
-            except client.ApiException as error:
-                if error.status != 404:
-                    raise
+        delete_notebook(core, custom, namespace, name)
 
     # Their jobs are cancelled by the operator: wait, so that no test leaves a job behind.
     def gone() -> bool:

@@ -15,6 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from batchnotebook_operator import GROUP, NOTEBOOKS, VERSION
+from kubernetes import client
+
 REPO = Path(__file__).resolve().parents[2]
 # Several suites may run at once (e.g. `make test` and a developer's run): each takes its own
 # state directory and ports from the environment.
@@ -212,3 +215,19 @@ class Hub:
     def server(self, user: str, name: str = "") -> dict | None:
         _, model = self.api("GET", f"/users/{user}")
         return model["servers"].get(name)
+
+
+def delete_notebook(
+    core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str, name: str
+) -> None:
+    """Deletes a BatchNotebook and its env Secret as the spawner's stop() does (the operator
+    cancels the job); either may be gone already."""
+    for delete, args in (
+        (custom.delete_namespaced_custom_object, (GROUP, VERSION, namespace, NOTEBOOKS, name)),
+        (core.delete_namespaced_secret, (f"{name}-env", namespace)),
+    ):
+        try:
+            delete(*args)
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
