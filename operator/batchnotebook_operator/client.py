@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -16,6 +18,7 @@ from .schedulers import BACKENDS, Scheduler
 from .transports import CommandResult, Transport, make_transport, with_bin_directory
 
 log = logging.getLogger(__name__)
+DEFAULT_PARALLEL_USER_COMMANDS = 8
 
 COMMANDS = Counter(
     "batchnotebook_scheduler_commands_total",
@@ -101,9 +104,17 @@ class ClusterClient(SchedulerClient):
         self.scheduler: Scheduler = BACKENDS[spec["scheduler"]](spec.get("commands"))
         self.bin_directory = connection.get("binDirectory")
         self.transport: Transport = make_transport(connection, kube)
+        # Commands run as a user are one notebook's each and come in bursts; the cluster-wide
+        # ones (the poll's query) bypass this limit so that they never queue behind a burst.
+        self.user_commands = asyncio.Semaphore(
+            connection.get("parallelUserCommands", DEFAULT_PARALLEL_USER_COMMANDS)
+        )
 
     async def close(self) -> None:
         await self.transport.close()
+
+    def _turn(self, user: str | None) -> contextlib.AbstractAsyncContextManager:
+        return self.user_commands if user else contextlib.nullcontext()
 
     async def _run(
         self, command: str, *, user: str | None = None, stdin: str | None = None, **context
@@ -113,14 +124,15 @@ class ClusterClient(SchedulerClient):
             self.scheduler.argv(command, bin_directory=self.bin_directory or "", **context),
             self.bin_directory,
         )
-        started = time.monotonic()
-        try:
-            result = await self.transport.run(argv, user=user, stdin=stdin)
-        except SchedulerUnavailable:
-            COMMANDS.labels(self.name, command, "timeout").inc()
-            raise
-        finally:
-            LATENCY.labels(self.name, command).observe(time.monotonic() - started)
+        async with self._turn(user):
+            started = time.monotonic()  # the command's own latency, not its wait for a turn
+            try:
+                result = await self.transport.run(argv, user=user, stdin=stdin)
+            except SchedulerUnavailable:
+                COMMANDS.labels(self.name, command, "timeout").inc()
+                raise
+            finally:
+                LATENCY.labels(self.name, command).observe(time.monotonic() - started)
         COMMANDS.labels(self.name, command, "ok" if result.returncode == 0 else "error").inc()
         if result.returncode:
             log.info(
@@ -165,7 +177,8 @@ class ClusterClient(SchedulerClient):
     async def log_tail(self, path: str, user: str, lines: int = 20) -> str:
         """The last `lines` of `path` (relative paths start in the user's home), read as the user
         with one argv, never a shell string: a missing or unreadable log gives ""."""
-        result = await self.transport.run(["tail", "-n", str(lines), "--", path], user=user)
+        async with self._turn(user):
+            result = await self.transport.run(["tail", "-n", str(lines), "--", path], user=user)
         return result.stdout if result.returncode == 0 else ""
 
     async def version(self) -> str:

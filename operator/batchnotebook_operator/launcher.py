@@ -3,6 +3,8 @@ and reports host and port to the operator. Standard library only, because nothin
 installed there; the job script embeds this file and runs it with the node's Python.
 
 Usage: python launcher.py JUPYTER-COMMAND [ARGS...]
+When Jupyter has exited, the launcher says so at REPORT_URL/ended: the operator then asks the
+scheduler at once instead of at its next poll (the scheduler's answer, not this word, decides).
 Environment: BATCHNOTEBOOK_REPORT_URL, BATCHNOTEBOOK_REPORT_TOKEN (removed before Jupyter starts);
 BATCHNOTEBOOK_STOP_AFTER (optional): seconds after which Jupyter gets SIGTERM, so that it shuts
 down cleanly before the scheduler kills the job at its walltime.
@@ -22,6 +24,8 @@ import urllib.request
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 RETRYABLE_HTTP = {408, 409, 425, 429, 500, 502, 503, 504}
 REPORT_DEADLINE = 600  # seconds to keep trying to reach the operator
+ENDED_TRIES = 3  # the job is ending: a few quick tries, never holding it up for long
+ENDED_TIMEOUT = 5
 STOP_WAIT = 0.5  # seconds between two checks of the walltime deadline
 
 
@@ -94,14 +98,17 @@ def listening_ports(pid):
     return [port for _, port in sorted(set(ports))]
 
 
-def report(url, token, host, port, child):
-    body = json.dumps({"host": host, "port": port}).encode()
-    request = urllib.request.Request(
+def post(url, token, body):
+    return urllib.request.Request(
         url,
-        data=body,
+        data=json.dumps(body).encode(),
         method="POST",
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
+
+
+def report(url, token, host, port, child):
+    request = post(url, token, {"host": host, "port": port})
     deadline, delay = time.monotonic() + REPORT_DEADLINE, 1.0
     while child.poll() is None:
         try:
@@ -122,6 +129,22 @@ def report(url, token, host, port, child):
         time.sleep(delay)
         delay = min(delay * 2, 15)
     return False
+
+
+def report_ended(url, token):
+    """Tell the operator that Jupyter has exited, so that the job's end shows without waiting
+    for the next poll. Best effort: the poll sees the end anyway."""
+    for attempt in range(ENDED_TRIES):
+        try:
+            with urllib.request.urlopen(post(f"{url}/ended", token, {}), timeout=ENDED_TIMEOUT):
+                say("told the operator that Jupyter exited")
+                return
+        except urllib.error.HTTPError as error:
+            if error.code not in RETRYABLE_HTTP:
+                return  # e.g. 410: the notebook has ended already
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(attempt + 1)
 
 
 def wait_until_stopped(child, stop_at):
@@ -163,6 +186,7 @@ def main(command):
         child.terminate()
     code, stopped_in_time = wait_until_stopped(child, stop_at)
     say(f"{command[0]} exited with {code}")
+    report_ended(url, token)
     if stopped_in_time:
         return 0  # a clean stop we asked for, not a failure of the job
     return code if code >= 0 else 128 - code

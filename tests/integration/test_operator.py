@@ -15,9 +15,9 @@ from .stack import OPERATOR_PORT, run, squeue, wait_for
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm]
 
 
-def post_report(namespace, name, body, token):
+def post_report(namespace, name, body, token, what=""):
     request = urllib.request.Request(
-        f"http://127.0.0.1:{OPERATOR_PORT}/v1/report/{namespace}/{name}",
+        f"http://127.0.0.1:{OPERATOR_PORT}/v1/report/{namespace}/{name}{what}",
         data=json.dumps(body).encode(),
         method="POST",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
@@ -100,6 +100,7 @@ def test_reports_are_checked(operator, make_cluster, make_notebook, wait_phase, 
     assert post_report(namespace, name, {"host": "vm; id", "port": 1}, token) == 400
     assert post_report(namespace, name, {"host": "vm", "port": 70000}, token) == 400
     assert post_report(namespace, name, {"host": "elsewhere", "port": 1}, token) == 403
+    assert post_report(namespace, name, {}, "wrong", what="/ended") == 401
     assert ("Warning", "ReportRejected") in [e[:2] for e in events_of(core, namespace, name)]
     after = wait_phase(name, "Ready")
     assert after["url"] == status["url"] and after["port"] == status["port"]
@@ -196,6 +197,19 @@ def test_job_cancelled_outside_is_seen(operator, make_cluster, make_notebook, wa
     run("scancel", status["jobId"])
     ended = wait_phase(nb["metadata"]["name"], "Cancelled", timeout=2 * 2 + 5)
     assert ended["finishedAt"]
+
+
+def test_a_job_that_ends_is_seen_before_the_next_poll(
+    operator, make_cluster, make_notebook, wait_phase
+):
+    """The launcher's reports bring the cluster's next poll forward: the port's (Ready) and, when
+    Jupyter exits, the end's. With a 300 s interval, both show long before a poll was due."""
+    cluster = make_cluster(pollIntervalSeconds=300)
+    name = make_notebook(cluster)["metadata"]["name"]
+    status = wait_phase(name, "Ready", timeout=60)
+    run("scancel", status["jobId"])
+    ended = wait_phase(name, "Cancelled", timeout=60)
+    assert ended["endReportedAt"] and ended["finishedAt"]
 
 
 def test_editing_a_cluster_applies_to_new_notebooks(

@@ -70,12 +70,13 @@ def run_launcher(url, *command, timeout=30):
     )
 
 
-def test_reports_the_port_really_listened_on(receiver):
+def test_reports_the_port_really_listened_on_and_then_the_end(receiver):
     done = run_launcher(receiver.url, sys.executable, "-c", STAND_IN, "3")
     assert done.returncode == 0, done.stderr
     listened = int(done.stderr.split("stand-in listening on ")[1].split()[0])
     assert receiver.reports == [
-        ("/v1/report/ns/nb", "Bearer t0ken", {"host": socket.gethostname(), "port": listened})
+        ("/v1/report/ns/nb", "Bearer t0ken", {"host": socket.gethostname(), "port": listened}),
+        ("/v1/report/ns/nb/ended", "Bearer t0ken", {}),
     ]
 
 

@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 
 from batchnotebook_operator.follow import kept_estimate
-from batchnotebook_operator.handlers.clusters import next_round, reported_not_ready
+from batchnotebook_operator.handlers.clusters import next_round, wanting_a_round
 from batchnotebook_operator.model import timestamp
 
 
@@ -31,11 +31,13 @@ NOTEBOOKS = [
     {"uid": "b", "status": {"phase": "Ready", "reportedPort": 8888}},
     {"uid": "c", "status": {"phase": "Starting"}},
     {"uid": "d", "status": {"phase": "Cancelled", "reportedPort": 1}},
+    {"uid": "e", "status": {"phase": "Ready", "reportedPort": 1, "endReportedAt": "x"}},
+    {"uid": "f", "status": {"phase": "Completed", "endReportedAt": "x"}},
 ]
 
 
-def test_only_reported_notebooks_that_are_not_ready_want_a_round():
-    assert reported_not_ready(NOTEBOOKS) == ["a"]
+def test_reported_but_not_ready_and_ended_but_not_over_want_a_round():
+    assert wanting_a_round(NOTEBOOKS) == {("a", "reported"), ("e", "ended")}
 
 
 class Stopped:
@@ -57,7 +59,7 @@ async def test_a_report_brings_the_round_forward_once():
     hurried: set[str] = set()
     first = Stopped()
     await next_round(first, lambda: NOTEBOOKS, loop.time() + 30, loop.time(), hurried)
-    assert hurried == {"a"} and first.waits == 0  # at once, not after 30 s
+    assert hurried == {("a", "reported"), ("e", "ended")} and first.waits == 0  # not in 30 s
     # The same report does not hurry the next round: it waits until the round is due.
     second = Stopped()
     await next_round(second, lambda: NOTEBOOKS, loop.time() + 0.3, loop.time(), hurried)

@@ -206,17 +206,22 @@ async def snapshot(client: SchedulerClient, notebooks: list[dict]) -> dict:
     }
 
 
-def reported_not_ready(notebooks: Iterable[dict]) -> list[str]:
-    """Notebooks whose job reported its port but that are not Ready: the report came before any
-    poll saw the job run (or while a round was writing the host), so only the next round's word
-    on the execution host stands between them and Ready."""
-    return [
-        n["uid"]
-        for n in notebooks
-        if n["status"].get("reportedPort")
-        and n["status"].get("phase") != Phase.READY.value
-        and not Phase(n["status"].get("phase", "Pending")).terminal
-    ]
+def wanting_a_round(notebooks: Iterable[dict]) -> set[tuple[str, str]]:
+    """(uid, why) of each notebook whose job said something only the scheduler can confirm:
+    "reported", its port came before any poll saw the job run (or while a round was writing the
+    host), so only the next round's word on the execution host stands between it and Ready;
+    "ended", Jupyter exited, so the job is ending and the round tells how."""
+    wanted = set()
+    for n in notebooks:
+        status = n["status"]
+        phase = status.get("phase", "Pending")
+        if Phase(phase).terminal:
+            continue
+        if status.get("reportedPort") and phase != Phase.READY.value:
+            wanted.add((n["uid"], "reported"))
+        if status.get("endReportedAt"):
+            wanted.add((n["uid"], "ended"))
+    return wanted
 
 
 async def next_round(
@@ -224,17 +229,18 @@ async def next_round(
     notebooks: Callable[[], Iterable[dict]],
     due: float,
     earliest: float,
-    hurried: set[str],
+    hurried: set[tuple[str, str]],
 ) -> None:
     """Wait until the next round is due, or bring it forward (not before `earliest`) when a job
-    reported before a poll confirmed its host: Jupyter usually listens within the interval that
-    starts the job, and its Ready would otherwise wait for the rest of that interval.  Each notebook
-    brings a round forward once, so one that never gets a host costs one extra query, not one a
-    second; reports arriving together share the round."""
-    hurried.intersection_update(n["uid"] for n in notebooks())  # forget the deleted
+    said something only a round can confirm (wanting_a_round): Jupyter usually listens within the
+    interval that starts the job, and its Ready would otherwise wait for the rest of that
+    interval; an ended job would show as running for as long.  Each notebook brings a round
+    forward once for each, so one that never gets a host costs one extra query, not one a second;
+    reports arriving together share the round."""
+    hurried.intersection_update(wanting_a_round(notebooks()))  # forget the done and the deleted
     while not stopped and (moment := time.monotonic()) < due:
         if moment >= earliest:
-            waiting = set(reported_not_ready(notebooks())) - hurried
+            waiting = wanting_a_round(notebooks()) - hurried
             if waiting:
                 hurried |= waiting
                 return
@@ -254,7 +260,7 @@ async def follow_cluster(
     checked_version_at = float("-inf")  # the first round asks, however young the monotonic clock
     snapshot_at = float("-inf")
     cluster_status: dict = {"conditions": list(status.get("conditions", []))}
-    hurried: set[str] = set()  # notebooks whose report already brought a round forward
+    hurried: set[tuple[str, str]] = set()  # reports that already brought a round forward
     try:
         while not stopped:
             client = registry.client(name, dict(spec))

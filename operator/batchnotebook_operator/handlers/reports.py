@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .. import REPORT_TOKEN_KEY
 from ..follow import ready_fields, short_host
 from ..metrics import observe_status_change
-from ..model import Phase
+from ..model import Phase, timestamp
 from ..registry import registry
 
 HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$")
@@ -44,16 +44,12 @@ def _parse(body: Any) -> tuple[str, int]:
     return host, port
 
 
-@routes.post("/v1/report/{namespace}/{name}")
-async def report(request: web.Request) -> web.Response:
+async def _authenticated(request: web.Request) -> dict | web.Response:
+    """The notebook a report is about, or the answer to give: the report must carry that
+    notebook's own token, and a notebook that has ended takes no more reports."""
     namespace, name = request.match_info["namespace"], request.match_info["name"]
     if not (DNS_NAME.match(namespace) and DNS_NAME.match(name)):
         return _error(404, "no such notebook")
-    try:
-        host, port = _parse(await request.json())
-    except (ValueError, json.JSONDecodeError) as error:
-        return _error(400, str(error))
-
     kube = registry.kube
     notebook = await kube.notebook(namespace, name)
     token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
@@ -67,11 +63,25 @@ async def report(request: web.Request) -> web.Response:
     # One answer for a missing notebook and a wrong token: no probing for names.
     if not expected or not token or not hmac.compare_digest(token.encode(), expected.encode()):
         return _error(401, "unknown notebook or wrong token")
+    phase = notebook.get("status", {}).get("phase", "Pending")
+    if Phase(phase).terminal:
+        return _error(410, f"the notebook has ended ({phase})")
+    return notebook
 
+
+@routes.post("/v1/report/{namespace}/{name}")
+async def report(request: web.Request) -> web.Response:
+    try:
+        host, port = _parse(await request.json())
+    except (ValueError, json.JSONDecodeError) as error:
+        return _error(400, str(error))
+    notebook = await _authenticated(request)
+    if isinstance(notebook, web.Response):
+        return notebook
+    kube = registry.kube
+    namespace, name = notebook["metadata"]["namespace"], notebook["metadata"]["name"]
     status = notebook.get("status", {})
     generation = notebook["metadata"].get("generation")
-    if Phase(status.get("phase", "Pending")).terminal:
-        return _error(410, f"the notebook has ended ({status.get('phase')})")
     exec_host = status.get("execHost")
     if exec_host and short_host(exec_host) != short_host(host):
         message = f"a report claimed host {host}, but the job runs on {exec_host}; ignored"
@@ -93,6 +103,21 @@ async def report(request: web.Request) -> web.Response:
         return web.json_response({"phase": Phase.READY.value, "url": update["url"]})
     # The scheduler has not said where the job runs yet: the next poll checks the host.
     return web.json_response({"phase": status.get("phase"), "accepted": True}, status=202)
+
+
+@routes.post("/v1/report/{namespace}/{name}/ended")
+async def report_ended(request: web.Request) -> web.Response:
+    """The job's launcher saw Jupyter exit. Only a hint to ask the scheduler now rather than at
+    the next poll: the phase still comes from the scheduler alone."""
+    notebook = await _authenticated(request)
+    if isinstance(notebook, web.Response):
+        return notebook
+    meta = notebook["metadata"]
+    if not notebook.get("status", {}).get("endReportedAt"):
+        await registry.kube.patch_notebook_status(
+            meta["namespace"], meta["name"], {"endReportedAt": timestamp()}
+        )
+    return web.json_response({"accepted": True}, status=202)
 
 
 @routes.get("/metrics")
