@@ -34,7 +34,8 @@ bench:          ## measure scale and speed beside batchspawner: bench/results/re
 	@dev/slurm.sh start
 	@dev/hub.sh install
 	@bench/setup-batchspawner.sh
-	.venv/bin/python -m bench.run --n $(N)
+	@bench/setup-operator-venv.sh
+	.venv/bin/python -m bench.run --n $(N) --operator-python .venv-operator/bin/python
 
 clean:          ## forget the local state (not the build cache)
 	rm -rf .dev .test

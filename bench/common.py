@@ -7,6 +7,7 @@ import datetime as dt
 import math
 import os
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ class Settings:
     cancel_sample: int = 20
     max_running: int = 1024
     parallel_requests: int = 32
+    # The operator's interpreter: `make bench` gives .venv-operator's (the image's dependencies
+    # only, bench/setup-operator-venv.sh); the smoke test runs it from the suite's venv.
+    operator_python: Path = Path(sys.executable)
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -293,7 +293,10 @@ def run_ours(kubeconfig: Path, settings: Settings, n: int) -> dict:
     core.create_namespace({"metadata": {"name": namespace}})
     create_cluster(custom, cluster, cluster_spec(settings, bin_directory))
     operator = OperatorProcess(
-        kubeconfig, settings.operator_port, settings.state / f"logs/operator-hub-{n}.log"
+        kubeconfig,
+        settings.operator_port,
+        settings.state / f"logs/operator-hub-{n}.log",
+        settings.operator_python,
     )
     operator.start()
     hub = HubProcess(

@@ -42,10 +42,11 @@ from .procstat import cpu_times, memory_kib
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: Path, port: int, log: Path) -> None:
+    def __init__(self, kubeconfig: Path, port: int, log: Path, python: Path) -> None:
         self.kubeconfig = kubeconfig
         self.port = port
         self.log = log
+        self.python = python
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -58,7 +59,7 @@ class OperatorProcess:
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
                 [
-                    sys.executable,
+                    str(self.python),
                     "-m",
                     "batchnotebook_operator",
                     "--liveness",
@@ -203,7 +204,9 @@ def run(kubeconfig: Path, settings: Settings, n: int) -> dict:
     cluster, namespace = f"bench-{n}-{suffix}", f"bench-{n}-{suffix}"
     core.create_namespace({"metadata": {"name": namespace}})
     create_cluster(custom, cluster, cluster_spec(settings, bin_directory))
-    operator = OperatorProcess(kubeconfig, settings.operator_port, logs / f"operator-{n}.log")
+    operator = OperatorProcess(
+        kubeconfig, settings.operator_port, logs / f"operator-{n}.log", settings.operator_python
+    )
     operator.start()
     watch = NotebookWatch(custom, namespace)
     watch.start()

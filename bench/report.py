@@ -333,7 +333,8 @@ def write(results: dict, out: Path) -> None:
         f"Measured {machine['date']} on {machine['cpus']} CPUs with "
         f"{machine['memory_available_kib'] / 1024**2:.1f} GiB available, {machine['slurm']}, "
         f"commit {machine['commit']}, load average {machine['load_average_at_start']:.2f} at the "
-        f"start (the machine is shared: other test suites ran at the same time). Written by "
+        f"start, the operator run by `{machine.get('operator_python', 'the suite venv')}`. "
+        "Written by "
         f"`{results.get('command', 'make bench')}`"
         + (
             f" (added to a run of {results['earlier']['date']}, commit "

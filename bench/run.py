@@ -66,13 +66,14 @@ def remove_job_logs() -> None:
         os.unlink(path)
 
 
-def machine() -> dict:
+def machine(settings: Settings) -> dict:
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
         "memory_available_kib": memory_available_kib(),
         "load_average_at_start": load_average(),
         "python": platform.python_version(),
+        "operator_python": os.path.relpath(settings.operator_python, REPO),
         "slurm": run_command("sinfo", "--version").stdout.strip(),
         "commit": run_command("git", "rev-parse", "--short", "HEAD", cwd=REPO).stdout.strip(),
     }
@@ -116,6 +117,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="keep OUT/raw.json's runs, replacing those of the same side and N",
     )
+    parser.add_argument(
+        "--operator-python",
+        type=Path,
+        default=Settings.operator_python,
+        help="the operator's interpreter (make bench: .venv-operator's, the image's dependencies)",
+    )
     parser.add_argument("--state", type=Path, default=Settings.state)
     parser.add_argument("--api-port", type=int, default=Settings.api_port)
     parser.add_argument("--operator-port", type=int, default=Settings.operator_port)
@@ -126,13 +133,14 @@ def main(argv: list[str] | None = None) -> None:
         operator_port=args.operator_port,
         steady_seconds=args.steady_seconds,
         poll_interval=args.poll_interval,
+        operator_python=args.operator_python.absolute(),
     )
     settings.state.mkdir(parents=True, exist_ok=True)
     settings.state.chmod(0o755)  # the jobs' user reaches the wrappers in it
     ensure_partition()
     command = " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])])
     results: dict = {
-        "machine": machine(),
+        "machine": machine(settings),
         "command": command,
         "batchspawner_max_n": args.batchspawner_max_n,
         "runs": [],

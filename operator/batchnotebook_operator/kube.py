@@ -52,7 +52,8 @@ class Kube:
                 return None
             raise
 
-    async def patch_notebook_status(self, namespace: str, name: str, status: dict) -> None:
+    async def patch_notebook_status(self, namespace: str, name: str, status: dict) -> bool:
+        """False if the notebook is gone (nothing left to update)."""
         try:
             await self.custom.patch_namespaced_custom_object_status(
                 GROUP,
@@ -64,8 +65,10 @@ class Kube:
                 _content_type="application/merge-patch+json",
             )
         except ApiException as error:
-            if error.status != 404:  # deleted meanwhile: nothing left to update
+            if error.status != 404:
                 raise
+            return False
+        return True
 
     async def patch_cluster_status(self, name: str, status: dict) -> None:
         await self.custom.patch_cluster_custom_object_status(

@@ -14,6 +14,11 @@ class Registry:
         self.kube: Kube | None = None
         self._clients: dict[str, tuple[str, SchedulerClient]] = {}
         self._closing: set[asyncio.Future] = set()
+        # Notebooks kopf's index still lists though the API server said they are gone: kopf
+        # learns of a deletion only from its watch, and one that happens while the watch lists
+        # again (after a "resource version too old", e.g. during a deletion storm) is never
+        # reported. Uids are never reused, so this only ever filters ghosts.
+        self.gone: set[str] = set()
 
     def client(self, name: str, spec: dict) -> SchedulerClient:
         """The client for a cluster's current spec; rebuilt when the admin edits the spec."""

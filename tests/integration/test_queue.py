@@ -73,11 +73,14 @@ def test_a_crashed_jupyter_shows_the_end_of_its_log(
     cluster = make_cluster(jupyterCommand=CRASHING_JUPYTER)
     nb = make_notebook(cluster, user="alice")
     failed = wait_phase(nb["metadata"]["name"], "Failed", timeout=90)
-    # squeue knows the reason, not the code: the launcher's last log line has it.
+    # squeue knows the reason, not the code: the launcher's log has it, and ends with its word
+    # to the operator that Jupyter exited (which brought this round forward).
     assert failed["message"].startswith("the job failed: NonZeroExitCode"), failed["message"]
     assert "the job's log ends with:" in failed["message"], failed["message"]
     assert "jupyter cannot start: no module named boom" in failed["message"]
-    assert failed["message"].endswith("exited with 3")
+    assert "python exited with 3\n" in failed["message"]
+    assert failed["message"].endswith("told the operator that Jupyter exited")
+    assert failed["endReportedAt"]
 
 
 @pytest.fixture(scope="module")

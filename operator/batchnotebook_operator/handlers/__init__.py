@@ -1,5 +1,5 @@
 """kopf handlers; importing this package registers them."""
 
-from . import clusters, notebooks, reports, setup
+from . import clusters, memory, notebooks, reports, setup
 
-__all__ = ["clusters", "notebooks", "reports", "setup"]
+__all__ = ["clusters", "memory", "notebooks", "reports", "setup"]

@@ -39,6 +39,20 @@ DEFAULT_AVAILABILITY_INTERVAL_SECONDS = 60
 PARALLEL_PATCHES = 16
 
 
+def followed(notebooks_by_cluster: kopf.Index, name: str) -> list[dict]:
+    """A cluster's notebooks as kopf's index has them, less those known to be gone."""
+    return [n for n in notebooks_by_cluster.get(name, []) if n["uid"] not in registry.gone]
+
+
+async def still_there(notebook: dict) -> bool:
+    """Asks the API server whether an indexed notebook exists (the same one, not a namesake)."""
+    found = await registry.kube.notebook(notebook["namespace"], notebook["name"])
+    if found is None or found["metadata"]["uid"] != notebook["uid"]:
+        registry.gone.add(notebook["uid"])
+        return False
+    return True
+
+
 @kopf.index(GROUP, VERSION, CLUSTERS)
 def clusters_by_name(name: str, spec: kopf.Spec, **_: Any) -> dict:
     return {name: dict(spec)}
@@ -68,9 +82,11 @@ async def _apply(notebook: dict, transition: Transition, limit: asyncio.Semaphor
     if not transition:
         return
     async with limit:
-        await registry.kube.patch_notebook_status(
+        if not await registry.kube.patch_notebook_status(
             notebook["namespace"], notebook["name"], transition.status
-        )
+        ):
+            registry.gone.add(notebook["uid"])
+            return
         observe_status_change(
             notebook["cluster"], notebook.get("createdAt"), notebook["status"], transition.status
         )
@@ -85,33 +101,13 @@ def max_queue_wait_seconds(spec: dict, profile_name: str | None) -> int | None:
     return None
 
 
-async def _consequences(
-    client: SchedulerClient, spec: dict, notebook: dict, transition: Transition
-) -> Transition:
-    """What a transition leads to beyond the status: a job that waited too long is cancelled, a
-    started job that failed gets its log's tail into the message."""
-    status = notebook["status"]
+def _overdue(spec: dict, notebook: dict, transition: Transition) -> Transition:
+    """The failure of a notebook that waited in the queue longer than its profile allows."""
     max_wait = max_queue_wait_seconds(spec, notebook.get("profile"))
-    if max_wait is not None:
-        overdue = queue_wait_exceeded(
-            {**status, **transition.status}, max_wait, now(), notebook["generation"]
-        )
-        if overdue:
-            try:
-                await client.cancel([status["jobId"]], notebook["unixUser"])
-            except SchedulerUnavailable as error:
-                log.warning("cluster %s: cannot cancel overdue job: %s", client.name, error)
-                return transition  # the next round tries again
-            return Transition({**transition.status, **overdue.status}, overdue.events)
-    if needs_log_tail(status, transition):
-        path = job_output_path(spec.get("jobOutput", "batchnotebook-%j.log"), status["jobId"])
-        try:
-            tail = await client.log_tail(path, notebook["unixUser"])
-        except SchedulerUnavailable as error:
-            log.warning("cluster %s: cannot read %s: %s", client.name, path, error)
-            tail = ""
-        return with_log_tail(transition, tail)
-    return transition
+    if max_wait is None:
+        return Transition()
+    status = {**notebook["status"], **transition.status}
+    return queue_wait_exceeded(status, max_wait, now(), notebook["generation"])
 
 
 async def _settle(
@@ -119,9 +115,27 @@ async def _settle(
     spec: dict,
     notebook: dict,
     transition: Transition,
+    overdue: Transition,
     limit: asyncio.Semaphore,
 ) -> None:
-    await _apply(notebook, await _consequences(client, spec, notebook, transition), limit)
+    """Writes a transition with what it leads to: a job that waited too long is cancelled, a
+    started job that failed gets its log's tail into the message."""
+    status = notebook["status"]
+    if overdue:
+        try:
+            await client.cancel([status["jobId"]], notebook["unixUser"])
+            transition = Transition({**transition.status, **overdue.status}, overdue.events)
+        except SchedulerUnavailable as error:  # the next round tries again
+            log.warning("cluster %s: cannot cancel overdue job: %s", client.name, error)
+    if needs_log_tail(status, transition):
+        path = job_output_path(spec.get("jobOutput", "batchnotebook-%j.log"), status["jobId"])
+        try:
+            tail = await client.log_tail(path, notebook["unixUser"])
+        except SchedulerUnavailable as error:
+            log.warning("cluster %s: cannot read %s: %s", client.name, path, error)
+            tail = ""
+        transition = with_log_tail(transition, tail)
+    await _apply(notebook, transition, limit)
 
 
 async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> int:
@@ -160,7 +174,7 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
             log.warning("cluster %s: accounting did not answer: %s", client.name, error)
             remembered = None  # unknown, not gone
 
-    transitions, still_active = [], 0
+    changes, still_active = [], 0
     for notebook in active:
         status = notebook["status"]
         job = jobs.get(status["jobName"]) or (remembered or {}).get(status["jobId"])
@@ -182,8 +196,10 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
             )
         else:
             transition = Transition()
-        transitions.append(_settle(client, spec, notebook, transition, limit))
-    await asyncio.gather(*transitions)
+        overdue = _overdue(spec, notebook, transition)
+        if transition or overdue:  # a round costs nothing for a notebook that did not change
+            changes.append(_settle(client, spec, notebook, transition, overdue, limit))
+    await asyncio.gather(*changes)
     return still_active
 
 
@@ -265,7 +281,7 @@ async def follow_cluster(
         while not stopped:
             client = registry.client(name, dict(spec))
             started = time.monotonic()
-            count_phases(name, notebooks_by_cluster.get(name, []))
+            count_phases(name, followed(notebooks_by_cluster, name))
             update: dict = {"observedGeneration": meta.get("generation")}
             answered = False
             try:
@@ -273,7 +289,7 @@ async def follow_cluster(
                     update["schedulerVersion"] = await client.version()
                     checked_version_at = started
                 update["activeJobs"] = await poll(
-                    client, dict(spec), list(notebooks_by_cluster.get(name, []))
+                    client, dict(spec), followed(notebooks_by_cluster, name)
                 )
                 answered = True
                 reachable = condition(
@@ -304,7 +320,7 @@ async def follow_cluster(
             if answered and every > 0 and started - snapshot_at >= every:
                 snapshot_at = started
                 try:
-                    update |= await snapshot(client, list(notebooks_by_cluster.get(name, [])))
+                    update |= await snapshot(client, followed(notebooks_by_cluster, name))
                 except Exception:  # a snapshot must not stop following the cluster
                     log.exception("cluster %s: availability snapshot failed", name)
             elapsed = time.monotonic() - started
@@ -322,7 +338,7 @@ async def follow_cluster(
             interval = float(spec.get("pollIntervalSeconds", 10))
             await next_round(
                 stopped,
-                lambda: notebooks_by_cluster.get(name, []),
+                lambda: followed(notebooks_by_cluster, name),
                 started + max(interval, elapsed + MIN_SECONDS_BETWEEN_POLLS),
                 time.monotonic() + MIN_SECONDS_BETWEEN_POLLS,
                 hurried,
@@ -336,9 +352,16 @@ async def follow_cluster(
 async def keep_while_in_use(name: str, notebooks_by_cluster: kopf.Index, **_: Any) -> None:
     """A cluster goes only after its notebooks: deleting them cancels their jobs, which needs the
     cluster's connection and commands (like a PersistentVolumeClaim in use)."""
-    users = [f"{n['namespace']}/{n['name']}" for n in notebooks_by_cluster.get(name, [])]
+    # Confirmed with the API server, a few at a time: the index may hold ghosts (registry.gone).
+    users: list[str] = []
+    for notebook in followed(notebooks_by_cluster, name):
+        if await still_there(notebook):
+            users.append(f"{notebook['namespace']}/{notebook['name']}")
+            if len(users) == 5:
+                break
     if users:
         raise kopf.TemporaryError(
-            f"{len(users)} BatchNotebook(s) still use this cluster: {', '.join(users[:5])}",
+            f"{len(followed(notebooks_by_cluster, name))} BatchNotebook(s) still use this "
+            f"cluster: {', '.join(users)}",
             delay=5,
         )
