@@ -19,6 +19,9 @@ from tests.integration.stack import kubectl
 
 GROUP, VERSION = "batchnotebook.dev", "v1alpha1"
 REQUEST_LINE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+SECONDS_LINE = re.compile(
+    r"^apiserver_request_duration_seconds_sum\{(?P<labels>[^}]*)\} (?P<value>\S+)$"
+)
 LABEL = re.compile(r'(\w+)="([^"]*)"')
 TERMINAL = {"Completed", "Failed", "Cancelled"}
 REPORTED = "reported"  # not a phase: when the status first carried the job's report
@@ -26,18 +29,29 @@ REPORTED = "reported"  # not a phase: when the status first carried the job's re
 RequestKey = tuple[str, str, str]  # verb, resource, subresource
 
 
-def apiserver_requests(kubeconfig: Path) -> Counter[RequestKey]:
-    """apiserver_request_total by verb, resource and subresource (resource requests only)."""
+def _by_request(kubeconfig: Path, metric: re.Pattern) -> Counter[RequestKey]:
     counts: Counter[RequestKey] = Counter()
     for line in kubectl(kubeconfig, "get", "--raw", "/metrics").splitlines():
-        match = REQUEST_LINE.match(line)
+        match = metric.match(line)
         if not match:
             continue
         labels = dict(LABEL.findall(match["labels"]))
         if labels.get("resource"):
             key = (labels["verb"], labels["resource"], labels.get("subresource", ""))
-            counts[key] += int(float(match["value"]))
+            counts[key] += float(match["value"])
     return counts
+
+
+def apiserver_requests(kubeconfig: Path) -> Counter[RequestKey]:
+    """apiserver_request_total by verb, resource and subresource (resource requests only)."""
+    return Counter(
+        {key: int(value) for key, value in _by_request(kubeconfig, REQUEST_LINE).items()}
+    )
+
+
+def apiserver_seconds(kubeconfig: Path) -> Counter[RequestKey]:
+    """Seconds the API server spent answering (apiserver_request_duration_seconds_sum)."""
+    return _by_request(kubeconfig, SECONDS_LINE)
 
 
 def api_clients(kubeconfig: Path) -> tuple[client.CoreV1Api, client.CustomObjectsApi]:

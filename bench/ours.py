@@ -26,7 +26,6 @@ from .common import (
     PARTITION,
     Settings,
     jobs_memory_kib,
-    wait_for_accounting,
 )
 from .kube import (
     GROUP,
@@ -36,9 +35,25 @@ from .kube import (
     NotebookWatch,
     api_clients,
     apiserver_requests,
+    apiserver_seconds,
     create_notebook,
 )
-from .procstat import cpu_times, memory_kib
+from .procstat import cpu_times, machine_cpu_seconds, memory_kib
+
+JOB_STARTED = "bench: job script started at"
+JOB_LOG = "/tmp/bnb-bench-{job_id}.log"
+
+
+def job_script_started(job_id: str) -> float | None:
+    """When the job's script began (the prologue's line in its log), epoch seconds."""
+    try:
+        with open(JOB_LOG.format(job_id=job_id)) as log:
+            for line in log:
+                if line.startswith(JOB_STARTED):
+                    return float(line.split()[-1])
+    except OSError:
+        pass
+    return None
 
 
 class OperatorProcess:
@@ -102,7 +117,10 @@ def cluster_spec(settings: Settings, bin_directory: Path) -> dict:
         "pollIntervalSeconds": settings.poll_interval,
         "python": JOB_PYTHON,
         "jupyterCommand": [JOB_PYTHON, "-c", STAND_IN],
-        "jobOutput": "/tmp/bnb-bench-%j.log",
+        "jobOutput": JOB_LOG.format(job_id="%j"),
+        # When the job script starts, to the microsecond (sacct gives whole seconds): the end of
+        # the scheduler's part of a start.
+        "prologue": f'echo "{JOB_STARTED} $EPOCHREALTIME"',
         "connection": {"type": "local", "binDirectory": str(bin_directory)},
         "profiles": [
             {
@@ -219,6 +237,10 @@ def run(kubeconfig: Path, settings: Settings, n: int) -> dict:
         # The start burst: every notebook requested at once.
         burst_started = time.time()
         requests_before = apiserver_requests(kubeconfig)
+        # Who had the CPUs while the notebooks started: the operator, or the rest of the machine
+        # (API server, Slurm, hundreds of jobs starting at once).
+        operator_cpu_before, machine_cpu_before = cpu_times(operator.pid), machine_cpu_seconds()
+        api_seconds_before = apiserver_seconds(kubeconfig)
         created_at: dict[str, float] = {}
 
         def create(name: str) -> None:
@@ -239,16 +261,32 @@ def run(kubeconfig: Path, settings: Settings, n: int) -> dict:
             print(f"bench: {error}", file=sys.stderr, flush=True)
         time.sleep(settings.poll_interval)  # the last transitions' writes
         burst_ended = time.time()
+        machine_busy, machine_all = (
+            after - before
+            for after, before in zip(machine_cpu_seconds(), machine_cpu_before, strict=True)
+        )
+        operator_busy = cpu_times(operator.pid).own - operator_cpu_before.own
         burst_calls = counting.read_calls(calls_log, burst_started, burst_ended)
         own_creates = Counter({("POST", "secrets", ""): n, ("POST", "batchnotebooks", ""): n})
         burst_requests = operator_requests(
             requests_before, apiserver_requests(kubeconfig), own_creates
+        )
+        # How long the operator's writes (status and annotation patches, events) took the API
+        # server to answer while the machine was this busy.
+        api_seconds = apiserver_seconds(kubeconfig) - api_seconds_before
+        api_requests = apiserver_requests(kubeconfig) - requests_before
+        writes = [key for key in api_requests if key[0] == "PATCH" or key[:2] == ("POST", "events")]
+        write_latency = sum(api_seconds[key] for key in writes) / max(
+            1, sum(api_requests[key] for key in writes)
         )
         ready = [name for name in names if watch.first_seen(name, {"Ready"})]
         result["ready"] = len(ready)
         result["failed"] = sum(1 for name in names if watch.first_seen(name, TERMINAL))
         result["start_burst"] = {
             "seconds": round(burst_ended - burst_started, 2),
+            "machine_cpu_busy": machine_busy / machine_all,
+            "operator_cpu_cores": operator_busy / (burst_ended - burst_started),
+            "api_write_seconds": write_latency,
             "calls": counting.by_tool(burst_calls),
             "api_requests": burst_requests,
         }
@@ -262,30 +300,37 @@ def run(kubeconfig: Path, settings: Settings, n: int) -> dict:
         spawn_to_ready = {
             name: watch.first_seen(name, {"Ready"}) - created_at[name] for name in ready
         }
-        slurm_times = wait_for_accounting(list(job_ids.values()))
-        start_latency = {job: start - submit for job, (submit, start) in slurm_times.items()}
         result["spawn_to_ready"] = list(spawn_to_ready.values())
-        # Where the overhead goes: the job's side (Slurm's start → the launcher's report, whole
-        # seconds) and the operator's (report → Ready).
+        # The scheduler's part of a start, to the microsecond: from the status saying the job
+        # was submitted (the operator's part before it) to the job script's first line.
+        submitted = {
+            name: watch.first_seen(name, {"Queued", "Starting", "Ready"}) for name in ready
+        }
+        script_started = {
+            name: started for name in ready if (started := job_script_started(job_ids[name]))
+        }
+        scheduler_start = {
+            name: max(0.0, script_started[name] - submitted[name]) for name in script_started
+        }
+        result["create_to_submitted"] = [submitted[name] - created_at[name] for name in ready]
+        result["scheduler_start"] = list(scheduler_start.values())
+        overhead = {name: spawn_to_ready[name] - scheduler_start[name] for name in scheduler_start}
+        result["overhead_to_ready"] = list(overhead.values())
+        # Where the rest goes: the job's side (its script's start → the launcher's report seen in
+        # the status: launcher and server starting on the node) and the operator's (report →
+        # Ready; 0 when the poll had confirmed the host first).
         reported = {name: watch.first_seen(name, {REPORTED}) for name in ready}
-        result["start_to_reported"] = [
-            reported[name] - slurm_times[job_ids[name]][1]
-            for name in ready
-            if reported[name] and job_ids[name] in slurm_times
-        ]
+        job_start_up = {
+            name: reported[name] - script_started[name] for name in script_started if reported[name]
+        }
+        result["start_to_reported"] = list(job_start_up.values())
         result["reported_to_ready"] = [
             watch.first_seen(name, {"Ready"}) - reported[name] for name in ready if reported[name]
         ]
-        # The operator's part before Slurm: create → the status says the job was submitted.
-        result["create_to_submitted"] = [
-            watch.first_seen(name, {"Queued", "Starting", "Ready"}) - created_at[name]
-            for name in ready
-        ]
-        result["scheduler_start"] = list(start_latency.values())
-        result["overhead_to_ready"] = [
-            spawn_to_ready[name] - start_latency[job_ids[name]]
-            for name in ready
-            if job_ids[name] in start_latency
+        # The overhead less the job's own start-up (which this 2-core machine does for hundreds
+        # of jobs at once): the operator's part.
+        result["operator_overhead"] = [
+            overhead[name] - job_start_up[name] for name in overhead if name in job_start_up
         ]
 
         # A scheduler state change from outside (scancel as root) until the status says so,

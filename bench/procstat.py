@@ -23,6 +23,14 @@ def cpu_times(pid: int) -> CpuTimes:
     return CpuTimes(own=utime + stime, children=cutime + cstime)
 
 
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine since boot, summed over its CPUs."""
+    with open("/proc/stat") as stat:
+        ticks = [int(f) for f in stat.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return (sum(ticks) - idle) / CLOCK_TICKS, sum(ticks) / CLOCK_TICKS
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     """VmRSS (now) and VmHWM (peak) in KiB."""
     found = {}

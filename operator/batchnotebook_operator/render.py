@@ -7,13 +7,14 @@ verbatim.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import InvalidOptions
@@ -59,6 +60,7 @@ _templates = SandboxedEnvironment(
 )
 
 
+@functools.cache  # the installed file does not change while the operator runs
 def launcher_source() -> str:
     source = (resources.files(__package__) / "launcher.py").read_text()
     if any(line.strip() == HEREDOC_END for line in source.splitlines()):
@@ -79,6 +81,12 @@ class JobRequest:
     python: str = "python3"
     prologue: str = ""
     output: str = "batchnotebook-%j.log"
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(template: str) -> Template:
+    """A cluster's template compiled once, not for every job (a start burst renders hundreds)."""
+    return _templates.from_string(template)
 
 
 def render(template: str, request: JobRequest) -> str:
@@ -112,7 +120,7 @@ def render(template: str, request: JobRequest) -> str:
         ),
     }
     try:
-        return _templates.from_string(template).render(**context)
+        return _compiled(template).render(**context)
     except TemplateError as error:
         raise InvalidOptions(f"the cluster's job template does not render: {error}") from error
 

@@ -32,8 +32,8 @@ from ..profiles import walltime_seconds
 from ..registry import registry
 
 log = logging.getLogger(__name__)
-MIN_SECONDS_BETWEEN_POLLS = 1.0
-REPORT_CHECK_SECONDS = 0.25  # how often a waiting cluster looks for reports that need a round
+MIN_SECONDS_BETWEEN_POLLS = 1.0  # between two rounds' starts, however many reports come
+REPORT_CHECK_SECONDS = 0.1  # how often a waiting cluster looks for reports that need a round
 VERSION_CHECK_SECONDS = 3600
 DEFAULT_AVAILABILITY_INTERVAL_SECONDS = 60
 PARALLEL_PATCHES = 16
@@ -54,7 +54,7 @@ async def still_there(notebook: dict) -> bool:
 
 
 @kopf.index(GROUP, VERSION, CLUSTERS)
-def clusters_by_name(name: str, spec: kopf.Spec, **_: Any) -> dict:
+async def clusters_by_name(name: str, spec: kopf.Spec, **_: Any) -> dict:
     return {name: dict(spec)}
 
 
@@ -340,7 +340,7 @@ async def follow_cluster(
                 stopped,
                 lambda: followed(notebooks_by_cluster, name),
                 started + max(interval, elapsed + MIN_SECONDS_BETWEEN_POLLS),
-                time.monotonic() + MIN_SECONDS_BETWEEN_POLLS,
+                started + MIN_SECONDS_BETWEEN_POLLS,
                 hurried,
             )
     finally:

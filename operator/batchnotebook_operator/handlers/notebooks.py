@@ -19,8 +19,9 @@ from ..render import job_script
 CANCEL_ATTEMPTS = 30
 
 
+# Async, like the other index: kopf runs a sync handler in a thread for every event.
 @kopf.index(GROUP, VERSION, NOTEBOOKS)
-def notebooks_by_cluster(
+async def notebooks_by_cluster(
     name: str,
     namespace: str,
     uid: str,
