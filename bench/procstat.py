@@ -26,7 +26,8 @@ def cpu_times(pid: int) -> CpuTimes:
 def machine_cpu_seconds() -> tuple[float, float]:
     """(busy, all) CPU seconds of the whole machine since boot, summed over its CPUs."""
     with open("/proc/stat") as stat:
-        ticks = [int(f) for f in stat.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal (guest time is already in user's)
+        ticks = [int(f) for f in stat.readline().split()[1:9]]
     idle = ticks[3] + ticks[4]  # idle and iowait
     return (sum(ticks) - idle) / CLOCK_TICKS, sum(ticks) / CLOCK_TICKS
 

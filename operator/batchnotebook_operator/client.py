@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -18,7 +17,8 @@ from .schedulers import BACKENDS, Scheduler
 from .transports import CommandResult, Transport, make_transport, with_bin_directory
 
 log = logging.getLogger(__name__)
-DEFAULT_PARALLEL_USER_COMMANDS = 8
+DEFAULT_PARALLEL_NOTEBOOK_COMMANDS = 8
+RESERVED_CHANNELS = 2  # of a transport's channels, kept for the poll's own commands
 
 COMMANDS = Counter(
     "batchnotebook_scheduler_commands_total",
@@ -33,11 +33,24 @@ LATENCY = Histogram(
 )
 
 
+def notebook_turns(spec: dict, channels: int | None = None) -> int:
+    """How many notebooks' own commands (a submission or a cancellation, with their lookups) run
+    at once on a cluster. Each holds one transport channel at a time, so where channels are few
+    (SSH) some stay free for the poll, which never takes a turn."""
+    turns = spec.get("parallelNotebookCommands", DEFAULT_PARALLEL_NOTEBOOK_COMMANDS)
+    if channels is not None:
+        turns = min(turns, channels - RESERVED_CHANNELS)
+    return max(1, turns)
+
+
 class SchedulerClient(ABC):
-    """What the handlers ask of a cluster, however it is reached."""
+    """What the handlers ask of a cluster, however it is reached. A handler working on one
+    notebook takes one of `turns` first: a lecture starting or ending together then reaches
+    the scheduler a few commands at a time, not hundreds at once."""
 
     name: str
     scheduler: Scheduler
+    turns: asyncio.Semaphore
 
     @abstractmethod
     async def submit(self, script: str, user: str) -> str:
@@ -104,17 +117,12 @@ class ClusterClient(SchedulerClient):
         self.scheduler: Scheduler = BACKENDS[spec["scheduler"]](spec.get("commands"))
         self.bin_directory = connection.get("binDirectory")
         self.transport: Transport = make_transport(connection, kube)
-        # Commands run as a user are one notebook's each and come in bursts; the cluster-wide
-        # ones (the poll's query) bypass this limit so that they never queue behind a burst.
-        self.user_commands = asyncio.Semaphore(
-            connection.get("parallelUserCommands", DEFAULT_PARALLEL_USER_COMMANDS)
+        self.turns = asyncio.Semaphore(
+            notebook_turns(spec, getattr(self.transport, "channels", None))
         )
 
     async def close(self) -> None:
         await self.transport.close()
-
-    def _turn(self, user: str | None) -> contextlib.AbstractAsyncContextManager:
-        return self.user_commands if user else contextlib.nullcontext()
 
     async def _run(
         self, command: str, *, user: str | None = None, stdin: str | None = None, **context
@@ -124,15 +132,14 @@ class ClusterClient(SchedulerClient):
             self.scheduler.argv(command, bin_directory=self.bin_directory or "", **context),
             self.bin_directory,
         )
-        async with self._turn(user):
-            started = time.monotonic()  # the command's own latency, not its wait for a turn
-            try:
-                result = await self.transport.run(argv, user=user, stdin=stdin)
-            except SchedulerUnavailable:
-                COMMANDS.labels(self.name, command, "timeout").inc()
-                raise
-            finally:
-                LATENCY.labels(self.name, command).observe(time.monotonic() - started)
+        started = time.monotonic()
+        try:
+            result = await self.transport.run(argv, user=user, stdin=stdin)
+        except SchedulerUnavailable:
+            COMMANDS.labels(self.name, command, "timeout").inc()
+            raise
+        finally:
+            LATENCY.labels(self.name, command).observe(time.monotonic() - started)
         COMMANDS.labels(self.name, command, "ok" if result.returncode == 0 else "error").inc()
         if result.returncode:
             log.info(
@@ -177,8 +184,7 @@ class ClusterClient(SchedulerClient):
     async def log_tail(self, path: str, user: str, lines: int = 20) -> str:
         """The last `lines` of `path` (relative paths start in the user's home), read as the user
         with one argv, never a shell string: a missing or unreadable log gives ""."""
-        async with self._turn(user):
-            result = await self.transport.run(["tail", "-n", str(lines), "--", path], user=user)
+        result = await self.transport.run(["tail", "-n", str(lines), "--", path], user=user)
         return result.stdout if result.returncode == 0 else ""
 
     async def version(self) -> str:

@@ -135,6 +135,8 @@ def report_ended(url, token):
     """Tell the operator that Jupyter has exited, so that the job's end shows without waiting
     for the next poll. Best effort: the poll sees the end anyway."""
     for attempt in range(ENDED_TRIES):
+        if attempt:
+            time.sleep(attempt)
         try:
             with urllib.request.urlopen(post(f"{url}/ended", token, {}), timeout=ENDED_TIMEOUT):
                 say("told the operator that Jupyter exited")
@@ -144,7 +146,6 @@ def report_ended(url, token):
                 return  # e.g. 410: the notebook has ended already
         except (urllib.error.URLError, OSError):
             pass
-        time.sleep(attempt + 1)
 
 
 def wait_until_stopped(child, stop_at):

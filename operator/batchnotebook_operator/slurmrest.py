@@ -9,6 +9,7 @@ the same code (slurm_opt.c) that parses sbatch's options.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -24,7 +25,7 @@ import jwt
 import yarl
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .client import COMMANDS, LATENCY, SchedulerClient
+from .client import COMMANDS, LATENCY, SchedulerClient, notebook_turns
 from .errors import InvalidOptions, SchedulerUnavailable, SubmissionRefused
 from .kube import Kube
 from .model import Availability, JobState, JobStatus, PartitionLoad, QueuedJob, availability
@@ -444,6 +445,7 @@ class SlurmRestClient(SchedulerClient):
         self.home_directory = rest.get("homeDirectory", "")
         self.timeout = float(connection.get("commandTimeoutSeconds", 30))
         self.kube = kube
+        self.turns = asyncio.Semaphore(notebook_turns(spec))
         self._signer: TokenSigner | None = None
         self._session: aiohttp.ClientSession | None = None
 

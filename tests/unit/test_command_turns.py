@@ -1,8 +1,8 @@
-"""A burst of submissions runs a few at a time, and the poll's query never waits behind it."""
+"""A burst of notebooks reaches the scheduler a few at a time; the poll never waits behind it."""
 
 import asyncio
 
-from batchnotebook_operator.client import ClusterClient
+from batchnotebook_operator.client import ClusterClient, notebook_turns
 from batchnotebook_operator.transports import CommandResult
 
 
@@ -28,12 +28,16 @@ class SlowScheduler:
         pass
 
 
-async def test_submissions_take_turns_and_the_query_does_not_wait():
-    spec = {"scheduler": "slurm", "connection": {"type": "local", "parallelUserCommands": 3}}
+async def test_notebooks_take_turns_and_the_poll_does_not_wait():
+    spec = {"scheduler": "slurm", "parallelNotebookCommands": 3, "connection": {"type": "local"}}
     client = ClusterClient("turns", spec)
     client.transport = scheduler = SlowScheduler()
 
-    burst = [asyncio.create_task(client.submit("#!/bin/sh\n", "alice")) for _ in range(20)]
+    async def submit() -> str:  # as the create handler does
+        async with client.turns:
+            return await client.submit("#!/bin/sh\n", "alice")
+
+    burst = [asyncio.create_task(submit()) for _ in range(20)]
     await asyncio.sleep(0.1)
     assert scheduler.running == 3  # the other 17 wait their turn
     # The poll's query runs at once although every turn is taken.
@@ -43,3 +47,9 @@ async def test_submissions_take_turns_and_the_query_does_not_wait():
     job_ids = await asyncio.gather(*burst)
     assert sorted(job_ids, key=int) == [str(i) for i in range(1, 21)]
     assert scheduler.most == 3
+
+
+def test_over_ssh_some_channels_stay_free_for_the_poll():
+    assert notebook_turns({}) == 8
+    assert notebook_turns({"parallelNotebookCommands": 64}, channels=8) == 6
+    assert notebook_turns({"parallelNotebookCommands": 1}, channels=2) == 1

@@ -55,5 +55,11 @@ async def test_a_cluster_is_held_only_by_notebooks_the_api_server_still_has(kube
     assert registry.gone == {"uid-ghost", "uid-old"}  # a namesake is not the indexed notebook
 
     held = {"c": [*ghosts["c"], indexed("live", "uid-live")]}
-    with pytest.raises(kopf.TemporaryError, match=r"1 BatchNotebook.*ns/live"):
+    with pytest.raises(kopf.TemporaryError, match=r"still use this cluster: ns/live$"):
         await clusters.keep_while_in_use(name="c", notebooks_by_cluster=held)
+
+
+def test_ghosts_the_index_has_dropped_are_forgotten(kube):
+    registry.gone.update({"uid-ghost", "uid-dropped"})
+    clusters.forget_the_forgotten({"c": [indexed("ghost", "uid-ghost")]})
+    assert registry.gone == {"uid-ghost"}

@@ -26,18 +26,23 @@ def test_a_nudged_far_off_estimate_is_kept_and_a_real_move_is_written():
     assert kept_estimate(written, None) is None
 
 
+JUST_NOW = timestamp(dt.datetime.now(dt.UTC))
+A_MINUTE_AGO = timestamp(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
 NOTEBOOKS = [
     {"uid": "a", "status": {"phase": "Queued", "reportedPort": 8888}},
     {"uid": "b", "status": {"phase": "Ready", "reportedPort": 8888}},
     {"uid": "c", "status": {"phase": "Starting"}},
     {"uid": "d", "status": {"phase": "Cancelled", "reportedPort": 1}},
-    {"uid": "e", "status": {"phase": "Ready", "reportedPort": 1, "endReportedAt": "x"}},
-    {"uid": "f", "status": {"phase": "Completed", "endReportedAt": "x"}},
+]
+ENDED = [
+    {"uid": "e", "status": {"phase": "Ready", "reportedPort": 1, "endReportedAt": JUST_NOW}},
+    {"uid": "f", "status": {"phase": "Completed", "endReportedAt": JUST_NOW}},
+    {"uid": "g", "status": {"phase": "Stopping", "endReportedAt": A_MINUTE_AGO}},
 ]
 
 
-def test_reported_but_not_ready_and_ended_but_not_over_want_a_round():
-    assert wanting_a_round(NOTEBOOKS) == {("a", "reported"), ("e", "ended")}
+def test_reported_but_not_ready_and_just_ended_but_not_over_want_a_round():
+    assert wanting_a_round(NOTEBOOKS + ENDED) == {("a", "reported"), ("e", "ended")}
 
 
 class Stopped:
@@ -56,10 +61,10 @@ class Stopped:
 
 async def test_a_report_brings_the_round_forward_once():
     loop = asyncio.get_running_loop()
-    hurried: set[str] = set()
+    hurried: set[tuple[str, str]] = set()
     first = Stopped()
     await next_round(first, lambda: NOTEBOOKS, loop.time() + 30, loop.time(), hurried)
-    assert hurried == {("a", "reported"), ("e", "ended")} and first.waits == 0  # not in 30 s
+    assert hurried == {("a", "reported")} and first.waits == 0  # at once, not in 30 s
     # The same report does not hurry the next round: it waits until the round is due.
     second = Stopped()
     await next_round(second, lambda: NOTEBOOKS, loop.time() + 0.3, loop.time(), hurried)
@@ -67,3 +72,16 @@ async def test_a_report_brings_the_round_forward_once():
     # A notebook that is gone is forgotten.
     await next_round(Stopped(), lambda: [], loop.time(), loop.time(), hurried)
     assert hurried == set()
+
+
+async def test_an_end_brings_rounds_forward_until_the_scheduler_says_how_it_ended():
+    loop = asyncio.get_running_loop()
+    hurried: set[tuple[str, str]] = set()
+    for _ in range(2):  # the scheduler may still say "running" in the first round: ask again
+        rounds = Stopped()
+        await next_round(rounds, lambda: ENDED, loop.time() + 30, loop.time(), hurried)
+        assert rounds.waits == 0
+    over = [{"uid": "e", "status": {"phase": "Cancelled", "endReportedAt": JUST_NOW}}]
+    waited = Stopped()
+    await next_round(waited, lambda: over, loop.time() + 0.3, loop.time(), hurried)
+    assert waited.waits >= 1

@@ -22,6 +22,7 @@ from ..follow import (
     needs_log_tail,
     queue_place,
     queue_wait_exceeded,
+    seconds_between,
     unreachable,
     vanished,
     with_log_tail,
@@ -33,6 +34,7 @@ from ..registry import registry
 
 log = logging.getLogger(__name__)
 MIN_SECONDS_BETWEEN_POLLS = 1.0  # between two rounds' starts, however many reports come
+ENDED_FOLLOW_SECONDS = 10  # how long a job's word that Jupyter exited keeps rounds coming
 REPORT_CHECK_SECONDS = 0.1  # how often a waiting cluster looks for reports that need a round
 VERSION_CHECK_SECONDS = 3600
 DEFAULT_AVAILABILITY_INTERVAL_SECONDS = 60
@@ -42,6 +44,12 @@ PARALLEL_PATCHES = 16
 def followed(notebooks_by_cluster: kopf.Index, name: str) -> list[dict]:
     """A cluster's notebooks as kopf's index has them, less those known to be gone."""
     return [n for n in notebooks_by_cluster.get(name, []) if n["uid"] not in registry.gone]
+
+
+def forget_the_forgotten(notebooks_by_cluster: kopf.Index) -> None:
+    """A ghost kopf's index has dropped (an operator restart lists afresh) needs no filter."""
+    indexed = {n["uid"] for notebooks in notebooks_by_cluster.values() for n in notebooks}
+    registry.gone.intersection_update(indexed)
 
 
 async def still_there(notebook: dict) -> bool:
@@ -124,9 +132,13 @@ async def _settle(
     if overdue:
         try:
             await client.cancel([status["jobId"]], notebook["unixUser"])
-            transition = Transition({**transition.status, **overdue.status}, overdue.events)
         except SchedulerUnavailable as error:  # the next round tries again
             log.warning("cluster %s: cannot cancel overdue job: %s", client.name, error)
+        else:  # a job that never ran has no log to show
+            await _apply(
+                notebook, Transition({**transition.status, **overdue.status}, overdue.events), limit
+            )
+            return
     if needs_log_tail(status, transition):
         path = job_output_path(spec.get("jobOutput", "batchnotebook-%j.log"), status["jobId"])
         try:
@@ -222,11 +234,15 @@ async def snapshot(client: SchedulerClient, notebooks: list[dict]) -> dict:
     }
 
 
-def wanting_a_round(notebooks: Iterable[dict]) -> set[tuple[str, str]]:
+def wanting_a_round(
+    notebooks: Iterable[dict], moment: dt.datetime | None = None
+) -> set[tuple[str, str]]:
     """(uid, why) of each notebook whose job said something only the scheduler can confirm:
     "reported", its port came before any poll saw the job run (or while a round was writing the
     host), so only the next round's word on the execution host stands between it and Ready;
-    "ended", Jupyter exited, so the job is ending and the round tells how."""
+    "ended", Jupyter exited, so the job is ending and the round tells how (for ENDED_FOLLOW_SECONDS:
+    the scheduler may still show the job running, or completing, for a moment)."""
+    moment = moment or now()
     wanted = set()
     for n in notebooks:
         status = n["status"]
@@ -235,7 +251,8 @@ def wanting_a_round(notebooks: Iterable[dict]) -> set[tuple[str, str]]:
             continue
         if status.get("reportedPort") and phase != Phase.READY.value:
             wanted.add((n["uid"], "reported"))
-        if status.get("endReportedAt"):
+        ended = status.get("endReportedAt")
+        if ended and seconds_between(ended, moment) < ENDED_FOLLOW_SECONDS:
             wanted.add((n["uid"], "ended"))
     return wanted
 
@@ -250,15 +267,16 @@ async def next_round(
     """Wait until the next round is due, or bring it forward (not before `earliest`) when a job
     said something only a round can confirm (wanting_a_round): Jupyter usually listens within the
     interval that starts the job, and its Ready would otherwise wait for the rest of that
-    interval; an ended job would show as running for as long.  Each notebook brings a round
-    forward once for each, so one that never gets a host costs one extra query, not one a second;
-    reports arriving together share the round."""
+    interval; an ended job would show as running for as long.  A port report brings one round
+    forward, so one that never gets a host costs one extra query, not one a second; an end, a
+    round a second until the scheduler says how the job ended (a few seconds at most). Reports
+    arriving together share the round."""
     hurried.intersection_update(wanting_a_round(notebooks()))  # forget the done and the deleted
     while not stopped and (moment := time.monotonic()) < due:
         if moment >= earliest:
             waiting = wanting_a_round(notebooks()) - hurried
             if waiting:
-                hurried |= waiting
+                hurried |= {want for want in waiting if want[1] == "reported"}
                 return
         await stopped.wait(min(REPORT_CHECK_SECONDS, due - moment))
 
@@ -281,6 +299,7 @@ async def follow_cluster(
         while not stopped:
             client = registry.client(name, dict(spec))
             started = time.monotonic()
+            forget_the_forgotten(notebooks_by_cluster)
             count_phases(name, followed(notebooks_by_cluster, name))
             update: dict = {"observedGeneration": meta.get("generation")}
             answered = False
@@ -352,7 +371,8 @@ async def follow_cluster(
 async def keep_while_in_use(name: str, notebooks_by_cluster: kopf.Index, **_: Any) -> None:
     """A cluster goes only after its notebooks: deleting them cancels their jobs, which needs the
     cluster's connection and commands (like a PersistentVolumeClaim in use)."""
-    # Confirmed with the API server, a few at a time: the index may hold ghosts (registry.gone).
+    # Each confirmed with the API server (the index may hold ghosts, see registry.gone), up to
+    # five for the message.
     users: list[str] = []
     for notebook in followed(notebooks_by_cluster, name):
         if await still_there(notebook):
@@ -361,7 +381,7 @@ async def keep_while_in_use(name: str, notebooks_by_cluster: kopf.Index, **_: An
                 break
     if users:
         raise kopf.TemporaryError(
-            f"{len(followed(notebooks_by_cluster, name))} BatchNotebook(s) still use this "
-            f"cluster: {', '.join(users)}",
+            f"BatchNotebooks still use this cluster: {', '.join(users)}"
+            + (" and more" if len(users) == 5 else ""),
             delay=5,
         )

@@ -131,25 +131,26 @@ async def submit(
     # submits a second), not for each new notebook, which would triple a start burst's commands.
     attempted = bool(status.get("submitAttemptedAt")) or retry > 0 or reason != kopf.Reason.CREATE
     try:
-        existing = await client.find(tag) if attempted else None
-        if existing is not None:
-            job_id, how = existing.job_id, "found after a restart"
-        else:
-            if not status.get("submitAttemptedAt"):  # written before the submit, never after
-                await registry.kube.patch_notebook_status(
-                    namespace, name, {"submitAttemptedAt": timestamp()}
+        async with client.turns:
+            existing = await client.find(tag) if attempted else None
+            if existing is not None:
+                job_id, how = existing.job_id, "found after a restart"
+            else:
+                if not status.get("submitAttemptedAt"):  # written before the submit, never after
+                    await registry.kube.patch_notebook_status(
+                        namespace, name, {"submitAttemptedAt": timestamp()}
+                    )
+                script = job_script(
+                    cluster,
+                    client.scheduler,
+                    namespace=namespace,
+                    name=name,
+                    uid=uid,
+                    unix_user=spec["unixUser"],
+                    resources=resources,
+                    environment=environment,
                 )
-            script = job_script(
-                cluster,
-                client.scheduler,
-                namespace=namespace,
-                name=name,
-                uid=uid,
-                unix_user=spec["unixUser"],
-                resources=resources,
-                environment=environment,
-            )
-            job_id, how = await client.submit(script, spec["unixUser"]), "submitted"
+                job_id, how = await client.submit(script, spec["unixUser"]), "submitted"
     except SubmissionRefused as error:
         await fail(body, "SubmissionRefused", f"the scheduler refused the job: {error}")
     except InvalidOptions as error:
@@ -226,12 +227,13 @@ async def cancel(
     interval = cluster.get("pollIntervalSeconds", 10)
     try:
         tag = client.scheduler.job_name(uid)
-        job = await client.find(tag)
-        if job is None or job.state.ended:
-            logger.info("no job to cancel" if job is None else f"job {job.job_id} has ended")
-            return
-        await client.cancel([job.job_id], spec["unixUser"])
-        after = await client.find(tag)
+        async with client.turns:
+            job = await client.find(tag)
+            if job is None or job.state.ended:
+                logger.info("no job to cancel" if job is None else f"job {job.job_id} has ended")
+                return
+            await client.cancel([job.job_id], spec["unixUser"])
+            after = await client.find(tag)
         # COMPLETING: the scheduler has ended the job and is cleaning up after it.
         if after is None or after.state.ended or after.state is JobState.COMPLETING:
             await registry.kube.event(body, "Normal", "Cancelled", f"job {job.job_id} cancelled")

@@ -1,8 +1,10 @@
-"""The HTTP endpoint jobs report their port to, plus /metrics, /healthz and /readyz.
+"""The HTTP endpoints jobs report to, plus /metrics, /healthz and /readyz.
 
-A report has a fixed schema ({"host", "port"}), is authenticated with the notebook's own report
-token, and its host must be the one the scheduler says the job runs on. Nothing else in the body
-is read, so a job can never set anything but its port (batchspawner's setattr flaw).
+A port report has a fixed schema ({"host", "port"}), is authenticated with the notebook's own
+report token, and its host must be the one the scheduler says the job runs on. Nothing else in
+the body is read, so a job can never set anything but its port (batchspawner's setattr flaw).
+An end report (same token, no body read) only brings the cluster's next poll forward: the phase
+is still the scheduler's word.
 """
 
 from __future__ import annotations

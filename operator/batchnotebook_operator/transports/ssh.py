@@ -151,6 +151,7 @@ class SSHTransport:
         self.where = f"{self.username}@{self.host}:{self.port}"
         self._connection: asyncssh.SSHClientConnection | None = None
         self._connecting = asyncio.Lock()
+        self.channels = MAX_CHANNELS
         self._channels = asyncio.Semaphore(MAX_CHANNELS)
         self._failures = 0
         self._retry_at = 0.0
