@@ -251,10 +251,15 @@ def run(kubeconfig: Path, settings: Settings, n: int) -> dict:
             list(pool.map(create, names))
         started_cap = min(n, settings.max_running)
         try:
+            # The burst ends when the running cap is Ready and every notebook is submitted (those
+            # above the cap wait in the queue); only then is the steady state measured.
             wait_for(
-                lambda: watch.count({"Ready"} | TERMINAL) >= started_cap,
+                lambda: (
+                    watch.count({"Ready"} | TERMINAL) >= started_cap
+                    and watch.count({"Queued", "Starting", "Ready"} | TERMINAL) >= n
+                ),
                 120 + 2 * n,
-                f"{started_cap} notebooks to be Ready",
+                f"{started_cap} notebooks to be Ready and all {n} submitted",
                 every=1,
             )
         except AssertionError as error:  # measured as it is: the notebooks that did start

@@ -130,16 +130,18 @@ async def submit(
     # (an operator killed between the submit and the status write adopts the job it finds, never
     # submits a second), not for each new notebook, which would triple a start burst's commands.
     attempted = bool(status.get("submitAttemptedAt")) or retry > 0 or reason != kopf.Reason.CREATE
+    if not status.get("submitAttemptedAt"):
+        # Written before the submit, never after; and before taking a turn, which it would
+        # otherwise hold for an API round trip while the burst waits.
+        await registry.kube.patch_notebook_status(
+            namespace, name, {"submitAttemptedAt": timestamp()}
+        )
     try:
         async with client.turns:
             existing = await client.find(tag) if attempted else None
             if existing is not None:
                 job_id, how = existing.job_id, "found after a restart"
             else:
-                if not status.get("submitAttemptedAt"):  # written before the submit, never after
-                    await registry.kube.patch_notebook_status(
-                        namespace, name, {"submitAttemptedAt": timestamp()}
-                    )
                 script = job_script(
                     cluster,
                     client.scheduler,
