@@ -35,6 +35,7 @@ from ..registry import registry
 log = logging.getLogger(__name__)
 MIN_SECONDS_BETWEEN_POLLS = 1.0  # between two rounds' starts, however many reports come
 ENDED_FOLLOW_SECONDS = 10  # how long a job's word that Jupyter exited keeps rounds coming
+TERMINAL_PHASES = frozenset(phase.value for phase in Phase if phase.terminal)
 REPORT_CHECK_SECONDS = 0.1  # how often a waiting cluster looks for reports that need a round
 VERSION_CHECK_SECONDS = 3600
 DEFAULT_AVAILABILITY_INTERVAL_SECONDS = 60
@@ -244,10 +245,10 @@ def wanting_a_round(
     the scheduler may still show the job running, or completing, for a moment)."""
     moment = moment or now()
     wanted = set()
-    for n in notebooks:
+    for n in notebooks:  # ten times a second over every notebook: kept cheap
         status = n["status"]
         phase = status.get("phase", "Pending")
-        if Phase(phase).terminal:
+        if phase in TERMINAL_PHASES:
             continue
         if status.get("reportedPort") and phase != Phase.READY.value:
             wanted.add((n["uid"], "reported"))
