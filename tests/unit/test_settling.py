@@ -26,23 +26,27 @@ def test_a_nudged_far_off_estimate_is_kept_and_a_real_move_is_written():
     assert kept_estimate(written, None) is None
 
 
-JUST_NOW = timestamp(dt.datetime.now(dt.UTC))
-A_MINUTE_AGO = timestamp(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
 NOTEBOOKS = [
     {"uid": "a", "status": {"phase": "Queued", "reportedPort": 8888}},
     {"uid": "b", "status": {"phase": "Ready", "reportedPort": 8888}},
     {"uid": "c", "status": {"phase": "Starting"}},
     {"uid": "d", "status": {"phase": "Cancelled", "reportedPort": 1}},
 ]
-ENDED = [
-    {"uid": "e", "status": {"phase": "Ready", "reportedPort": 1, "endReportedAt": JUST_NOW}},
-    {"uid": "f", "status": {"phase": "Completed", "endReportedAt": JUST_NOW}},
-    {"uid": "g", "status": {"phase": "Stopping", "endReportedAt": A_MINUTE_AGO}},
-]
+
+
+def ended() -> list[dict]:
+    """Notebooks whose launcher said Jupyter exited: just now (e, f) or a minute ago (g)."""
+    just_now = timestamp(dt.datetime.now(dt.UTC))
+    a_minute_ago = timestamp(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+    return [
+        {"uid": "e", "status": {"phase": "Ready", "reportedPort": 1, "endReportedAt": just_now}},
+        {"uid": "f", "status": {"phase": "Completed", "endReportedAt": just_now}},
+        {"uid": "g", "status": {"phase": "Stopping", "endReportedAt": a_minute_ago}},
+    ]
 
 
 def test_reported_but_not_ready_and_just_ended_but_not_over_want_a_round():
-    assert wanting_a_round(NOTEBOOKS + ENDED) == {("a", "reported"), ("e", "ended")}
+    assert wanting_a_round(NOTEBOOKS + ended()) == {("a", "reported"), ("e", "ended")}
 
 
 class Stopped:
@@ -77,11 +81,13 @@ async def test_a_report_brings_the_round_forward_once():
 async def test_an_end_brings_rounds_forward_until_the_scheduler_says_how_it_ended():
     loop = asyncio.get_running_loop()
     hurried: set[tuple[str, str]] = set()
+    notebooks = ended()
     for _ in range(2):  # the scheduler may still say "running" in the first round: ask again
         rounds = Stopped()
-        await next_round(rounds, lambda: ENDED, loop.time() + 30, loop.time(), hurried)
+        await next_round(rounds, lambda: notebooks, loop.time() + 30, loop.time(), hurried)
         assert rounds.waits == 0
-    over = [{"uid": "e", "status": {"phase": "Cancelled", "endReportedAt": JUST_NOW}}]
+    just_now = notebooks[0]["status"]["endReportedAt"]
+    over = [{"uid": "e", "status": {"phase": "Cancelled", "endReportedAt": just_now}}]
     waited = Stopped()
     await next_round(waited, lambda: over, loop.time() + 0.3, loop.time(), hurried)
     assert waited.waits >= 1
