@@ -82,7 +82,7 @@ def create_notebook(
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in env.items()},
         },
     )
-    custom.create_namespaced_custom_object(
+    notebook = custom.create_namespaced_custom_object(
         GROUP,
         VERSION,
         namespace,
@@ -99,6 +99,13 @@ def create_notebook(
                 "envSecretName": f"{name}-env",
             },
         },
+    )
+    # The operator uses only a Secret its notebook owns.
+    owner = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "BatchNotebook", "name": name}
+    core.patch_namespaced_secret(
+        f"{name}-env",
+        namespace,
+        {"metadata": {"ownerReferences": [{**owner, "uid": notebook["metadata"]["uid"]}]}},
     )
 
 

@@ -20,6 +20,9 @@ c.JupyterHub.cookie_secret_file = f"{env['STATE']}/jupyterhub_cookie_secret"
 c.JupyterHub.pid_file = f"{env['STATE']}/run/hub.pid"
 c.JupyterHub.cleanup_servers = False  # a hub restart keeps every server running
 c.JupyterHub.allow_named_servers = True
+# Queued spawns count against concurrent_spawn_limit for everyone: a few servers per user, of
+# which at most BatchNotebookSpawner.max_queued_per_user (default 3) may wait in a queue.
+c.JupyterHub.named_server_limit_per_user = 5
 
 # The proxy runs on its own (dev/hub.sh) so that it outlives hub restarts.
 c.ConfigurableHTTPProxy.should_start = False

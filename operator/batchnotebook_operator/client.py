@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -10,7 +12,8 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Histogram
 
-from .errors import SchedulerUnavailable
+from . import accounts, envfile
+from .errors import SchedulerUnavailable, SubmissionRefused
 from .kube import Kube
 from .model import Availability, JobStatus, availability
 from .schedulers import BACKENDS, Scheduler
@@ -51,14 +54,21 @@ class SchedulerClient(ABC):
     name: str
     scheduler: Scheduler
     turns: asyncio.Semaphore
+    #: Whether the job reads the server's environment from a file submit() stages (envfile.py),
+    #: rather than getting it from the scheduler.
+    environment_in_file = False
 
     @abstractmethod
-    async def submit(self, script: str, user: str) -> str:
-        """Submit as `user`; return the job id."""
+    async def submit(
+        self, script: str, user: str, *, environment: dict[str, str] | None = None, uid: str = ""
+    ) -> str:
+        """Submit as `user`, with the server's `environment` (its tokens) for notebook `uid`
+        given to the job beside the script, never in it; return the job id."""
 
     @abstractmethod
     async def query(self, tags: Iterable[str], job_ids: Iterable[str] = ()) -> dict[str, JobStatus]:
-        """Every job named by `tags` in one request, by tag."""
+        """Every job named by `tags` in one request, by job id: any user may give a job one of
+        our tags, so a job is only ever known by the id recorded at its submission."""
 
     @abstractmethod
     async def accounting(
@@ -83,18 +93,43 @@ class SchedulerClient(ABC):
     async def close(self) -> None:
         """Release connections."""
 
+    async def discard_environment(self, uid: str, user: str) -> None:
+        """Delete what submit() staged for notebook `uid` if the job never read it (best effort).
+        Nothing to do where the scheduler keeps the environment with the job."""
+        return None
+
     async def log_tail(self, path: str, user: str, lines: int = 20) -> str:
         """The last `lines` of a file the user can read, "" if it cannot be read. A client that
         reaches the scheduler only through its API has no way to read files."""
         return ""
 
-    async def find(self, tag: str) -> JobStatus | None:
-        """The job carrying `tag`, wherever the scheduler still knows it (queue or accounting)."""
-        queued = await self.query([tag])
-        if tag in queued:
-            return queued[tag]
-        remembered = [job for job in await self.accounting(tags=[tag]) if job.name == tag]
+    async def check_account(self, user: str) -> None:
+        """AccountRefused unless `user` may run notebooks here: the cluster's userMapping policy
+        (a client that can look accounts up checks the uid too)."""
+        accounts.check(getattr(self, "spec", {}), user)
+
+    async def find(
+        self, tag: str, owner: str, created: dt.datetime | None = None
+    ) -> JobStatus | None:
+        """A notebook's job known only by its tag (no id recorded: a crash came between the
+        submit and the status write), wherever the scheduler still knows it (queue or accounting):
+        only a job `owner` submitted after `created` counts (JobStatus.may_be_of)."""
+        queued = [j for j in (await self.query([tag])).values() if j.may_be_of(tag, owner, created)]
+        if queued:
+            return queued[-1]
+        remembered = [
+            job for job in await self.accounting(tags=[tag]) if job.may_be_of(tag, owner, created)
+        ]
         return remembered[-1] if remembered else None
+
+    async def job(self, job_id: str, tag: str, owner: str) -> JobStatus | None:
+        """The job recorded for a notebook, by its id, wherever the scheduler still knows it; a job
+        under that id owned by someone else is not ours (ids wrap around after years)."""
+        found = (await self.query([tag], [job_id])).get(job_id)
+        if found is None:
+            remembered = [j for j in await self.accounting(job_ids=[job_id]) if j.job_id == job_id]
+            found = remembered[-1] if remembered else None
+        return found if found is not None and found.user in ("", owner) else None
 
 
 def make_client(name: str, spec: dict, kube: Kube | None = None) -> SchedulerClient:
@@ -110,6 +145,8 @@ def make_client(name: str, spec: dict, kube: Kube | None = None) -> SchedulerCli
 class ClusterClient(SchedulerClient):
     """A scheduler's command-line tools, reached through a transport."""
 
+    environment_in_file = True
+
     def __init__(self, name: str, spec: dict, kube: Kube | None = None) -> None:
         self.name = name
         self.spec = spec
@@ -120,6 +157,7 @@ class ClusterClient(SchedulerClient):
         self.turns = asyncio.Semaphore(
             notebook_turns(spec, getattr(self.transport, "channels", None))
         )
+        self.uids: dict[str, int] = {}  # accounts found allowed: a uid does not change
 
     async def close(self) -> None:
         await self.transport.close()
@@ -151,10 +189,34 @@ class ClusterClient(SchedulerClient):
             )
         return result
 
-    async def submit(self, script: str, user: str) -> str:
-        """Submit as `user`; the script goes on stdin, never on the command line."""
-        result = await self._run("submit", user=user, stdin=script)
-        return self.scheduler.parse_submit(self.scheduler.check(result, refusal=True))
+    async def submit(
+        self, script: str, user: str, *, environment: dict[str, str] | None = None, uid: str = ""
+    ) -> str:
+        """Submit as `user`; the script goes on stdin, never on the command line. The server's
+        environment goes first, on stdin too, into the user's private file that the script
+        names (envfile.py): schedulers keep scripts where others may read them."""
+        if environment is not None:
+            staged = await self.transport.run(
+                envfile.write_argv(uid), user=user, stdin=envfile.content(environment)
+            )
+            if staged.returncode:
+                raise SubmissionRefused(
+                    f"cannot store the notebook's environment in {user}'s home: "
+                    f"{staged.stderr.strip()[:300]}"
+                )
+        try:
+            result = await self._run("submit", user=user, stdin=script)
+            return self.scheduler.parse_submit(self.scheduler.check(result, refusal=True))
+        except SubmissionRefused:
+            if environment is not None:
+                await self.discard_environment(uid, user)
+            raise
+
+    async def discard_environment(self, uid: str, user: str) -> None:
+        with contextlib.suppress(SchedulerUnavailable):
+            result = await self.transport.run(envfile.remove_argv(uid), user=user)
+            if result.returncode:
+                log.info("cluster %s: cannot delete %s's environment file %s", self.name, user, uid)
 
     async def query(self, tags: Iterable[str], job_ids: Iterable[str] = ()) -> dict[str, JobStatus]:
         """State of every job named by `tags` (ids given where known), in one command, by tag.
@@ -163,7 +225,7 @@ class ClusterClient(SchedulerClient):
         if not tags:
             return {}
         result = await self._run("query", tags=tags, job_ids=job_ids)
-        return {job.name: job for job in self.scheduler.parse_query(self.scheduler.check(result))}
+        return {job.job_id: job for job in self.scheduler.parse_query(self.scheduler.check(result))}
 
     async def accounting(
         self, *, job_ids: Iterable[str] = (), tags: Iterable[str] = ()
@@ -186,6 +248,21 @@ class ClusterClient(SchedulerClient):
         with one argv, never a shell string: a missing or unreadable log gives ""."""
         result = await self.transport.run(["tail", "-n", str(lines), "--", path], user=user)
         return result.stdout if result.returncode == 0 else ""
+
+    async def check_account(self, user: str) -> None:
+        """The policy, then the account's uid on the cluster (`id -u`, one argv, as the service
+        account): an account that does not exist or is a system one (uid < minUid) is refused
+        before anything runs as it."""
+        accounts.check(self.spec, user)
+        if user in self.uids:
+            return
+        result = await self.transport.run(["id", "-u", "--", user])
+        answer = result.stdout.strip()
+        uid = int(answer) if result.returncode == 0 and answer.isdigit() else None
+        refused = accounts.uid_refusal(self.spec, uid)
+        if refused:
+            raise accounts.AccountRefused(f"the Unix account {user!r} is refused: {refused}")
+        self.uids[user] = uid
 
     async def version(self) -> str:
         result = await self._run("version")

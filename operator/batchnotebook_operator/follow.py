@@ -6,7 +6,7 @@ Kept free of I/O so that every transition is unit-tested; the poller only applie
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .model import ENDED_PHASE, JobState, JobStatus, Phase, QueuePlace, condition, timestamp
 
@@ -17,6 +17,9 @@ VANISHED_AFTER_SECONDS = 120
 DEFAULT_WALLTIME_WARNING_SECONDS = 600
 # The job log's tail in a failure message: enough to show a traceback's end, bounded for the status.
 LOG_TAIL_CHARACTERS = 2000
+
+# Phases in which the hub may route to the job's host and port (Starting: a report may arrive).
+ROUTED_PHASES = (Phase.STARTING, Phase.READY, Phase.STOPPING)
 
 # A waiting notebook's place in its partition's queue, from the last availability snapshot.
 QUEUE_PLACE_FIELDS = ("queuePosition", "queueLength", "queuePartition")
@@ -132,8 +135,11 @@ def queue_wait_exceeded(
         + (f" ({reason})" if reason else "")
         + f", the profile allows {duration_text(max_wait_seconds)}; cancelled"
     )
-    return ended_by_operator(
-        status, "MaxQueueWait", message, f"job {status.get('jobId')}: {message}", generation
+    return replace(
+        ended_by_operator(
+            status, "MaxQueueWait", message, f"job {status.get('jobId')}: {message}", generation
+        ),
+        cancel_job=True,
     )
 
 
@@ -167,24 +173,32 @@ class Transition:
 
     status: dict = field(default_factory=dict)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    cancel_job: bool = False  # the operator ends the notebook: its job must not run on
 
     def __bool__(self) -> bool:
         return bool(self.status)
 
 
-def short_host(host: str) -> str:
-    return host.strip().lower().split(".")[0]
-
-
 def rewrite_host(host: str, rules: dict | None) -> str:
     suffix = (rules or {}).get("domainSuffix")
-    if suffix and host and "." not in host:
+    if suffix and host and "." not in host and ":" not in host:  # short names, not IPv6
         return host + suffix
     return host
 
 
+def same_host(exec_host: str, reported: str, rules: dict | None) -> bool:
+    """Whether a report names the scheduler's host: full names after hostRewrite, so `node01`
+    with domainSuffix `.cluster.example` is `node01.cluster.example`, and never
+    `node01.attacker.example`."""
+
+    def full(host: str) -> str:
+        return rewrite_host(host.strip(), rules).lower().rstrip(".")
+
+    return bool(exec_host and reported) and full(exec_host) == full(reported)
+
+
 def notebook_url(host: str, port: int) -> str:
-    return f"http://{host}:{port}"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _changed(status: dict, wanted: dict) -> dict:
@@ -196,11 +210,12 @@ def _worth_writing(status: dict, wanted: dict) -> dict:
     return {k: v for k, v in wanted.items() if v is not None or status.get(k) is not None}
 
 
-def ready_fields(status: dict, generation: int | None) -> dict:
-    """Fields that make a Starting notebook Ready, if its report matches the scheduler's host."""
+def ready_fields(status: dict, generation: int | None, host_rules: dict | None = None) -> dict:
+    """Fields that make a Starting notebook Ready, if its report matches the scheduler's host.
+    The URL is always built from the scheduler's host (execHost), never the report's."""
     host, port = status.get("execHost"), status.get("reportedPort")
     reported = status.get("reportedHost")
-    if not (host and port and reported) or short_host(host) != short_host(reported):
+    if not (host and port and reported) or not same_host(host, reported, host_rules):
         return {}
     return {
         "phase": Phase.READY.value,
@@ -266,14 +281,57 @@ def kept_estimate(written: str | None, estimate: dt.datetime | None) -> str | No
     return timestamp(estimate)
 
 
+# A notebook in these phases has no URL yet: a refused host keeps it from getting one.
+STARTING_PHASES = (Phase.PENDING, Phase.QUEUED, Phase.STARTING)
+
+
+def host_refused(
+    status: dict, job: JobStatus, host: str, reason: str, generation: int | None
+) -> Transition:
+    """A running job whose execution host the cluster's execHosts policy refuses: it stays
+    Starting without an execHost (so neither a poll nor a report can build a URL), the Ready
+    condition says why, and one Warning event tells it (again only if the host or reason
+    changes)."""
+    message = (
+        f"the scheduler says job {job.job_id} runs on {host}, which this cluster does not "
+        f"allow ({reason}); not routing there"
+    )
+    previous = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
+    conditions = condition(
+        status.get("conditions", []), "SchedulerReachable", True, "Answered", "", generation
+    )
+    conditions = condition(conditions, "Running", True, "JobRunning", f"on {host}", generation)
+    conditions = condition(conditions, "Ready", False, "HostRefused", message, generation)
+    wanted = NOT_IN_QUEUE | {
+        "phase": Phase.STARTING.value,
+        "schedulerState": job.raw_state,
+        "schedulerReason": job.reason,
+        "execHost": None,
+        "port": None,
+        "url": None,
+        "startedAt": status.get("startedAt") or timestamp(),
+        "expectedStartTime": None,
+        "message": message,
+    }
+    patch = _changed(status, _worth_writing(status, wanted))
+    if patch or conditions != status.get("conditions", []):
+        patch |= {"conditions": conditions, "lastSeenAt": timestamp()}
+    events = []
+    if (previous.get("reason"), previous.get("message")) != ("HostRefused", message):
+        events.append(("Warning", "HostRefused", message))
+    return Transition(patch, events)
+
+
 def from_job(
     status: dict,
     job: JobStatus,
     host_rules: dict | None = None,
     generation: int | None = None,
     walltime_warning_seconds: int = DEFAULT_WALLTIME_WARNING_SECONDS,
+    refused_hosts: dict[str, str] | None = None,
 ) -> Transition:
-    """The transition a notebook makes when the scheduler reports `job`."""
+    """The transition a notebook makes when the scheduler reports `job`. `refused_hosts`: the
+    execution hosts (after hostRewrite) the cluster's execHosts policy refuses, and why."""
     phase = Phase(status.get("phase", Phase.PENDING.value))
     conditions = condition(
         status.get("conditions", []), "SchedulerReachable", True, "Answered", "", generation
@@ -286,6 +344,19 @@ def from_job(
     events: list[tuple[str, str, str]] = []
     if phase.terminal or job.state is JobState.UNKNOWN:
         wanted.pop("lastSeenAt")
+    elif job.state is JobState.PENDING and phase in ROUTED_PHASES:
+        # Requeued, evicted or rerun: the host and port the hub routes to are free for anyone on
+        # that node to bind, so the route goes now, with the job (a new start would be a new
+        # server the user did not ask for).
+        message = (
+            f"the scheduler put job {job.job_id} back in the queue ({job.raw_state}"
+            + (f": {job.reason}" if job.reason else "")
+            + "); the server is stopped, start a new one"
+        )
+        return replace(
+            ended_by_operator(status, "JobRequeued", message, message, generation),
+            cancel_job=True,
+        )
     elif job.state is JobState.PENDING:
         expected = kept_estimate(status.get("expectedStartTime"), job.expected_start)
         wanted |= {
@@ -298,6 +369,11 @@ def from_job(
             events.append(("Normal", "Queued", f"job {job.job_id} waits: {job.reason}"))
     elif job.state in (JobState.RUNNING, JobState.COMPLETING):
         host = rewrite_host(job.exec_host, host_rules)
+        refusal = (refused_hosts or {}).get(host)
+        if refusal:  # never routed to, never written (hosts.py)
+            if job.state is JobState.RUNNING and phase in STARTING_PHASES:
+                return host_refused(status, job, host, refusal, generation)
+            host = ""  # a Ready notebook keeps the host its URL was built from
         wanted |= NOT_IN_QUEUE | {
             "execHost": host or status.get("execHost"),
             "startedAt": status.get("startedAt") or timestamp(),
@@ -315,7 +391,9 @@ def from_job(
                 conditions, "Running", True, "JobRunning", f"on {host}", generation
             )
         if phase is not Phase.READY and job.state is JobState.RUNNING:
-            ready = ready_fields({**status, **wanted, "conditions": conditions}, generation)
+            ready = ready_fields(
+                {**status, **wanted, "conditions": conditions}, generation, host_rules
+            )
             if ready:
                 conditions = ready.pop("conditions")
                 wanted |= ready
@@ -364,6 +442,23 @@ def from_job(
     else:
         patch.pop("lastSeenAt", None)  # nothing else changed: no write
     return Transition(patch, events)
+
+
+def withdrawn_route(status: dict, ending: Transition) -> Transition:
+    """What stays of an ending the operator could not carry out yet (the cancel did not reach the
+    scheduler; the next round tries again, Stopping being a routed phase): the hub stops routing
+    to the job at once, as a server that was Ready and is no longer."""
+    if Phase(status.get("phase") or Phase.PENDING.value) not in ROUTED_PHASES:
+        return Transition()
+    return Transition(
+        {
+            "phase": Phase.STOPPING.value,
+            "url": None,
+            "port": None,
+            "message": ending.status["message"],
+            "conditions": ending.status["conditions"],
+        }
+    )
 
 
 def unreachable(status: dict, message: str, generation: int | None = None) -> Transition:

@@ -7,7 +7,9 @@ When Jupyter has exited, the launcher says so at REPORT_URL/ended: the operator 
 scheduler at once instead of at its next poll (the scheduler's answer, not this word, decides).
 Environment: BATCHNOTEBOOK_REPORT_URL, BATCHNOTEBOOK_REPORT_TOKEN (removed before Jupyter starts);
 BATCHNOTEBOOK_STOP_AFTER (optional): seconds after which Jupyter gets SIGTERM, so that it shuts
-down cleanly before the scheduler kills the job at its walltime.
+down cleanly before the scheduler kills the job at its walltime; BATCHNOTEBOOK_ENV_FILE
+(optional): the private file holding the server's environment (its tokens, as a JSON object),
+which the launcher reads and deletes first of all (see envfile.py).
 """
 
 import json
@@ -27,6 +29,9 @@ REPORT_DEADLINE = 600  # seconds to keep trying to reach the operator
 ENDED_TRIES = 3  # the job is ending: a few quick tries, never holding it up for long
 ENDED_TIMEOUT = 5
 STOP_WAIT = 0.5  # seconds between two checks of the walltime deadline
+# Set when the scheduler runs a job a second time. Templates ask for no requeue, but slurmrestd
+# may keep a job requeueable: a notebook never starts twice (the hub would not know of it).
+RERUN_COUNTERS = ("SLURM_RESTART_COUNT",)
 
 
 def say(message):
@@ -162,7 +167,45 @@ def wait_until_stopped(child, stop_at):
     return child.wait(), False
 
 
+def staged_environment():
+    """The server's environment from the file the operator staged, which is deleted at once,
+    whether or not it could be read: the tokens stay on disk only until the job starts."""
+    path = os.environ.pop("BATCHNOTEBOOK_ENV_FILE", "")
+    if not path:
+        return {}
+    try:
+        with open(path) as file:
+            values = json.load(file)
+    except (OSError, ValueError) as error:
+        say(
+            f"cannot read the notebook's environment from {path}: {error} (the home directory "
+            "must be shared by login and compute nodes, and a job started twice finds it gone)"
+        )
+        return None
+    finally:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            say(f"cannot delete {path}: {error}")
+    if not isinstance(values, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+    ):
+        say(f"{path} does not hold a JSON object of strings")
+        return None
+    return values
+
+
 def main(command):
+    staged = staged_environment()
+    if staged is None:
+        return 1
+    os.environ.update(staged)
+    reruns = [name for name in RERUN_COUNTERS if os.environ.get(name, "0") not in ("", "0")]
+    if reruns:
+        say(f"the scheduler runs this job again ({reruns[0]}): a notebook is never started twice")
+        return 1
     url = os.environ.pop("BATCHNOTEBOOK_REPORT_URL")
     token = os.environ.pop("BATCHNOTEBOOK_REPORT_TOKEN")
     stop_after = os.environ.pop("BATCHNOTEBOOK_STOP_AFTER", "")

@@ -45,6 +45,11 @@ ENDED_PHASE = {
 }
 
 
+# How far the scheduler's clock may be behind the API server's when a submission is compared
+# with a notebook's creation.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
 @dataclass(frozen=True)
 class JobStatus:
     """One job as the scheduler reported it."""
@@ -59,6 +64,20 @@ class JobStatus:
     expected_start: dt.datetime | None = None
     exit_code: int | None = None
     ends_at: dt.datetime | None = None  # when the scheduler ends a running job (its walltime)
+    submitted_at: dt.datetime | None = None  # None: the scheduler's listing does not say
+
+    def may_be_of(self, tag: str, owner: str, created: dt.datetime | None) -> bool:
+        """Whether this job may be the one a notebook submitted, known only by its tag (after a
+        crash between the submit and the status write): anyone can name a job `bnb-<uid>`, but
+        only the notebook's own Unix user can own it, and not before the notebook existed."""
+        if self.name != tag or not owner or self.user != owner:
+            return False
+        # Clocks of the cluster and the API server differ a little.
+        return (
+            created is None
+            or self.submitted_at is None
+            or (self.submitted_at >= created - CLOCK_SKEW)
+        )
 
 
 def now() -> dt.datetime:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from . import accounts
 from .errors import InvalidOptions
 
 OPTION_KEYS = (
@@ -221,10 +222,10 @@ def split_options(options: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
 
 
 def unix_user_of(cluster_spec: dict, hub_user: str) -> str:
-    """The Unix account a hub user's jobs run as (the cluster's userMapping)."""
-    return (
-        cluster_spec.get("userMapping", {}).get("template", "{username}").format(username=hub_user)
-    )
+    """The Unix account a hub user's jobs run as (the cluster's userMapping); AccountRefused
+    (an InvalidOptions) when the mapping's policy denies it, e.g. the hub user `root`."""
+    template = (cluster_spec.get("userMapping") or {}).get("template", "{username}")
+    return accounts.check(cluster_spec, template.format(username=hub_user))
 
 
 def notebook_resources(cluster_name: str, cluster_spec: dict, notebook_spec: dict) -> Resources:

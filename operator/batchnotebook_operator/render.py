@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
+from . import envfile
 from .errors import InvalidOptions
 from .profiles import Resources
 
@@ -81,6 +82,9 @@ class JobRequest:
     python: str = "python3"
     prologue: str = ""
     output: str = "batchnotebook-%j.log"
+    #: The notebook uid whose environment file (envfile.py) the job reads; None when the
+    #: scheduler hands the job its environment some other way.
+    environment_file: str | None = None
 
 
 @functools.lru_cache(maxsize=64)
@@ -96,6 +100,8 @@ def render(template: str, request: JobRequest) -> str:
     exports = "\n".join(
         f"export {key}={shlex.quote(value)}" for key, value in sorted(request.environment.items())
     )
+    if request.environment_file is not None:
+        exports += "\n" + envfile.script_lines(request.environment_file)
     launch = " ".join(shlex.quote(part) for part in [request.python, "-", *request.jupyter_command])
     resources_ = request.resources
     context = {
@@ -125,8 +131,27 @@ def render(template: str, request: JobRequest) -> str:
         raise InvalidOptions(f"the cluster's job template does not render: {error}") from error
 
 
+def callback_problem(cluster: dict) -> str:
+    """Why jobs must not report to the cluster's callbackURL ("" if they may): the report carries
+    the notebook's token, so plain http is refused unless the site says it accepts it."""
+    url = str(cluster.get("callbackURL", ""))
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme == "https" or (scheme == "http" and cluster.get("allowInsecureCallback", False)):
+        return ""
+    if scheme == "http":
+        return (
+            f"callbackURL {url} is plain http: jobs would send the notebook's token unencrypted. "
+            "Use https, or set spec.allowInsecureCallback: true if the site accepts that"
+        )
+    return f"callbackURL {url!r} is not an https URL"
+
+
 def report_url(cluster: dict, namespace: str, name: str) -> str:
-    """Where a notebook's job reports its port."""
+    """Where a notebook's job reports its port. Raises InvalidOptions for a callbackURL jobs must
+    not use."""
+    problem = callback_problem(cluster)
+    if problem:
+        raise InvalidOptions(problem)
     return f"{cluster['callbackURL'].rstrip('/')}/v1/report/{namespace}/{name}"
 
 
@@ -139,12 +164,14 @@ def job_script(
     uid: str,
     unix_user: str,
     resources: Resources,
-    environment: dict[str, str],
+    environment_file: bool = True,
 ) -> str:
     """The script the operator submits for a notebook (and `batchnotebook render` shows): the
-    cluster's template, or its scheduler's default, with the server's environment plus where to
-    report and when to stop."""
-    environment = {**environment, "BATCHNOTEBOOK_REPORT_URL": report_url(cluster, namespace, name)}
+    cluster's template, or its scheduler's default, with where to report and when to stop. No
+    value of the server's environment (its tokens) is in it: with `environment_file` the script
+    names the private file the client stages (envfile.py), without it the client gives the
+    scheduler the environment beside the script."""
+    environment = {"BATCHNOTEBOOK_REPORT_URL": report_url(cluster, namespace, name)}
     stop_after = stop_after_seconds(
         resources.walltime_seconds,
         cluster.get("stopBeforeWalltimeSeconds", DEFAULT_STOP_BEFORE_WALLTIME_SECONDS),
@@ -163,5 +190,6 @@ def job_script(
             python=cluster.get("python", "python3"),
             prologue=cluster.get("prologue", ""),
             output=cluster.get("jobOutput", "batchnotebook-%j.log"),
+            environment_file=uid if environment_file else None,
         ),
     )

@@ -25,6 +25,7 @@ import jwt
 import yarl
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from . import accounts
 from .client import COMMANDS, LATENCY, SchedulerClient, notebook_turns
 from .errors import InvalidOptions, SchedulerUnavailable, SubmissionRefused
 from .kube import Kube
@@ -104,6 +105,10 @@ OPTION_PROPERTIES = {
     "wckey": "wckey",
 }
 FLAG_PROPERTIES = {"hold": ("hold", True)}
+# Flags slurmrestd 22.05 does not apply, whose purpose is kept another way, so that the default
+# template works here too: --no-requeue (the job stays requeueable, but the launcher refuses to
+# run a job a second time).
+KEPT_OTHERWISE = frozenset({"no-requeue"})
 SHORT_OPTIONS = {
     "A": "account",
     "C": "constraint",
@@ -137,19 +142,31 @@ class Token:
 
 class TokenSigner:
     """HS256 JWTs as Slurm's auth/jwt reads them (`sun` = user, `iat`, `exp`), one per user,
-    reused until RENEW_AFTER of their lifetime has passed."""
+    reused until RENEW_AFTER of their lifetime has passed. A token is a login as that user: none
+    is ever signed for a name the cluster's userMapping denies (root, the scheduler's admin),
+    except the query user's own, which only the client's listings use."""
 
     def __init__(
-        self, key: bytes, lifetime_seconds: int, clock: Callable[[], float] = time.time
+        self,
+        key: bytes,
+        lifetime_seconds: int,
+        clock: Callable[[], float] = time.time,
+        *,
+        cluster_spec: dict | None = None,
+        query_user: str = accounts.DEFAULT_QUERY_USER,
     ) -> None:
         if not key:
             raise ValueError("the JWT key is empty")
         self.key = key
         self.lifetime = lifetime_seconds
         self.clock = clock
+        self.cluster_spec = cluster_spec or {}
+        self.query_user = query_user
         self._tokens: dict[str, Token] = {}
 
     def token(self, user: str) -> str:
+        if user != self.query_user:
+            accounts.check(self.cluster_spec, user)  # AccountRefused: no token at all
         now = self.clock()
         cached = self._tokens.get(user)
         if cached is None or now >= cached.renew_at:
@@ -200,6 +217,8 @@ def job_properties(arguments: list[str]) -> dict[str, Any]:
             value = argument[2:] or None
         else:
             raise InvalidOptions(f"#SBATCH {argument}: not an option")
+        if name in KEPT_OTHERWISE and value is None:
+            continue
         if name in FLAG_PROPERTIES:
             if value is not None:
                 raise InvalidOptions(f"#SBATCH --{name} takes no value")
@@ -254,6 +273,13 @@ def _accounting_exit_code(exit_code: Any, state: JobState) -> int | None:
     return None if code == 0 and state is JobState.FAILED else code
 
 
+def _epoch(value: Any) -> dt.datetime | None:
+    """Slurm's seconds since the epoch; 0 or absent: not known."""
+    if isinstance(value, int) and value > 0:
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    return None
+
+
 def parse_jobs(answer: dict) -> Iterator[JobStatus]:
     """Every job of `GET /slurm/<version>/jobs` (or `/job/<id>`)."""
     for job in answer.get("jobs") or []:
@@ -275,6 +301,7 @@ def parse_jobs(answer: dict) -> Iterator[JobStatus]:
             if pending and isinstance(start, int) and start > 0
             else None,
             exit_code=_wait_status_exit_code(job.get("exit_code")) if state.ended else None,
+            submitted_at=_epoch(job.get("submit_time")),
         )
 
 
@@ -297,6 +324,7 @@ def parse_accounting(answer: dict) -> Iterator[JobStatus]:
             else _text(job_state.get("reason") if isinstance(job_state, dict) else ""),
             exec_host="" if nodes == "None assigned" else first_exec_host(nodes),
             exit_code=_accounting_exit_code(job.get("exit_code"), state),
+            submitted_at=_epoch((job.get("time") or {}).get("submission")),
         )
 
 
@@ -441,7 +469,7 @@ class SlurmRestClient(SchedulerClient):
         self.key_secret = key_secret.get("name", "")
         self.key_name = key_secret.get("key", "jwt_hs256.key")
         self.token_lifetime = int(rest.get("tokenLifetimeSeconds", 1800))
-        self.query_user = rest.get("queryUser", "slurm")
+        self.query_user = rest.get("queryUser", accounts.DEFAULT_QUERY_USER)
         self.home_directory = rest.get("homeDirectory", "")
         self.timeout = float(connection.get("commandTimeoutSeconds", 30))
         self.kube = kube
@@ -471,7 +499,12 @@ class SlurmRestClient(SchedulerClient):
                 ) from error
             if not values.get(self.key_name):
                 raise SchedulerUnavailable(f"{where} has no JWT key {self.key_name!r}")
-            self._signer = TokenSigner(values[self.key_name], self.token_lifetime)
+            self._signer = TokenSigner(
+                values[self.key_name],
+                self.token_lifetime,
+                cluster_spec=self.spec,
+                query_user=self.query_user,
+            )
         return self._signer
 
     def session(self) -> aiohttp.ClientSession:
@@ -536,8 +569,14 @@ class SlurmRestClient(SchedulerClient):
 
     # -- what the handlers use --------------------------------------------------------------
 
-    def job_for(self, script: str, user: str) -> dict[str, Any]:
-        """The submit request's `job`: the script's own options, and where it starts."""
+    def job_for(
+        self, script: str, user: str, environment: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """The submit request's `job`: the script's own options, where it starts, and the
+        server's `environment` (its tokens): in the job's environment, never in the script.
+        Slurm keeps a job's environment readable by SlurmUser only (slurmctld's state files),
+        stores it in accounting only with AccountingStoreFlags=job_env, and shows it there
+        (`sacct --env-vars`) to the job's owner and administrators only."""
         properties = job_properties(script_directives(script))
         if not self.home_directory:
             raise InvalidOptions(
@@ -546,12 +585,21 @@ class SlurmRestClient(SchedulerClient):
             )
         home = self.home_directory.replace("{user}", user)
         properties.setdefault("current_working_directory", home)
-        properties["environment"] = {"PATH": JOB_PATH, "HOME": home, "USER": user, "LOGNAME": user}
+        properties["environment"] = {
+            "PATH": JOB_PATH,
+            "HOME": home,
+            "USER": user,
+            "LOGNAME": user,
+            **(environment or {}),
+        }
         return properties
 
-    async def submit(self, script: str, user: str) -> str:
+    async def submit(
+        self, script: str, user: str, *, environment: dict[str, str] | None = None, uid: str = ""
+    ) -> str:
         """Submit as `user`, with `user`'s token: the job runs as that user."""
-        job = self.job_for(script, user)
+        accounts.check(self.spec, user)  # the query user's token signs no job
+        job = self.job_for(script, user, environment)
         answer = await self._call(
             "submit",
             "POST",
@@ -567,7 +615,7 @@ class SlurmRestClient(SchedulerClient):
         raise SubmissionRefused(answer.message())
 
     async def query(self, tags: Iterable[str], job_ids: Iterable[str] = ()) -> dict[str, JobStatus]:
-        """State of every job named by `tags`, by tag: one listing of all jobs (slurmrestd
+        """State of every job named by `tags`, by job id: one listing of all jobs (slurmrestd
         cannot filter by name), read with queryUser's token. `job_ids` is not needed."""
         wanted = set(tags)
         if not wanted:
@@ -576,7 +624,7 @@ class SlurmRestClient(SchedulerClient):
         body = self._expect(answer)
         if not isinstance(body.get("jobs"), list):
             raise SchedulerUnavailable(f"slurmrestd {answer.request}: no job list in the answer")
-        return {job.name: job for job in parse_jobs(body) if job.name in wanted}
+        return {job.job_id: job for job in parse_jobs(body) if job.name in wanted}
 
     async def accounting(
         self, *, job_ids: Iterable[str] = (), tags: Iterable[str] = ()

@@ -29,6 +29,7 @@ from batchnotebook_operator import (
 from batchnotebook_operator.errors import InvalidOptions
 from batchnotebook_operator.follow import progress_message
 from batchnotebook_operator.model import Phase, now
+from batchnotebook_operator.notebook_secret import own_secret_name
 from batchnotebook_operator.profiles import (
     find_profile,
     for_groups,
@@ -41,7 +42,7 @@ from kubernetes_asyncio.client import ApiException
 from kubespawner.clients import load_config, shared_client
 from kubespawner.slugs import multi_slug, safe_slug
 from tornado import web
-from traitlets import Dict, Float, Unicode, default
+from traitlets import Dict, Float, Integer, Unicode, default
 
 from .form import (
     options_from_form,
@@ -52,6 +53,7 @@ from .form import (
 )
 from .home import time_left_text
 from .pod import PodProfiles, PodServer, chosen_pod_profile, wants_pod
+from .queue_cap import queue_refusal, waiting_notebooks
 from .reflector import NotebookReflector
 
 PROGRESS = {  # phase → (percent, what the user is told while in it)
@@ -85,6 +87,13 @@ class BatchNotebookSpawner(Spawner):
         help="Profiles that run the server as a pod in this cluster through KubeSpawner, chosen "
         "with user_options {'pod': name}: [{name, display_name, description, groups, "
         "kubespawner_override}] (see pod.py)."
+    ).tag(config=True)
+
+    max_queued_per_user = Integer(
+        3,
+        help="Most servers of one user that may wait in a batch queue at once (not yet ready); "
+        "0 for no cap. Pending spawns count against the hub's concurrent_spawn_limit for "
+        "everyone, so one user's many named servers in a full partition would block all spawns.",
     ).tag(config=True)
 
     stop_timeout = Float(
@@ -139,6 +148,9 @@ class BatchNotebookSpawner(Spawner):
         return 5  # poll() reads the shared watch: no scheduler or API traffic
 
     _reflectors: ClassVar[dict[str, NotebookReflector]] = {}
+    # Per hub user, the BatchNotebooks whose start() runs here (they wait until Ready): counted
+    # with the watch's, which sees a new one only after it has been created.
+    _starting: ClassVar[dict[str, set[str]]] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -154,7 +166,7 @@ class BatchNotebookSpawner(Spawner):
 
     @property
     def secret_name(self) -> str:
-        return f"{self.resource_name}-env"
+        return own_secret_name(self.resource_name)  # the only Secret the operator accepts
 
     @property
     def labels(self) -> dict[str, str]:
@@ -243,6 +255,26 @@ class BatchNotebookSpawner(Spawner):
             self.pod_server = PodServer(self, chosen_pod_profile(self, options))
             return await self.pod_server.start(self)
         spec = await self.validated_spec()  # before anything is created
+        await self._take_queue_place()
+        try:
+            return await self._start_notebook(spec)
+        finally:
+            self._starting.get(self.user.name, set()).discard(self.resource_name)
+
+    async def _take_queue_place(self) -> None:
+        """A 429 if the user already has max_queued_per_user servers waiting; else this server
+        counts as waiting until its start() ends. No await between the count and the taking:
+        simultaneous requests of one user are counted one after the other."""
+        reflector = await self.reflector()
+        waiting = waiting_notebooks(reflector.resources.values(), self.user.name)
+        waiting |= self._starting.get(self.user.name, set())
+        waiting.discard(self.resource_name)  # this server's own leftover goes anyway
+        refused = queue_refusal(len(waiting), self.max_queued_per_user)
+        if refused:
+            raise web.HTTPError(429, "Too many servers waiting: %s", refused)
+        self._starting.setdefault(self.user.name, set()).add(self.resource_name)
+
+    async def _start_notebook(self, spec: dict) -> str:
         await self._remove_leftovers()
         environment = {**self.get_env(), REPORT_TOKEN_KEY: secrets.token_urlsafe(32)}
         metadata = {"name": self.resource_name, "namespace": self.namespace, "labels": self.labels}
@@ -297,15 +329,21 @@ class BatchNotebookSpawner(Spawner):
         return await self._wait_ready(notebook["metadata"]["uid"])
 
     async def _wait_ready(self, uid: str) -> str:
+        seen = False
         while True:
             notebook = await self.notebook()
             if notebook is not None and notebook["metadata"]["uid"] == uid:
+                seen = True
                 status = notebook.get("status", {})
                 phase = status.get("phase")
                 if phase == Phase.READY.value and status.get("url"):
                     return status["url"]
                 if phase and Phase(phase).terminal:
                     await self._start_failed(status)
+            elif seen:
+                # Deleted while waiting (a cancelled spawn: the hub does not cancel start()):
+                # stop waiting, so that it no longer counts as a server in the queue.
+                raise web.HTTPError(500, "The server was stopped before it was ready")
             await asyncio.sleep(0.5)
 
     async def _start_failed(self, status: dict) -> None:
@@ -319,7 +357,8 @@ class BatchNotebookSpawner(Spawner):
             ),
             "",
         )
-        code = 400 if reason in ("SubmissionRefused", "InvalidSpec") else 500
+        refusals = ("SubmissionRefused", "InvalidSpec", "AccountRefused", "SecretNotOwned")
+        code = 400 if reason in refusals else 500
         raise web.HTTPError(code, "The server could not start: %s", status.get("message"))
 
     async def _remove_leftovers(self) -> None:
@@ -346,6 +385,11 @@ class BatchNotebookSpawner(Spawner):
                 )
                 await self._delete_notebook()
             return status.get("exitCode") or (0 if phase is Phase.COMPLETED else 1)
+        if status.get("readyAt") and phase is not Phase.READY:
+            # Was Ready and is no longer (its job went back to the queue, or is ending): the host
+            # and port the proxy routes to may be anyone's now.
+            self.log.info("%s no longer ready: %s", self.resource_name, status.get("message"))
+            return 1
         return None
 
     async def _delete_notebook(self) -> None:

@@ -117,6 +117,8 @@ def cluster_spec(**overrides) -> dict:
     spec = {
         "scheduler": "slurm",
         "callbackURL": f"http://127.0.0.1:{OPERATOR_PORT}",
+        "allowInsecureCallback": True,  # the report never leaves this machine
+        "execHosts": {"allowLoopback": True},  # the jobs run on this machine
         "pollIntervalSeconds": 2,
         "python": JOB_PYTHON,
         "jupyterCommand": [JOB_PYTHON, "-c", STAND_IN],
@@ -174,6 +176,13 @@ def make_cluster(custom):
                 raise
 
 
+def owned_by(notebook: dict) -> dict:
+    """The patch that gives a notebook's Secret to it, as the spawner does."""
+    meta = notebook["metadata"]
+    owner = {"apiVersion": notebook["apiVersion"], "kind": "BatchNotebook"}
+    return {"metadata": {"ownerReferences": [{**owner, "name": meta["name"], "uid": meta["uid"]}]}}
+
+
 @pytest.fixture
 def make_notebook(custom, core, namespace):
     """Creates a Secret and a BatchNotebook the way the spawner does; deletes them afterwards
@@ -205,7 +214,7 @@ def make_notebook(custom, core, namespace):
             **spec_overrides,
         }
         created.append(name)
-        return custom.create_namespaced_custom_object(
+        notebook = custom.create_namespaced_custom_object(
             GROUP,
             VERSION,
             namespace,
@@ -217,6 +226,9 @@ def make_notebook(custom, core, namespace):
                 "spec": spec,
             },
         )
+        # The operator uses only a Secret its notebook owns.
+        core.patch_namespaced_secret(f"{name}-env", namespace, owned_by(notebook))
+        return notebook
 
     yield make
     for name in created:

@@ -40,14 +40,15 @@ CHART_OPERATOR_PORT = int(
 )
 CALLBACK = {"callbackURL": f"http://127.0.0.1:{CHART_OPERATOR_PORT}"}
 
-# Two releases, one per RBAC flavour, each with its own operator and hub namespaces.
+# Two releases, one per RBAC flavour, each with its own operator, hub and notebook namespaces:
+# the default layout (the chart creates <hub>-notebooks), and one made beforehand.
 RELEASES = {
     "cluster": {
         "release": "bnb",
         "namespace": "bnb-system",
         "hub_namespace": "hub",
+        "notebook_namespace": "hub-notebooks",
         "values": {
-            "notebookNamespaces": ["hub"],
             "hub": {"namespace": "hub", "rbac": {"kubeSpawner": True}},
             "secrets": {"sshKeys": ["hpc-ssh"], "jwtKeys": ["hpc-jwt"]},
             "clusters": {"site": cluster_spec(**CALLBACK)},
@@ -57,10 +58,12 @@ RELEASES = {
         "release": "bnb-ns",
         "namespace": "bnb-ns-system",
         "hub_namespace": "hub2",
+        "notebook_namespace": "hub2-notebooks",
         "values": {
             "rbac": {"scope": "namespace"},
             "crds": {"install": False},  # the other release owns them
-            "notebookNamespaces": ["hub2"],
+            "notebookNamespaces": ["hub2-notebooks"],
+            "createNotebookNamespaces": False,  # `kubectl create namespace` beforehand
             "hub": {"namespace": "hub2"},
             "secrets": {"sshKeys": ["hpc-ssh"]},
         },
@@ -174,6 +177,18 @@ def kubeconfig(tools):
         kubectl("create", "namespace", spec["hub_namespace"])
         # Zero to JupyterHub creates the hub's ServiceAccount; our chart only binds it.
         kubectl("create", "serviceaccount", HUB_SA, "-n", spec["hub_namespace"])
+        # The hub's own Secrets (Zero to JupyterHub's `hub`: cookie secret, proxy token).
+        kubectl(
+            "create",
+            "secret",
+            "generic",
+            "hub",
+            "-n",
+            spec["hub_namespace"],
+            "--from-literal=hub.config.CryptKeeper.keys=k",
+        )
+        if spec["values"].get("createNotebookNamespaces") is False:
+            kubectl("create", "namespace", spec["notebook_namespace"])
     kubectl("create", "namespace", OTHER_NAMESPACE)
     yield PLANE / "kubeconfig"
     run(REPO / "dev/controlplane.sh", "stop", PLANE)
@@ -209,8 +224,8 @@ def flavour(request, releases):
 
 @pytest.fixture(scope="module")
 def namespace(flavour):
-    """Where make_notebook puts notebooks: the flavour's hub namespace."""
-    return RELEASES[flavour]["hub_namespace"]
+    """Where make_notebook puts notebooks: the flavour's notebook namespace."""
+    return RELEASES[flavour]["notebook_namespace"]
 
 
 class ChartOperator(Operator):
@@ -283,6 +298,40 @@ def test_values_schema_refuses_unknown_scope_and_keys(kubeconfig):
         assert result.returncode != 0 and "values don't meet the specifications" in result.stderr
 
 
+def test_notebooks_never_share_the_hubs_namespace(kubeconfig):
+    """The operator may read Secrets where notebooks are: the hub's namespace, with the hub's
+    own Secrets, is refused, whether named outright or reached through hub.namespace."""
+    for options in (
+        ["--set", "hub.namespace=hub", "--set", "notebookNamespaces={hub-notebooks,hub}"],
+        ["--namespace", "jupyterhub", "--set", "notebookNamespaces={jupyterhub}"],
+    ):
+        result = helm("template", "x", CHART, *options, check=False)
+        assert result.returncode != 0 and "must not include the hub's namespace" in result.stderr
+    documents = [
+        d for d in yaml.safe_load_all(helm("template", "x", CHART, "-n", "jh").stdout) if d
+    ]
+    (created,) = [d["metadata"] for d in documents if d["kind"] == "Namespace"]
+    assert created["name"] == "jh-notebooks"
+    assert created["annotations"]["helm.sh/resource-policy"] == "keep"
+    placed = {
+        d["metadata"].get("namespace") for d in documents if d["kind"] in ("Role", "RoleBinding")
+    }
+    assert placed == {"jh", "jh-notebooks"}  # the operator's own events and named Secrets in jh
+    roles = {
+        (d["metadata"]["name"], d["metadata"]["namespace"]): d["rules"]
+        for d in documents
+        if d["kind"] == "Role"
+    }
+    assert set(roles) == {
+        ("x-batchnotebook-operator", "jh-notebooks"),
+        ("x-batchnotebook-operator-self", "jh"),
+        ("x-batchnotebook-hub", "jh-notebooks"),
+    }
+    assert not any(
+        "secrets" in rule["resources"] for rule in roles[("x-batchnotebook-operator-self", "jh")]
+    )
+
+
 def test_rendered_crds_are_the_repository_crds_with_the_keep_policy(kubeconfig):
     rendered = {d["metadata"]["name"]: d for d in render("cluster") if d["kind"].startswith("Cus")}
     source = {}
@@ -346,7 +395,7 @@ def test_install_creates_crds_clusters_and_a_locked_down_deployment(releases):
     ][0]
     assert namespaced["spec"]["template"]["spec"]["containers"][0]["args"][2:] == [
         "--namespace",
-        "hub2",
+        "hub2-notebooks",
         "--log-format",
         "full",
     ]
@@ -358,64 +407,91 @@ def test_install_creates_crds_clusters_and_a_locked_down_deployment(releases):
 OPERATOR = "system:serviceaccount:bnb-system:bnb-batchnotebook-operator"
 NS_OPERATOR = "system:serviceaccount:bnb-ns-system:bnb-ns-batchnotebook-operator"
 HUB = "system:serviceaccount:hub:hub"
+HUB2 = "system:serviceaccount:hub2:hub"
+NOTEBOOKS, NOTEBOOKS2 = "hub-notebooks", "hub2-notebooks"
 BNB, BCL = "batchnotebooks.batchnotebook.dev", "batchclusters.batchnotebook.dev"
 
 CAN_I = [
     # (who, verb, resource[/name] [--subresource=...], namespace: "*" all, "" cluster, allowed)
     (OPERATOR, "watch", BNB, "*", True),
-    (OPERATOR, "patch", BNB, "hub", True),
-    (OPERATOR, "patch", f"{BNB} --subresource=status", "hub", True),
+    (OPERATOR, "patch", BNB, NOTEBOOKS, True),
+    (OPERATOR, "patch", f"{BNB} --subresource=status", NOTEBOOKS, True),
     (OPERATOR, "watch", BCL, "", True),
+    (OPERATOR, "get", BCL, "", True),  # a report's check of hostRewrite and execHosts
     (OPERATOR, "patch", f"{BCL} --subresource=status", "", True),
-    (OPERATOR, "get", "secrets", "hub", True),
+    (OPERATOR, "get", "secrets", NOTEBOOKS, True),  # the env Secret a notebook names
     (OPERATOR, "get", "secrets/hpc-ssh", "bnb-system", True),
     (OPERATOR, "get", "secrets/hpc-jwt", "bnb-system", True),
-    (OPERATOR, "create", "events", "hub", True),
+    (OPERATOR, "create", "events", NOTEBOOKS, True),
     (OPERATOR, "create", "events", "bnb-system", True),
     (OPERATOR, "list", "secrets", "*", False),
+    (OPERATOR, "list", "secrets", NOTEBOOKS, False),
+    # None of the hub's own Secrets (cookie secret, proxy token, database password).
+    (OPERATOR, "get", "secrets", "hub", False),
+    (OPERATOR, "get", "secrets/hub", "hub", False),
     (OPERATOR, "list", "secrets", "hub", False),
     (OPERATOR, "get", "secrets", OTHER_NAMESPACE, False),
     (OPERATOR, "get", "secrets/another", "bnb-system", False),
-    (OPERATOR, "create", "secrets", "hub", False),
-    (OPERATOR, "create", BNB, "hub", False),
-    (OPERATOR, "delete", BNB, "hub", False),
+    (OPERATOR, "create", "secrets", NOTEBOOKS, False),
+    (OPERATOR, "create", BNB, NOTEBOOKS, False),
+    (OPERATOR, "delete", BNB, NOTEBOOKS, False),
     (OPERATOR, "create", BCL, "", False),
     (OPERATOR, "delete", BCL, "", False),
-    (OPERATOR, "delete", "pods", "hub", False),
+    (OPERATOR, "delete", "pods", NOTEBOOKS, False),
     (OPERATOR, "create", "pods", "bnb-system", False),
-    (OPERATOR, "get", "configmaps", "hub", False),
+    (OPERATOR, "get", "configmaps", NOTEBOOKS, False),
+    (OPERATOR, "create", "events", "hub", False),
     (OPERATOR, "create", "events", OTHER_NAMESPACE, False),
     (OPERATOR, "update", "customresourcedefinitions", "", False),
-    (NS_OPERATOR, "watch", BNB, "hub2", True),
-    (NS_OPERATOR, "get", "secrets", "hub2", True),
+    (NS_OPERATOR, "watch", BNB, NOTEBOOKS2, True),
+    (NS_OPERATOR, "get", "secrets", NOTEBOOKS2, True),
     (NS_OPERATOR, "get", "secrets/hpc-ssh", "bnb-ns-system", True),
     (NS_OPERATOR, "get", "secrets/hpc-jwt", "bnb-ns-system", False),
     (NS_OPERATOR, "watch", BCL, "", True),
     (NS_OPERATOR, "list", BNB, "*", False),
-    (NS_OPERATOR, "list", BNB, "hub", False),
+    (NS_OPERATOR, "list", BNB, NOTEBOOKS, False),
+    (NS_OPERATOR, "list", BNB, "hub2", False),
+    (NS_OPERATOR, "get", "secrets", "hub2", False),
     (NS_OPERATOR, "get", "secrets", "hub", False),
+    (NS_OPERATOR, "get", "secrets", NOTEBOOKS, False),
     (NS_OPERATOR, "watch", "customresourcedefinitions", "", True),
     (NS_OPERATOR, "watch", "namespaces", "", True),
-    (NS_OPERATOR, "get", "configmaps", "hub2", False),
-    (NS_OPERATOR, "create", "events", "hub", False),
+    (NS_OPERATOR, "get", "configmaps", NOTEBOOKS2, False),
+    (NS_OPERATOR, "create", "events", NOTEBOOKS, False),
     (OPERATOR, "list", "namespaces", "", False),
-    (HUB, "create", BNB, "hub", True),
-    (HUB, "watch", BNB, "hub", True),
-    (HUB, "delete", BNB, "hub", True),
-    (HUB, "create", "secrets", "hub", True),
-    (HUB, "patch", "secrets", "hub", True),
-    (HUB, "delete", "secrets", "hub", True),
+    (HUB, "create", BNB, NOTEBOOKS, True),
+    (HUB, "watch", BNB, NOTEBOOKS, True),
+    (HUB, "delete", BNB, NOTEBOOKS, True),
+    # Exactly the spawner's (and KubeSpawner's) calls on the Secrets it creates.
+    (HUB, "create", "secrets", NOTEBOOKS, True),
+    (HUB, "get", "secrets", NOTEBOOKS, True),
+    (HUB, "patch", "secrets", NOTEBOOKS, True),
+    (HUB, "delete", "secrets", NOTEBOOKS, True),
+    (HUB, "list", "secrets", NOTEBOOKS, False),
+    (HUB, "watch", "secrets", NOTEBOOKS, False),
+    (HUB, "update", "secrets", NOTEBOOKS, False),
+    (HUB, "list", "secrets", "*", False),
     (HUB, "list", BCL, "", True),
     (HUB, "get", BCL, "", True),
-    (HUB, "create", "pods", "hub", True),  # hub.rbac.kubeSpawner
+    (HUB, "create", "pods", NOTEBOOKS, True),  # hub.rbac.kubeSpawner
+    (HUB, "patch", BNB, NOTEBOOKS, False),  # the spawner never changes a notebook
+    # Nothing from this chart in the hub's own namespace (Zero to JupyterHub grants that).
+    (HUB, "create", BNB, "hub", False),
+    (HUB, "create", "secrets", "hub", False),
+    (HUB, "create", "pods", "hub", False),
     (HUB, "create", BNB, OTHER_NAMESPACE, False),
     (HUB, "get", "secrets", OTHER_NAMESPACE, False),
+    (HUB, "get", "secrets", NOTEBOOKS2, False),
     (HUB, "list", BNB, "*", False),
-    (HUB, "patch", f"{BNB} --subresource=status", "hub", False),
+    (HUB, "patch", f"{BNB} --subresource=status", NOTEBOOKS, False),
     (HUB, "patch", BCL, "", False),
     (HUB, "create", BCL, "", False),
     (HUB, "delete", BCL, "", False),
-    (HUB, "create", "pods", "hub2", False),
+    (HUB, "create", "pods", NOTEBOOKS2, False),
+    (HUB2, "create", "secrets", NOTEBOOKS2, True),
+    (HUB2, "list", "secrets", NOTEBOOKS2, False),
+    (HUB2, "create", "pods", NOTEBOOKS2, False),  # no hub.rbac.kubeSpawner there
+    (HUB2, "create", BNB, "hub2", False),
 ]
 
 
@@ -503,6 +579,12 @@ def test_operator_with_its_token_reads_its_named_ssh_key(
     assert "403" not in operator.log_path.read_text()
 
 
+def forbidden(call, *args) -> bool:
+    with pytest.raises(client.ApiException) as denied:
+        call(*args)
+    return denied.value.status == 403
+
+
 def test_hub_token_does_what_the_spawner_does_and_no_more(releases):
     hub_api = config.new_client_from_config(config_file=str(token_kubeconfig("hub", HUB_SA)))
     hub_core, hub_custom = client.CoreV1Api(hub_api), client.CustomObjectsApi(hub_api)
@@ -520,28 +602,68 @@ def test_hub_token_does_what_the_spawner_does_and_no_more(releases):
             "envSecretName": f"{name}-env",
         },
     }
-    hub_core.create_namespaced_secret("hub", secret)
-    hub_custom.create_namespaced_custom_object(GROUP, VERSION, "hub", "batchnotebooks", notebook)
-    hub_core.patch_namespaced_secret(f"{name}-env", "hub", {"metadata": {"labels": {"a": "b"}}})
-    listed = hub_custom.list_namespaced_custom_object(GROUP, VERSION, "hub", "batchnotebooks")
+    hub_core.create_namespaced_secret(NOTEBOOKS, secret)
+    hub_custom.create_namespaced_custom_object(
+        GROUP, VERSION, NOTEBOOKS, "batchnotebooks", notebook
+    )
+    hub_core.patch_namespaced_secret(f"{name}-env", NOTEBOOKS, {"metadata": {"labels": {"a": "b"}}})
+    assert hub_core.read_namespaced_secret(f"{name}-env", NOTEBOOKS).data == secret["data"]
+    listed = hub_custom.list_namespaced_custom_object(GROUP, VERSION, NOTEBOOKS, "batchnotebooks")
     assert name in {i["metadata"]["name"] for i in listed["items"]}
     clusters = hub_custom.list_cluster_custom_object(GROUP, VERSION, "batchclusters")
     assert "site" in {i["metadata"]["name"] for i in clusters["items"]}
     assert hub_custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", "site")
 
-    with pytest.raises(client.ApiException) as denied:
-        hub_custom.create_namespaced_custom_object(
-            GROUP, VERSION, OTHER_NAMESPACE, "batchnotebooks", notebook
-        )
-    assert denied.value.status == 403
-    with pytest.raises(client.ApiException) as denied:
-        hub_custom.patch_cluster_custom_object(
-            GROUP, VERSION, "batchclusters", "site", {"metadata": {"labels": {"a": "b"}}}
-        )
-    assert denied.value.status == 403
+    # Other users' Secrets cannot be enumerated, not even those the hub made.
+    assert forbidden(hub_core.list_namespaced_secret, NOTEBOOKS)
+    assert forbidden(hub_core.list_secret_for_all_namespaces)
+    assert forbidden(
+        hub_custom.create_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        OTHER_NAMESPACE,
+        "batchnotebooks",
+        notebook,
+    )
+    assert forbidden(
+        hub_custom.patch_cluster_custom_object,
+        GROUP,
+        VERSION,
+        "batchclusters",
+        "site",
+        {"metadata": {"labels": {"a": "b"}}},
+    )
 
-    hub_custom.delete_namespaced_custom_object(GROUP, VERSION, "hub", "batchnotebooks", name)
-    hub_core.delete_namespaced_secret(f"{name}-env", "hub")
+    hub_custom.delete_namespaced_custom_object(GROUP, VERSION, NOTEBOOKS, "batchnotebooks", name)
+    hub_core.delete_namespaced_secret(f"{name}-env", NOTEBOOKS)
+
+
+@pytest.mark.parametrize("flavour_name", list(RELEASES))
+def test_operator_token_cannot_read_the_hubs_own_secrets(releases, flavour_name):
+    """The attack: the operator's token (a compromised operator) after the hub's cookie secret."""
+    spec = RELEASES[flavour_name]
+    operator_api = config.new_client_from_config(
+        config_file=str(token_kubeconfig(*service_account(flavour_name)))
+    )
+    operator_core = client.CoreV1Api(operator_api)
+    assert forbidden(operator_core.read_namespaced_secret, "hub", spec["hub_namespace"])
+    assert forbidden(operator_core.list_namespaced_secret, spec["hub_namespace"])
+    assert forbidden(operator_core.list_namespaced_secret, spec["notebook_namespace"])
+    # What it is for: a notebook's env Secret, in the notebooks' namespace.
+    kubectl(
+        "create",
+        "secret",
+        "generic",
+        "nb-optoken-env",
+        "-n",
+        spec["notebook_namespace"],
+        "--from-literal=K=v",
+    )
+    try:
+        env = operator_core.read_namespaced_secret("nb-optoken-env", spec["notebook_namespace"])
+        assert env.data == {"K": base64.b64encode(b"v").decode()}
+    finally:
+        kubectl("delete", "secret", "nb-optoken-env", "-n", spec["notebook_namespace"])
 
 
 # ---- upgrade ---

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import shlex
+import pwd
 import subprocess
 import sys
 from pathlib import Path
@@ -58,18 +58,19 @@ def test_render_and_status_match_what_slurm_has(
     # The script exactly as Slurm stored it at submission.
     submitted = run("scontrol", "write", "batch_script", status["jobId"], "-").stdout
 
-    # For the notebook: the same script, byte for byte, but for the Secret's values.
+    # Slurm keeps no value of the notebook's Secret: the job read them from a private file in the
+    # user's home, which the launcher deleted before Jupyter started.
     secret = core.read_namespaced_secret(f"{name}-env", namespace).data
-    withheld = submitted
-    for key, value in secret.items():
-        real = f"export {key}={shlex.quote(base64.b64decode(value).decode())}\n"
-        assert real in withheld
-        placeholder = shlex.quote(f"<withheld: from Secret {namespace}/{name}-env>")
-        withheld = withheld.replace(real, f"export {key}={placeholder}\n")
+    for value in secret.values():
+        assert base64.b64decode(value).decode() not in submitted
+    home = pwd.getpwnam(nb["spec"]["unixUser"]).pw_dir
+    assert f'"/.batchnotebook/env/{uid}\n' in submitted
+    assert not (Path(home) / ".batchnotebook/env" / uid).exists()
+
+    # For the notebook: the same script, byte for byte.
     rendered = batchnotebook("render", "--notebook", name, "-n", namespace)
     assert rendered.returncode == 0, rendered.stderr
-    assert rendered.stdout == withheld
-    assert base64.b64decode(secret["BATCHNOTEBOOK_REPORT_TOKEN"]).decode() not in rendered.stdout
+    assert rendered.stdout == submitted
 
     # For a user and profile: what the same options give, but for the notebook's own name and uid.
     sample = batchnotebook(
@@ -85,9 +86,7 @@ def test_render_and_status_match_what_slurm_has(
     ]
     assert "#SBATCH --cpus-per-task=2" in directives(sample.stdout)
     assert sample.stdout.split("\nexec ", 1)[1] == submitted.split("\nexec ", 1)[1]
-    assert "export BATCHNOTEBOOK_REPORT_TOKEN='<withheld: from the notebook Secret>'" in (
-        sample.stdout
-    )
+    assert "/.batchnotebook/env/'<uid>'\n" in sample.stdout
 
     refused = batchnotebook("render", cluster, "small", "--set", "cpus=64")
     assert refused.returncode == 2 and refused.stdout == ""

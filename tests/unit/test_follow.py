@@ -48,7 +48,7 @@ def test_running_then_ready_when_report_matches():
     t = from_job({"phase": "Queued"}, job(JobState.RUNNING, exec_host="vm"))
     assert t.status["phase"] == "Starting" and t.status["execHost"] == "vm"
     assert conditions(t.status)["Running"] == "True"
-    status = {"phase": "Starting", **t.status, "reportedHost": "vm.local", "reportedPort": 8888}
+    status = {"phase": "Starting", **t.status, "reportedHost": "VM.", "reportedPort": 8888}
     ready = from_job(status, job(JobState.RUNNING, exec_host="vm"))
     assert ready.status["phase"] == "Ready" and ready.status["url"] == "http://vm:8888"
     assert conditions(ready.status)["Ready"] == "True"

@@ -140,14 +140,20 @@ def test_default_template_submits_itself_without_its_secrets(tmp_path):
     assert commands["request_gpus"] == "1" and commands["accounting_group"] == "phys"
     assert commands["output"] == "batchnotebook-$(ClusterId).log"
     assert commands["+BatchNotebook"] == '"batchnotebook:ns/nb"'
-    assert commands["periodic_remove"].endswith("JobCurrentStartDate > 3600")
+    assert commands["periodic_remove"] == (
+        "JobStatus == 1 && NumJobStarts > 0 || "
+        "JobStatus == 2 && time() - JobCurrentStartDate > 3600"
+    )
     assert not any("secret-token" in a for a in argv)
 
 
 def test_default_template_without_optional_resources(tmp_path):
     argv = submit_arguments(tmp_path, Resources(cpus=1))
     keys = {a.split("=", 1)[0] for a in argv if "=" in a}
-    assert not keys & {"request_memory", "request_gpus", "periodic_remove", "accounting_group"}
+    assert not keys & {"request_memory", "request_gpus", "accounting_group"}
+    # No walltime, but still never a second run after an eviction.
+    [remove] = [a for a in argv if a.startswith("periodic_remove=")]
+    assert remove == "periodic_remove=JobStatus == 1 && NumJobStarts > 0"
 
 
 def test_htcondor_reads_the_description_as_we_mean_it(tmp_path):

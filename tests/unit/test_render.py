@@ -18,8 +18,8 @@ def request(**overrides):
         resources=Resources(
             cpus=2, memory="4G", walltime="01:00:00", partition="debug", account="research"
         ),
-        environment={
-            "JUPYTERHUB_API_TOKEN": "secret-token",
+        environment={  # never a token: those stay out of scripts (test_secret_environment.py)
+            "BATCHNOTEBOOK_STOP_AFTER": "3480",
             "BATCHNOTEBOOK_REPORT_URL": "http://x",
         },
         jupyter_command=["/opt/jobenv/bin/jupyterhub-singleuser"],
@@ -40,13 +40,14 @@ def test_default_slurm_script():
         "#SBATCH --comment=batchnotebook:ns/nb",
         "#SBATCH --output=batchnotebook-%j.log",
         "#SBATCH --ntasks=1",
+        "#SBATCH --no-requeue",
         "#SBATCH --cpus-per-task=2",
         "#SBATCH --mem=4G",
         "#SBATCH --time=01:00:00",
         "#SBATCH --partition=debug",
         "#SBATCH --account=research",
     ]
-    assert "export JUPYTERHUB_API_TOKEN=secret-token" in script
+    assert "export BATCHNOTEBOOK_STOP_AFTER=3480" in script
     assert (
         "exec /opt/jobenv/bin/python - /opt/jobenv/bin/jupyterhub-singleuser "
         "<<'BATCHNOTEBOOK_LAUNCHER'" in script
@@ -93,3 +94,23 @@ def test_a_broken_admin_template_is_a_clear_error():
 def test_template_sandbox_blocks_python_internals():
     with pytest.raises(Exception):  # noqa: B017 - any sandbox refusal will do
         render("{{ comment.__class__.__mro__[1].__subclasses__() }}", request())
+
+
+# What each scheduler's default template says so that a notebook never runs twice: its
+# environment file is gone after the first run, and the hub would not know of a second server.
+NO_RERUN = {
+    "slurm": "\n#SBATCH --no-requeue\n",
+    "pbspro": "\n#PBS -r n\n",
+    "torque": "\n#PBS -r n\n",
+    "sge": "\n#$ -r n\n",
+    "lsf": "\n#BSUB -rn\n",
+    "moab": "\n#MSUB -r n\n",
+    # An evicted job goes back to Idle after it started: removed then, never matched again.
+    "htcondor": "'periodic_remove=JobStatus == 1 && NumJobStarts > 0",
+}
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_every_default_template_asks_for_no_rerun(backend):
+    script = render(BACKENDS[backend].default_template(), request())
+    assert NO_RERUN[backend] in script

@@ -48,6 +48,8 @@ def test_queue_states_hosts_reasons(fixture_text):
     assert jobs["46"].exec_host == "node17.cluster.example.org"
     assert jobs["47"].state is JobState.COMPLETING
     assert jobs["48"].reason == "ReqNodeNotAvail, UnavailableNodes:node[01-04]"
+    # When it was submitted: a job of our tag submitted before its notebook existed is not ours.
+    assert jobs["42"].submitted_at.isoformat().startswith("2026-11-23T00:01:00")
 
 
 def test_accounting(fixture_text):
@@ -58,6 +60,7 @@ def test_accounting(fixture_text):
     assert jobs["5"].reason == "CANCELLED by 1000"
     assert jobs["6"].state is JobState.FINISHED and jobs["6"].exit_code == 0
     assert jobs["7"].exec_host == ""
+    assert jobs["6"].submitted_at.isoformat().startswith("2026-11-23T00:03:00")
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,9 @@ from aiohttp import web
 from batchnotebook_operator.errors import InvalidOptions, SchedulerUnavailable, SubmissionRefused
 from batchnotebook_operator.model import JobState
 from batchnotebook_operator.profiles import Resources
-from batchnotebook_operator.render import JobRequest, render
+from batchnotebook_operator.render import JobRequest, job_script, render
 from batchnotebook_operator.slurmrest import (
+    JOB_PATH,
     Answer,
     SlurmRestClient,
     TokenSigner,
@@ -159,7 +160,8 @@ def test_directive_forms():
 @pytest.mark.parametrize(
     "line, complaint",
     [
-        ("#SBATCH --no-requeue", "--no-requeue is not passed to slurmrestd"),
+        ("#SBATCH --requeue", "--requeue is not passed to slurmrestd"),
+        ("#SBATCH --no-requeue=yes", "--no-requeue is not passed to slurmrestd"),
         ("#SBATCH --export=NONE", "--export is not passed"),
         ("#SBATCH --part=debug", "--part is not passed"),  # sbatch's abbreviations are not read
         ("#SBATCH --time", "--time needs a value"),
@@ -409,10 +411,12 @@ async def test_query_lists_once_as_the_query_user_and_keeps_our_jobs(client, sta
     stand_in.routes[("GET", "/slurm/v0.0.38/jobs")] = "jobs-http200.json"
     before = commands("query", "ok")
     jobs = await client.query(["srtest-running", "srtest-held", "bnb-elsewhere"], ["198"])
-    assert set(jobs) == {"srtest-running", "srtest-held"}
-    assert jobs["srtest-running"].job_id == "198"
+    # By job id: a name is anyone's to choose.
+    assert set(jobs) == {"198", "200"}
+    assert jobs["198"].name == "srtest-running" and jobs["198"].user == "alice"
     (request,) = stand_in.requests
-    assert request["user"] == "slurm" and request["claims"]["sun"] == "slurm"
+    # The default query user: the operator's unprivileged account, never SlurmUser.
+    assert request["user"] == "batchnotebook" and request["claims"]["sun"] == "batchnotebook"
     assert commands("query", "ok") == before + 1
     assert await client.query([]) == {} and len(stand_in.requests) == 1
 
@@ -425,7 +429,7 @@ async def test_a_refused_token_never_reads_as_job_gone(client, stand_in):
     with pytest.raises(SchedulerUnavailable, match="Protocol authentication error"):
         await client.accounting(job_ids=["198"])
     with pytest.raises(SchedulerUnavailable):
-        await client.find("srtest-running")
+        await client.find("srtest-running", "alice")
 
 
 async def test_accounting_is_one_batched_query(client, stand_in):
@@ -444,8 +448,9 @@ async def test_accounting_is_one_batched_query(client, stand_in):
 async def test_find_falls_back_to_accounting(client, stand_in):
     stand_in.routes[("GET", "/slurm/v0.0.38/jobs")] = "jobs-http200.json"
     stand_in.routes[("GET", "/slurmdb/v0.0.38/jobs")] = "slurmdb-jobs-nothing-found-http200.json"
-    assert (await client.find("srtest-failed")).job_id == "202"
-    assert await client.find("bnb-never-submitted") is None
+    assert (await client.find("srtest-failed", "alice")).job_id == "202"
+    assert await client.find("srtest-failed", "bob") is None  # not bob's job, whatever its name
+    assert await client.find("bnb-never-submitted", "alice") is None
 
 
 async def test_submit_as_the_user_with_the_script_and_its_options(client, stand_in):
@@ -460,6 +465,37 @@ async def test_submit_as_the_user_with_the_script_and_its_options(client, stand_
     job = request["body"]["job"]
     assert job["name"] == "bnb-uid" and job["cpus_per_task"] == "2"
     assert job["time_limit"] == "00:30:00" and job["current_working_directory"] == "/home/alice"
+
+
+async def test_the_tokens_go_in_the_jobs_environment_never_in_its_script(client, stand_in):
+    """slurmrestd stores the script (sacct -B, scontrol write batch_script): the server's
+    environment travels as the job's `environment` property instead."""
+    stand_in.routes[("POST", "/slurm/v0.0.38/job/submit")] = "submit-held-http200.json"
+    cluster = {"scheduler": "slurm", "callbackURL": "https://hub.example.org"}
+    script = job_script(
+        cluster,
+        client.scheduler,
+        namespace="ns",
+        name="nb",
+        uid="uid-1",
+        unix_user="alice",
+        resources=Resources(cpus=1),
+        environment_file=client.environment_in_file,
+    )
+    secrets = {"JUPYTERHUB_API_TOKEN": "hub-TOKEN-7f3a", "BATCHNOTEBOOK_REPORT_TOKEN": "rep-9c1e"}
+    assert await client.submit(script, "alice", environment=secrets, uid="uid-1") == "204"
+    (request,) = stand_in.requests
+    sent_script = request["body"]["script"]
+    assert "TOKEN-7f3a" not in sent_script and "rep-9c1e" not in sent_script
+    assert ".batchnotebook/env" not in sent_script  # no file on this path
+    assert "#SBATCH --no-requeue" in sent_script  # the default template works here too
+    assert request["body"]["job"]["environment"] == {
+        "PATH": JOB_PATH,
+        "HOME": "/home/alice",
+        "USER": "alice",
+        "LOGNAME": "alice",
+        **secrets,
+    }
 
 
 @pytest.mark.parametrize(

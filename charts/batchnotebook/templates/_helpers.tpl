@@ -33,9 +33,17 @@ app.kubernetes.io/component: operator
 {{- .Values.hub.namespace | default .Release.Namespace -}}
 {{- end }}
 
-{{/* The namespaces BatchNotebooks live in, as a JSON list (fromJsonArray). */}}
+{{/* The namespaces BatchNotebooks and their Secrets live in, as a JSON list (fromJsonArray):
+by default one of their own next to the hub's. Never the hub's namespace itself: the operator
+reads Secrets where notebooks are, and the hub's own (cookie secret, proxy token, database
+password) are there. */}}
 {{- define "batchnotebook.notebookNamespaces" -}}
-{{- .Values.notebookNamespaces | default (list (include "batchnotebook.hubNamespace" .)) | uniq | toJson -}}
+{{- $hubNamespace := include "batchnotebook.hubNamespace" . -}}
+{{- $namespaces := .Values.notebookNamespaces | default (list (printf "%s-notebooks" $hubNamespace)) | uniq -}}
+{{- if has $hubNamespace $namespaces -}}
+{{- fail (printf "notebookNamespaces must not include the hub's namespace %s: the operator would read the hub's own Secrets there (see README.md, RBAC)" $hubNamespace) -}}
+{{- end -}}
+{{- $namespaces | toJson -}}
 {{- end }}
 
 {{/* The operator's own Secrets, by name. */}}

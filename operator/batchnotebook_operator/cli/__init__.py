@@ -42,7 +42,8 @@ def parser() -> argparse.ArgumentParser:
         "render",
         help="print the job script a user and profile would get",
         description="Print the job script the operator would submit, from the live BatchCluster. "
-        "Secret values are withheld. Options are validated as the spawner does (exit 2 if not).",
+        "It holds no Secret value (the job gets those beside it). Options are validated as the "
+        "spawner does (exit 2 if not).",
     )
     render.add_argument("cluster", nargs="?", help="BatchCluster name")
     render.add_argument("profile", nargs="?", help="profile name")

@@ -16,7 +16,7 @@ from ..errors import InvalidOptions
 from ..kube import Kube
 from ..model import now
 from ..profiles import resolve
-from ..render import HEREDOC_END
+from ..render import HEREDOC_END, callback_problem
 from .script import PLACEHOLDER_UID, SAMPLE_USER, sample_script, scheduler_of
 from .status import duration, parse_time
 
@@ -96,6 +96,8 @@ def check_profile(name: str, spec: dict, profile: dict) -> Check:
         resolve(profile, {})
     except InvalidOptions as error:
         return Check(Level.FAIL, name, what, f"its defaults break its limits: {error}")
+    if callback_problem(spec):  # the callbackURL check says so; the template is checked here
+        spec = {**spec, "callbackURL": "https://callback.invalid"}
     try:
         script = sample_script(name, spec, profile["name"], {}, SAMPLE_USER, "default")
     except InvalidOptions as error:
@@ -116,9 +118,12 @@ def check_profile(name: str, spec: dict, profile: dict) -> Check:
 
 
 async def check_callback(name: str, spec: dict) -> Check:
-    """The report server jobs POST their port to answers its health route."""
-    url = f"{spec['callbackURL'].rstrip('/')}/healthz"
+    """The report server jobs POST their port to answers its health route, over https unless
+    the cluster accepts plain http."""
     what = "callbackURL"
+    if problem := callback_problem(spec):
+        return Check(Level.FAIL, name, what, f"{problem}; every notebook would fail to start")
+    url = f"{spec['callbackURL'].rstrip('/')}/healthz"
     timeout = aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT_SECONDS)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as answer:
@@ -143,8 +148,10 @@ async def check_callback(name: str, spec: dict) -> Check:
             f"{url} answered HTTP {code} {text[:80]!r}, not the operator's report server "
             '({"ok": true}): jobs cannot report their port there',
         )
+    plain = url.lower().startswith("http:")
+    allowed = " (plain http: allowed by spec.allowInsecureCallback)" if plain else ""
     return Check(
-        Level.OK, name, what, f"{url} answers (from here; compute nodes must reach it too)"
+        Level.OK, name, what, f"{url} answers (from here; compute nodes must reach it too){allowed}"
     )
 
 

@@ -1,5 +1,6 @@
-"""`batchnotebook render`: the job script exactly as the operator's submit() renders it, with
-every value that comes from a Secret withheld."""
+"""`batchnotebook render`: the job script exactly as the operator's submit() renders it and the
+scheduler stores it. It holds no value of the notebook's Secret: the server's environment
+reaches the job beside the script (a private file, or slurmrestd's job environment)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from collections.abc import Iterable
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import CLUSTERS, GROUP, REPORT_TOKEN_KEY, VERSION
-from ..client import make_client
+from .. import CLUSTERS, GROUP, VERSION
+from ..client import SchedulerClient, make_client
 from ..errors import InvalidOptions
 from ..kube import Kube
 from ..profiles import (
@@ -34,14 +35,14 @@ class NotFound(Exception):
     """A resource the command was asked about does not exist."""
 
 
-def withheld(source: str) -> str:
-    return f"<withheld: from {source}>"
+def client_of(name: str, cluster: dict) -> SchedulerClient:
+    """The operator's client for this cluster: its dialect (job names, template) and how the
+    job gets its environment. Building a client opens no connection."""
+    return make_client(name, cluster)
 
 
 def scheduler_of(name: str, cluster: dict) -> Scheduler:
-    """The dialect the operator's client for this cluster uses (its job names, its template).
-    Building a client opens no connection."""
-    return make_client(name, cluster).scheduler
+    return client_of(name, cluster).scheduler
 
 
 async def cluster_spec(kube: Kube, name: str) -> dict | None:
@@ -63,17 +64,18 @@ def sample_script(
     namespace: str,
     groups: Iterable[str] = (),
 ) -> str:
-    """The script a new notebook would get; its name, uid and Secret do not exist yet."""
+    """The script a new notebook would get; its name and uid do not exist yet."""
     resources = resolve(for_groups(find_profile(name, cluster, profile_name), groups), requested)
+    client = client_of(name, cluster)
     return job_script(
         cluster,
-        scheduler_of(name, cluster),
+        client.scheduler,
         namespace=namespace,
         name=PLACEHOLDER_NAME,
         uid=PLACEHOLDER_UID,
         unix_user=unix_user_of(cluster, hub_user),
         resources=resources,
-        environment={REPORT_TOKEN_KEY: withheld("the notebook Secret")},
+        environment_file=client.environment_in_file,
     )
 
 
@@ -87,22 +89,16 @@ async def notebook_script(kube: Kube, namespace: str, name: str) -> str:
     if cluster is None:
         raise NotFound(f"there is no BatchCluster named {spec['clusterName']!r}")
     resources = notebook_resources(spec["clusterName"], cluster, spec)
-    secret_name = spec["envSecretName"]
-    try:
-        keys = await kube.secret_data(namespace, secret_name)
-    except ApiException as error:
-        if error.status == 404:
-            raise NotFound(f"there is no Secret {namespace}/{secret_name}") from error
-        raise
+    client = client_of(spec["clusterName"], cluster)
     return job_script(
         cluster,
-        scheduler_of(spec["clusterName"], cluster),
+        client.scheduler,
         namespace=namespace,
         name=name,
         uid=notebook["metadata"]["uid"],
         unix_user=spec["unixUser"],
         resources=resources,
-        environment={key: withheld(f"Secret {namespace}/{secret_name}") for key in keys},
+        environment_file=client.environment_in_file,
     )
 
 
@@ -120,8 +116,8 @@ async def render_command(kube: Kube, args: argparse.Namespace) -> str:
         cluster_name, cluster, profile_name, requested, args.user, args.namespace, args.groups
     )
     print(
-        "batchnotebook: the notebook's name, uid and Secret (the hub's environment, the report "
-        "token) do not exist yet and are placeholders; --notebook NAME renders an existing one",
+        "batchnotebook: the notebook's name and uid do not exist yet and are placeholders; "
+        "--notebook NAME renders an existing one",
         file=sys.stderr,
     )
     return script

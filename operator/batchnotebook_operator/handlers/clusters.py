@@ -26,7 +26,9 @@ from ..follow import (
     unreachable,
     vanished,
     with_log_tail,
+    withdrawn_route,
 )
+from ..hosts import refused_hosts
 from ..metrics import count_phases, forget_cluster, observe_status_change
 from ..model import JobStatus, Phase, condition, now, timestamp
 from ..profiles import walltime_seconds
@@ -127,14 +129,17 @@ async def _settle(
     overdue: Transition,
     limit: asyncio.Semaphore,
 ) -> None:
-    """Writes a transition with what it leads to: a job that waited too long is cancelled, a
-    started job that failed gets its log's tail into the message."""
+    """Writes a transition with what it leads to: a job the operator ends (it waited too long,
+    or went back to the queue) is cancelled, a started job that failed gets its log's tail into
+    the message."""
     status = notebook["status"]
+    if transition.cancel_job:
+        overdue, transition = transition, withdrawn_route(status, transition)
     if overdue:
         try:
             await client.cancel([status["jobId"]], notebook["unixUser"])
         except SchedulerUnavailable as error:  # the next round tries again
-            log.warning("cluster %s: cannot cancel overdue job: %s", client.name, error)
+            log.warning("cluster %s: cannot cancel job: %s", client.name, error)
         else:  # a job that never ran has no log to show
             await _apply(
                 notebook, Transition({**transition.status, **overdue.status}, overdue.events), limit
@@ -163,7 +168,7 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
         return 0
     limit = asyncio.Semaphore(PARALLEL_PATCHES)
     try:
-        jobs = await client.query(
+        listed = await client.query(
             [n["status"]["jobName"] for n in active], [n["status"]["jobId"] for n in active]
         )
     except SchedulerUnavailable as error:
@@ -175,22 +180,31 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
         )
         raise
 
-    forgotten = [n for n in active if n["status"]["jobName"] not in jobs]
+    jobs = {
+        n["status"]["jobId"]: job
+        for n in active
+        if (job := listed.get(n["status"]["jobId"])) is not None and job.user in ("", n["unixUser"])
+    }  # by the id recorded at submission and its owner: a job's name is anyone's to choose
+    forgotten = [n for n in active if n["status"]["jobId"] not in jobs]
     remembered: dict[str, JobStatus] | None = {}
     if forgotten:
         try:
+            owners = {n["status"]["jobId"]: n["unixUser"] for n in forgotten}
             remembered = {
                 j.job_id: j
-                for j in await client.accounting(job_ids=[n["status"]["jobId"] for n in forgotten])
+                for j in await client.accounting(job_ids=list(owners))
+                if j.user in ("", owners.get(j.job_id))
             }
         except SchedulerUnavailable as error:
             log.warning("cluster %s: accounting did not answer: %s", client.name, error)
             remembered = None  # unknown, not gone
 
+    # The execHosts policy, each host resolved once a round: a refused one never reaches a URL.
+    refused = await refused_hosts([*jobs.values(), *(remembered or {}).values()], spec)
     changes, still_active = [], 0
     for notebook in active:
         status = notebook["status"]
-        job = jobs.get(status["jobName"]) or (remembered or {}).get(status["jobId"])
+        job = jobs.get(status["jobId"]) or (remembered or {}).get(status["jobId"])
         if job is not None:
             transition = from_job(
                 status,
@@ -198,6 +212,7 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
                 spec.get("hostRewrite"),
                 notebook["generation"],
                 spec.get("walltimeWarningSeconds", DEFAULT_WALLTIME_WARNING_SECONDS),
+                refused_hosts=refused,
             )
             still_active += not job.state.ended
         elif remembered is not None:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import GROUP, NOTEBOOKS, REPORT_TOKEN_KEY, VERSION
+from ..accounts import AccountRefused
+from ..client import SchedulerClient
 from ..errors import InvalidOptions, SchedulerUnavailable, SubmissionRefused
-from ..model import JobState, Phase, condition, timestamp
+from ..follow import parse_timestamp
+from ..model import JobState, JobStatus, Phase, condition, timestamp
+from ..notebook_secret import SecretNotOwned, own_secret_data
 from ..profiles import notebook_resources
 from ..registry import registry
-from ..render import job_script
+from ..render import callback_problem, job_script
+from .report_auth import report_tokens
 
 # Deleting waits this many attempts (one per poll interval) for the scheduler to confirm that the
 # job ended, then lets the resource go with a Warning so that nothing hangs in Terminating.
@@ -74,6 +80,27 @@ async def fail(body: kopf.Body, reason: str, message: str) -> None:
     raise kopf.PermanentError(message)
 
 
+async def check_account(
+    body: kopf.Body, client: SchedulerClient, unix_user: str, interval: float
+) -> None:
+    """Fail the notebook if its Unix account does not exist on the cluster or is a system
+    account (uid below minUid); wait if the cluster does not answer. Before anything is read
+    or submitted for it."""
+    try:
+        async with client.turns:
+            await client.check_account(unix_user)
+    except AccountRefused as error:
+        await fail(body, "AccountRefused", str(error))
+    except SchedulerUnavailable as error:
+        message = f"waiting for the cluster to look up the account {unix_user}: {error}"
+        await registry.kube.patch_notebook_status(
+            body.meta["namespace"],
+            body.meta["name"],
+            {"phase": Phase.PENDING.value, "message": message},
+        )
+        raise kopf.TemporaryError(message, delay=interval) from error
+
+
 @kopf.on.resume(GROUP, VERSION, NOTEBOOKS)
 @kopf.on.create(GROUP, VERSION, NOTEBOOKS)
 async def submit(
@@ -97,14 +124,24 @@ async def submit(
         await fail(body, "UnknownCluster", f"there is no BatchCluster named {cluster_name!r}")
     try:
         resources = notebook_resources(cluster_name, cluster, spec)
+    except AccountRefused as error:
+        await fail(body, "AccountRefused", str(error))
     except InvalidOptions as error:
         await fail(body, "InvalidSpec", str(error))
+    if problem := callback_problem(cluster):  # the job's report would carry its token
+        await fail(body, "InsecureCallback", problem)
 
     client = registry.client(cluster_name, cluster)
     tag = client.scheduler.job_name(uid)
     interval = cluster.get("pollIntervalSeconds", 10)
+    await check_account(body, client, spec["unixUser"], interval)
+    notebook = {"metadata": {"name": name, "namespace": namespace, "uid": uid}, "spec": spec}
     try:
-        environment = await registry.kube.secret_data(namespace, spec["envSecretName"])
+        environment = await own_secret_data(registry.kube, notebook)
+    except SecretNotOwned as error:
+        if not error.final and retry < 10:  # the spawner gives it an owner right after creating
+            raise kopf.TemporaryError(str(error), delay=2) from error
+        await fail(body, "SecretNotOwned", f"refused to use the Secret: {error}")
     except ApiException as error:
         if error.status == 404 and retry < 10:
             await registry.kube.patch_notebook_status(
@@ -125,6 +162,7 @@ async def submit(
         await fail(
             body, "SecretIncomplete", f"Secret {spec['envSecretName']} has no {REPORT_TOKEN_KEY}"
         )
+    report_tokens.remember(uid, environment[REPORT_TOKEN_KEY])  # the report endpoint's cache
 
     # A job may exist already only if a submission was attempted: the scheduler is asked then
     # (an operator killed between the submit and the status write adopts the job it finds, never
@@ -138,7 +176,9 @@ async def submit(
         )
     try:
         async with client.turns:
-            existing = await client.find(tag) if attempted else None
+            existing = (
+                await client.find(tag, spec["unixUser"], created(body)) if attempted else None
+            )
             if existing is not None:
                 job_id, how = existing.job_id, "found after a restart"
             else:
@@ -150,9 +190,12 @@ async def submit(
                     uid=uid,
                     unix_user=spec["unixUser"],
                     resources=resources,
-                    environment=environment,
+                    environment_file=client.environment_in_file,
                 )
-                job_id, how = await client.submit(script, spec["unixUser"]), "submitted"
+                job_id = await client.submit(
+                    script, spec["unixUser"], environment=environment, uid=uid
+                )
+                how = "submitted"
     except SubmissionRefused as error:
         await fail(body, "SubmissionRefused", f"the scheduler refused the job: {error}")
     except InvalidOptions as error:
@@ -204,6 +247,21 @@ async def submit(
     )
 
 
+def created(body: kopf.Body) -> dt.datetime | None:
+    stamp = body.meta.get("creationTimestamp")
+    return parse_timestamp(stamp) if stamp else None
+
+
+async def recorded_job(
+    client: SchedulerClient, status: kopf.Status, tag: str, owner: str, since: dt.datetime | None
+) -> JobStatus | None:
+    """The notebook's job: the one whose id it recorded; without one (deleted before the status
+    write, or while the submission was under way), a job of its tag that its owner submitted."""
+    if status.get("jobId"):
+        return await client.job(status["jobId"], tag, owner)
+    return await client.find(tag, owner, since)
+
+
 @kopf.on.delete(GROUP, VERSION, NOTEBOOKS)
 async def cancel(
     body: kopf.Body,
@@ -230,12 +288,14 @@ async def cancel(
     try:
         tag = client.scheduler.job_name(uid)
         async with client.turns:
-            job = await client.find(tag)
+            if retry == 0 and not status.get("startedAt"):  # no job read what submit() staged
+                await client.discard_environment(uid, spec["unixUser"])
+            job = await recorded_job(client, status, tag, spec["unixUser"], created(body))
             if job is None or job.state.ended:
                 logger.info("no job to cancel" if job is None else f"job {job.job_id} has ended")
                 return
             await client.cancel([job.job_id], spec["unixUser"])
-            after = await client.find(tag)
+            after = await client.job(job.job_id, tag, spec["unixUser"])
         # COMPLETING: the scheduler has ended the job and is cleaning up after it.
         if after is None or after.state.ended or after.state is JobState.COMPLETING:
             await registry.kube.event(body, "Normal", "Cancelled", f"job {job.job_id} cancelled")

@@ -1,18 +1,20 @@
-"""The HTTP endpoints jobs report to, plus /metrics, /healthz and /readyz.
+"""The HTTP endpoints jobs report to, plus /metrics, /healthz and /readyz (only the report
+routes and /healthz are also served under the public prefix: see make_app).
 
 A port report has a fixed schema ({"host", "port"}), is authenticated with the notebook's own
-report token, and its host must be the one the scheduler says the job runs on. Nothing else in
-the body is read, so a job can never set anything but its port (batchspawner's setattr flaw).
+report token, and its host must be the one the scheduler says the job runs on (full names after
+the cluster's hostRewrite). Nothing else in the body is read, so a job can never set anything but
+its port (batchspawner's setattr flaw); the URL is built from the scheduler's host alone, and only
+if the cluster's execHosts policy allows it (hosts.py).
 An end report (same token, no body read) only brings the cluster's next poll forward: the phase
 is still the scheduler's word.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import os
 import re
+import time
 from typing import Any
 
 import kopf
@@ -20,15 +22,17 @@ from aiohttp import web
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .. import REPORT_TOKEN_KEY
-from ..follow import ready_fields, short_host
+from .. import CLUSTERS, GROUP, VERSION
+from ..follow import ready_fields, same_host
+from ..hosts import check, policy_from_spec
 from ..metrics import observe_status_change
 from ..model import Phase, timestamp
 from ..registry import registry
+from .report_auth import authenticated, bounded_body, limited_event, parse_json
 
 HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$")
-DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-routes = web.RouteTableDef()
+routes = web.RouteTableDef()  # served under the public prefix too
+private_routes = web.RouteTableDef()  # the operator's port only (Prometheus, kubelet)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -47,35 +51,32 @@ def _parse(body: Any) -> tuple[str, int]:
 
 
 async def _authenticated(request: web.Request) -> dict | web.Response:
-    """The notebook a report is about, or the answer to give: the report must carry that
-    notebook's own token, and a notebook that has ended takes no more reports."""
-    namespace, name = request.match_info["namespace"], request.match_info["name"]
-    if not (DNS_NAME.match(namespace) and DNS_NAME.match(name)):
-        return _error(404, "no such notebook")
-    kube = registry.kube
-    notebook = await kube.notebook(namespace, name)
-    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    expected = ""
-    if notebook is not None:
-        try:
-            secret = await kube.secret_data(namespace, notebook["spec"]["envSecretName"])
-            expected = secret.get(REPORT_TOKEN_KEY, "")
-        except ApiException:
-            expected = ""
-    # One answer for a missing notebook and a wrong token: no probing for names.
-    if not expected or not token or not hmac.compare_digest(token.encode(), expected.encode()):
-        return _error(401, "unknown notebook or wrong token")
-    phase = notebook.get("status", {}).get("phase", "Pending")
-    if Phase(phase).terminal:
-        return _error(410, f"the notebook has ended ({phase})")
-    return notebook
+    """The notebook a report is about, or the answer to give (report_auth.py: no API call
+    until the request has shown the notebook's own token)."""
+    return await authenticated(request, time.monotonic())
+
+
+async def _cluster_spec(name: str) -> dict | None:
+    """The BatchCluster's spec, read when a report comes: its hostRewrite and execHosts."""
+    try:
+        cluster = await registry.kube.custom.get_cluster_custom_object(
+            GROUP, VERSION, CLUSTERS, name
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return cluster.get("spec") or {}
 
 
 @routes.post("/v1/report/{namespace}/{name}")
 async def report(request: web.Request) -> web.Response:
+    raw = await bounded_body(request)
+    if isinstance(raw, web.Response):
+        return raw
     try:
-        host, port = _parse(await request.json())
-    except (ValueError, json.JSONDecodeError) as error:
+        host, port = _parse(parse_json(raw))
+    except ValueError as error:
         return _error(400, str(error))
     notebook = await _authenticated(request)
     if isinstance(notebook, web.Response):
@@ -84,15 +85,29 @@ async def report(request: web.Request) -> web.Response:
     namespace, name = notebook["metadata"]["namespace"], notebook["metadata"]["name"]
     status = notebook.get("status", {})
     generation = notebook["metadata"].get("generation")
+    spec = await _cluster_spec(notebook["spec"]["clusterName"])
+    if spec is None:
+        return _error(409, f"no BatchCluster {notebook['spec']['clusterName']}")
+    rules = spec.get("hostRewrite")
     exec_host = status.get("execHost")
-    if exec_host and short_host(exec_host) != short_host(host):
+    if exec_host and not same_host(exec_host, host, rules):
         message = f"a report claimed host {host}, but the job runs on {exec_host}; ignored"
-        await kube.event(notebook, "Warning", "ReportRejected", message)
+        await limited_event(notebook, "Warning", "ReportRejected", message)
         return _error(403, message)
 
     update = {"reportedHost": host, "reportedPort": port}
     if status.get("phase") != Phase.READY.value:
-        update |= ready_fields({**status, **update}, generation)
+        ready = ready_fields({**status, **update}, generation, rules)
+        # Checked again at the moment of Ready: the policy may have changed since the poll.
+        refusal = await check(exec_host, policy_from_spec(spec)) if ready else None
+        if refusal:
+            message = (
+                f"the scheduler says job {status.get('jobId')} runs on {exec_host}, which this "
+                f"cluster does not allow ({refusal}); not routing there"
+            )
+            await limited_event(notebook, "Warning", "HostRefused", message)
+            return _error(403, message)
+        update |= ready
     await kube.patch_notebook_status(namespace, name, update)
     observe_status_change(
         notebook["spec"]["clusterName"],
@@ -111,6 +126,9 @@ async def report(request: web.Request) -> web.Response:
 async def report_ended(request: web.Request) -> web.Response:
     """The job's launcher saw Jupyter exit. Only a hint to ask the scheduler now rather than at
     the next poll: the phase still comes from the scheduler alone."""
+    unread = await bounded_body(request)  # ignored, but a large one is refused, not drained
+    if isinstance(unread, web.Response):
+        return unread
     notebook = await _authenticated(request)
     if isinstance(notebook, web.Response):
         return notebook
@@ -122,33 +140,42 @@ async def report_ended(request: web.Request) -> web.Response:
     return web.json_response({"accepted": True}, status=202)
 
 
-@routes.get("/metrics")
+@private_routes.get("/metrics")
 async def metrics(_: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+# Public too: `batchnotebook doctor` checks that callbackURL/healthz reaches the operator through
+# the hub. It tells no more than that.
 @routes.get("/healthz")
 async def healthz(_: web.Request) -> web.Response:
     return web.json_response({"ok": registry.kube is not None})
 
 
-@routes.get("/readyz")
+@private_routes.get("/readyz")
 async def readyz(_: web.Request) -> web.Response:
     """Ready once it can take reports: the report server listens and the API client is set up."""
     ready = registry.kube is not None
     return web.json_response({"ready": ready}, status=200 if ready else 503)
 
 
-@kopf.on.startup()
-async def serve(memo: kopf.Memo, **_: Any) -> None:
+def make_app(prefix: str) -> web.Application:
     app = web.Application(client_max_size=4096)
     app.add_routes(routes)
-    # Behind the hub's proxy (a JupyterHub service) the same routes live under the service prefix.
-    prefix = os.environ.get("BATCHNOTEBOOK_URL_PREFIX", "").rstrip("/")
+    app.add_routes(private_routes)
+    # Behind the hub's proxy (a JupyterHub service) the report routes live under the service
+    # prefix, reachable from the internet: metrics and readiness stay on the operator's port.
+    prefix = prefix.rstrip("/")
     if prefix:
         under_prefix = web.Application(client_max_size=4096)
         under_prefix.add_routes(routes)
         app.add_subapp(prefix, under_prefix)
+    return app
+
+
+@kopf.on.startup()
+async def serve(memo: kopf.Memo, **_: Any) -> None:
+    app = make_app(os.environ.get("BATCHNOTEBOOK_URL_PREFIX", ""))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     address = os.environ.get("BATCHNOTEBOOK_LISTEN", "0.0.0.0:8080")

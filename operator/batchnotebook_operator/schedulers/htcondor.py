@@ -38,11 +38,11 @@ ATTRIBUTES = (
     "LastRejMatchReason,RemoveReason,ExitCode,ExitBySignal,ExitSignal"
 )
 BY_TAG = 'stringListMember(JobBatchName, "{{ tags|join(",") }}")'
-# The rendered script holds the notebook's tokens, and a submit description cannot carry them:
-# every submit command becomes part of the job ClassAd, which other users of the schedd may read
-# (batchspawner PR #227). So the script goes, on stdin, into a private file in the user's home,
-# and runs there once with "submit": it hands condor_submit a description naming that file as the
-# executable. $1 is the cluster's binDirectory, if any (sudo resets PATH).
+# The notebook's tokens wait in their own private file (envfile.py), and a submit description
+# could not carry them: every submit command becomes part of the job ClassAd, which other users of
+# the schedd may read (batchspawner PR #227). The script goes, on stdin, into a private file in
+# the user's home, and runs there once with "submit": it hands condor_submit a description naming
+# that file as the executable. $1 is the cluster's binDirectory, if any (sudo resets PATH).
 STAGE_AND_SUBMIT = (
     'set -e; umask 077; directory=${HOME:-$PWD}/.batchnotebook; mkdir -p "$directory"; '
     'script=$(mktemp "$directory/job-XXXXXXXX.sh"); cat > "$script"; chmod 700 "$script"; '

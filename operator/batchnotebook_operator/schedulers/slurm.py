@@ -36,9 +36,9 @@ STATES = {
     "TIMEOUT": JobState.FAILED,
 }
 NO_VALUE = {"", "n/a", "(null)", "none", "unknown", "n/a)"}
-# %S: expected start of a pending job; %e: when a running job's walltime ends.
-QUERY_FIELDS = "%i|%j|%u|%T|%B|%r|%S|%e"
-ACCOUNTING_FIELDS = "JobID,JobName,User,State,ExitCode,NodeList"
+# %S: expected start of a pending job; %e: when a running job's walltime ends; %V: submitted.
+QUERY_FIELDS = "%i|%j|%u|%T|%B|%r|%S|%e|%V"
+ACCOUNTING_FIELDS = "JobID,JobName,User,State,ExitCode,NodeList,Submit"
 # One line per node and partition: the partition's availability (up/down/drain/inact), the node's
 # state, its CPUs allocated/idle/other/total, its generic resources and those in use.
 PARTITION_FIELDS = "PartitionName:|,Available:|,NodeList:|,StateLong:|,CPUsState:|,Gres:|,GresUsed:"
@@ -150,7 +150,7 @@ class Slurm(Scheduler):
             fields = line.split("|")
             if len(fields) != QUERY_FIELDS.count("|") + 1:
                 continue
-            job_id, name, user, state, host, reason, start, end = fields
+            job_id, name, user, state, host, reason, start, end, submitted = fields
             job_state, raw = _state(state)
             running = job_state in (JobState.RUNNING, JobState.COMPLETING)
             yield JobStatus(
@@ -163,14 +163,15 @@ class Slurm(Scheduler):
                 reason=_value(reason),
                 expected_start=_start_time(start) if job_state is JobState.PENDING else None,
                 ends_at=_start_time(end) if running else None,
+                submitted_at=_start_time(submitted),
             )
 
     def parse_accounting(self, stdout: str) -> Iterator[JobStatus]:
         for line in stdout.splitlines():
             fields = line.split("|")
-            if len(fields) != 6 or "." in fields[0]:  # job steps are not the job
-                continue
-            job_id, name, user, state, exit_code, nodes = fields
+            if len(fields) != ACCOUNTING_FIELDS.count(",") + 1 or "." in fields[0]:
+                continue  # job steps are not the job
+            job_id, name, user, state, exit_code, nodes, submitted = fields
             job_state, raw = _state(state)
             yield JobStatus(
                 job_id=job_id,
@@ -181,6 +182,7 @@ class Slurm(Scheduler):
                 exec_host=_value(nodes) if "None assigned" not in nodes else "",
                 exit_code=_exit_code(exit_code),
                 reason=state.strip() if raw != state else "",
+                submitted_at=_start_time(submitted),
             )
 
     def parse_partitions(self, stdout: str, nodes: str = "") -> list[PartitionLoad]:

@@ -1,0 +1,126 @@
+"""A Ready notebook whose job goes back to the queue (Slurm REQUEUED, HTCondor eviction, a PBS
+rerun) loses its route at once: the host and port the hub routes to are free for anyone on that
+node to bind (issue 11)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+from batchnotebook_operator.errors import SchedulerUnavailable
+from batchnotebook_operator.follow import from_job
+from batchnotebook_operator.handlers import clusters
+from batchnotebook_operator.model import JobState, JobStatus
+from batchnotebook_operator.registry import registry
+from batchnotebook_spawner import BatchNotebookSpawner
+
+READY = {
+    "phase": "Ready",
+    "jobId": "41",
+    "jobName": "bnb-x",
+    "execHost": "node01",
+    "port": 8888,
+    "url": "http://node01:8888",
+    "readyAt": "2026-12-01T09:00:00Z",
+    "conditions": [],
+}
+REQUEUED = JobStatus("41", JobState.PENDING, "REQUEUED", "bnb-x", "alice", reason="BeginTime")
+
+
+@pytest.mark.parametrize("phase", ["Starting", "Ready", "Stopping"])
+def test_a_routed_notebook_whose_job_is_requeued_fails_and_its_job_is_cancelled(phase):
+    transition = from_job({**READY, "phase": phase}, REQUEUED)
+    assert transition.status["phase"] == "Failed"
+    assert transition.cancel_job
+    assert "back in the queue (REQUEUED: BeginTime)" in transition.status["message"]
+    ready = [c for c in transition.status["conditions"] if c["type"] == "Ready"]
+    assert ready[0]["status"] == "False" and ready[0]["reason"] == "JobRequeued"
+    assert [reason for _, reason, _ in transition.events] == ["JobRequeued"]
+
+
+def test_a_queued_notebook_waits_as_before():
+    transition = from_job({**READY, "phase": "Queued"}, REQUEUED)
+    assert "phase" not in transition.status and not transition.cancel_job
+
+
+class Client:
+    name = "c"
+
+    def __init__(self, reachable: bool) -> None:
+        self.reachable = reachable
+        self.cancelled: list[tuple[list[str], str]] = []
+
+    async def cancel(self, job_ids: list[str], user: str) -> None:
+        if not self.reachable:
+            raise SchedulerUnavailable("Socket timed out")
+        self.cancelled.append((job_ids, user))
+
+
+class Kube:
+    def __init__(self) -> None:
+        self.patches: list[dict] = []
+
+    async def patch_notebook_status(self, namespace: str, name: str, status: dict) -> bool:
+        self.patches.append(status)
+        return True
+
+    async def event(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def kube(monkeypatch):
+    fake = Kube()
+    monkeypatch.setattr(registry, "kube", fake)
+    return fake
+
+
+def notebook() -> dict:
+    return {
+        "name": "nb",
+        "namespace": "ns",
+        "uid": "u",
+        "cluster": "c",
+        "unixUser": "alice",
+        "generation": 1,
+        "status": READY,
+    }
+
+
+async def test_the_requeued_job_is_cancelled_and_the_notebook_fails(kube):
+    client = Client(reachable=True)
+    transition = from_job(READY, REQUEUED)
+    await clusters._settle(client, {}, notebook(), transition, transition, asyncio.Semaphore(1))
+    assert client.cancelled == [(["41"], "alice")]
+    assert kube.patches[-1]["phase"] == "Failed"
+
+
+async def test_a_cancel_that_does_not_reach_the_scheduler_still_withdraws_the_route(kube):
+    client = Client(reachable=False)
+    transition = from_job(READY, REQUEUED)
+    await clusters._settle(client, {}, notebook(), transition, transition, asyncio.Semaphore(1))
+    patch = kube.patches[-1]
+    assert patch["phase"] == "Stopping" and patch["url"] is None and patch["port"] is None
+    # Stopping is still routed: the next round sees the requeue again and retries the cancel.
+    assert from_job({**READY, **patch}, REQUEUED).cancel_job
+
+
+@pytest.mark.parametrize(
+    ("status", "gone"),
+    [
+        ({"phase": "Ready", "readyAt": "t"}, None),
+        ({"phase": "Stopping", "readyAt": "t"}, 1),
+        ({"phase": "Queued", "readyAt": "t"}, 1),
+        ({"phase": "Queued"}, None),
+    ],
+)
+async def test_the_hub_hears_at_once_that_a_ready_server_is_no_longer(monkeypatch, status, gone):
+    monkeypatch.setattr("batchnotebook_spawner.spawner.load_config", lambda **_: None)
+    spawner = BatchNotebookSpawner(user=SimpleNamespace(name="alice"))
+
+    async def the_notebook() -> dict:
+        return {"metadata": {}, "status": status}
+
+    monkeypatch.setattr(spawner, "notebook", the_notebook)
+    assert await spawner.poll() == gone
