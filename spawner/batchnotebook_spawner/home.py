@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from importlib import resources
 
-from batchnotebook_operator.follow import duration_text, parse_timestamp
+from batchnotebook_operator.texts import duration_text, parse_timestamp
 
 TEMPLATES = str(resources.files(__package__) / "templates" / "hub")
 

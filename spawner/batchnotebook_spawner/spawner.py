@@ -27,7 +27,6 @@ from batchnotebook_operator import (
     VERSION,
 )
 from batchnotebook_operator.errors import InvalidOptions
-from batchnotebook_operator.follow import progress_message
 from batchnotebook_operator.model import Phase, now
 from batchnotebook_operator.notebook_secret import own_secret_name
 from batchnotebook_operator.profiles import (
@@ -37,6 +36,7 @@ from batchnotebook_operator.profiles import (
     split_options,
     unix_user_of,
 )
+from batchnotebook_operator.texts import progress_message
 from jupyterhub.spawner import Spawner
 from kubernetes_asyncio.client import ApiException
 from kubespawner.clients import load_config, shared_client

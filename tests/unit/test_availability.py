@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from batchnotebook_operator.client import ClusterClient
 from batchnotebook_operator.errors import SchedulerUnavailable
-from batchnotebook_operator.follow import from_job, progress_message, queue_place
+from batchnotebook_operator.follow import from_job, queue_place
 from batchnotebook_operator.model import (
     JobState,
     JobStatus,
@@ -24,6 +24,7 @@ from batchnotebook_operator.schedulers import BACKENDS
 from batchnotebook_operator.schedulers.sge import GridEngine
 from batchnotebook_operator.schedulers.slurm import Slurm, gpu_count
 from batchnotebook_operator.slurmrest import parse_partition_loads, parse_queued_jobs
+from batchnotebook_operator.texts import progress_message
 from batchnotebook_operator.transports import CommandResult
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"

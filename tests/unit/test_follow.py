@@ -1,20 +1,17 @@
 import datetime as dt
 
 from batchnotebook_operator.follow import (
-    duration_text,
     from_job,
     job_output_path,
     needs_log_tail,
-    plain_reason,
-    progress_message,
     queue_wait_exceeded,
     ready_fields,
     unreachable,
     vanished,
-    when_text,
     with_log_tail,
 )
 from batchnotebook_operator.model import JobState, JobStatus
+from batchnotebook_operator.texts import duration_text, plain_reason, progress_message, when_text
 
 
 def job(state, **kw):

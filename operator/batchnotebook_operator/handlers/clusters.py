@@ -22,7 +22,6 @@ from ..follow import (
     needs_log_tail,
     queue_place,
     queue_wait_exceeded,
-    seconds_between,
     unreachable,
     vanished,
     with_log_tail,
@@ -33,6 +32,7 @@ from ..metrics import count_phases, forget_cluster, observe_status_change
 from ..model import JobStatus, Phase, condition, now, timestamp
 from ..profiles import walltime_seconds
 from ..registry import registry
+from ..texts import seconds_between
 
 log = logging.getLogger(__name__)
 MIN_SECONDS_BETWEEN_POLLS = 1.0  # between two rounds' starts, however many reports come

@@ -12,12 +12,12 @@ from .. import GROUP, NOTEBOOKS, REPORT_TOKEN_KEY, VERSION
 from ..accounts import AccountRefused
 from ..client import SchedulerClient
 from ..errors import InvalidOptions, SchedulerUnavailable, SubmissionRefused
-from ..follow import parse_timestamp
 from ..model import JobState, JobStatus, Phase, condition, timestamp
 from ..notebook_secret import SecretNotOwned, own_secret_data
 from ..profiles import notebook_resources
 from ..registry import registry
 from ..render import callback_problem, job_script
+from ..texts import parse_timestamp
 from .report_auth import report_tokens
 
 # Deleting waits this many attempts (one per poll interval) for the scheduler to confirm that the
