@@ -49,7 +49,6 @@ class Kube:
         self.body, self.spec = notebook, spec or {}
         self.patches: list[dict] = []
         self.events: list[tuple[str, str, str]] = []
-        self.custom = self
 
     async def patch_notebook_status(self, namespace: str, name: str, status: dict) -> bool:
         self.patches.append(status)
@@ -63,9 +62,6 @@ class Kube:
 
     async def secret_data(self, namespace: str, name: str) -> dict[str, str]:
         return {REPORT_TOKEN_KEY: "token"}
-
-    async def get_cluster_custom_object(self, *_: str) -> dict:
-        return {"spec": self.spec}
 
 
 class Client:
@@ -191,6 +187,7 @@ async def post_report(monkeypatch, kube: Kube, host: str) -> tuple[int, dict]:
         return kube.body
 
     monkeypatch.setattr(reports, "_authenticated", authenticated)
+    monkeypatch.setattr(reports.Clusters, "index", {"c": [kube.spec]})  # the operator's watch
     async with TestClient(TestServer(report_app())) as client:
         answer = await client.post(
             "/v1/report/ns/nb",

@@ -44,7 +44,6 @@ class FakeKube:
             "status": {"phase": "Starting", "execHost": exec_host, "jobId": "7"},
         }
         self.core = SimpleNamespace(read_namespaced_secret=self._read_secret)
-        self.custom = SimpleNamespace(get_cluster_custom_object=self._read_cluster)
 
     async def _read_secret(self, name: str, namespace: str) -> SimpleNamespace:
         self.calls.append(f"secret {namespace}/{name}")
@@ -56,10 +55,6 @@ class FakeKube:
             metadata={"ownerReferences": [{"kind": "BatchNotebook", "uid": UID}]},
             data={REPORT_TOKEN_KEY: token},
         )
-
-    async def _read_cluster(self, group: str, version: str, plural: str, name: str) -> dict:
-        self.calls.append(f"cluster {name}")
-        return {"spec": {"execHosts": {"allowLoopback": True}}}  # exec_host: localhost
 
     async def secret_data(self, namespace: str, name: str) -> dict:
         self.calls.append(f"secret_data {namespace}/{name}")
@@ -87,6 +82,8 @@ def kube(monkeypatch: pytest.MonkeyPatch) -> FakeKube:
     monkeypatch.setattr(registry, "kube", fake)
     monkeypatch.setattr(registry, "gone", set())
     monkeypatch.setattr(report_auth, "targets", known)
+    # The cluster's spec, from the operator's watch (no API call): exec_host is localhost.
+    monkeypatch.setattr(reports.Clusters, "index", {"c1": [{"execHosts": {"allowLoopback": True}}]})
     monkeypatch.setattr(report_auth, "report_tokens", ReportTokens())
     monkeypatch.setattr(report_auth, "report_events", EventLimiter())
     return fake

@@ -15,14 +15,13 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
 from aiohttp import web
-from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .. import CLUSTERS, GROUP, VERSION
 from ..follow import ready_fields, same_host
 from ..hosts import check, policy_from_spec
 from ..metrics import observe_status_change
@@ -56,17 +55,22 @@ async def _authenticated(request: web.Request) -> dict | web.Response:
     return await authenticated(request, time.monotonic())
 
 
-async def _cluster_spec(name: str) -> dict | None:
-    """The BatchCluster's spec, read when a report comes: its hostRewrite and execHosts."""
-    try:
-        cluster = await registry.kube.custom.get_cluster_custom_object(
-            GROUP, VERSION, CLUSTERS, name
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return cluster.get("spec") or {}
+class Clusters:
+    """The live kopf index of BatchCluster specs, reachable from the aiohttp routes (kopf hands
+    indexes to handlers only): a report costs no API call for its cluster."""
+
+    index: Mapping[str, Iterable[dict]] = {}
+
+
+@kopf.on.startup()
+async def keep_cluster_index(clusters_by_name: kopf.Index, **_: Any) -> None:
+    Clusters.index = clusters_by_name  # kopf fills it in place as the watch reports clusters
+
+
+def _cluster_spec(name: str) -> dict | None:
+    """The BatchCluster's spec as the watch last saw it: its hostRewrite and execHosts."""
+    found = list(Clusters.index.get(name, ()))
+    return found[0] if found else None
 
 
 @routes.post("/v1/report/{namespace}/{name}")
@@ -85,7 +89,7 @@ async def report(request: web.Request) -> web.Response:
     namespace, name = notebook["metadata"]["namespace"], notebook["metadata"]["name"]
     status = notebook.get("status", {})
     generation = notebook["metadata"].get("generation")
-    spec = await _cluster_spec(notebook["spec"]["clusterName"])
+    spec = _cluster_spec(notebook["spec"]["clusterName"])
     if spec is None:
         return _error(409, f"no BatchCluster {notebook['spec']['clusterName']}")
     rules = spec.get("hostRewrite")
