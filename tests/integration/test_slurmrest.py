@@ -43,7 +43,7 @@ def rest_connection(secret: str, url: str = SLURMRESTD) -> dict:
             "url": url,
             "jwtKeySecret": {"name": secret},
             "homeDirectory": "/home/{user}",
-            # queryUser: the default, an unprivileged account (dev/sshd.sh creates it), not SlurmUser
+            # queryUser: the default, unprivileged (dev/sshd.sh creates it), not SlurmUser
         },
     }
 
