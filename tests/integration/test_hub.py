@@ -7,6 +7,7 @@ import json
 import urllib.request
 
 import pytest
+from batchnotebook_operator.schedulers.slurm import Slurm
 from kubernetes.client import ApiException
 
 from .conftest import GROUP, VERSION, cluster_spec
@@ -61,6 +62,10 @@ def notebooks(custom, namespace):
     return custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "batchnotebooks")[
         "items"
     ]
+
+
+def of_cluster(custom, namespace, cluster):
+    return [n for n in notebooks(custom, namespace) if n["spec"]["clusterName"] == cluster]
 
 
 def start_server(hub, user, options, name=""):
@@ -269,3 +274,68 @@ def test_a_refused_job_says_why_and_leaves_nothing(hub, custom, core):
     )
     secrets = core.list_namespaced_secret(hub.namespace).items
     assert not [s for s in secrets if "refused" in s.metadata.name]
+
+
+def test_a_hub_user_named_root_gets_a_clear_refusal_and_no_job(hub, custom):
+    """Open sign-up or a careless admin makes a hub user `root`: nothing may run as root."""
+    code, answer = hub.api("POST", "/users/root")
+    assert code in (201, 409), answer
+    before = len(notebooks(custom, hub.namespace))
+    code, answer = hub.api("POST", "/users/root/server", {"cluster": CLUSTER, "profile": "small"})
+    assert code == 400, answer
+    assert "the Unix account 'root' is refused" in answer["message"], answer
+    assert len(notebooks(custom, hub.namespace)) == before
+    assert not run("squeue", "--noheader", "-u", "root", "-t", "PENDING,RUNNING").stdout.strip()
+
+
+def test_one_user_cannot_fill_the_queue_for_everyone(hub, custom):
+    """bob opens named servers into a queue that will not start them for an hour: the spawner's
+    per-user cap (max_queued_per_user, 3 by default) refuses the fourth before creating it, so
+    JupyterHub's concurrent_spawn_limit is never his alone."""
+    spec = custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", CLUSTER)["spec"]
+    waiting = "e2e-waiting"
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "BatchCluster",
+        "metadata": {"name": waiting},
+        "spec": {
+            **spec,
+            "jobTemplate": Slurm.default_template().replace(
+                "#SBATCH --no-requeue\n", "#SBATCH --no-requeue\n#SBATCH --begin=now+1hour\n"
+            ),
+        },
+    }
+    custom.create_cluster_custom_object(GROUP, VERSION, "batchclusters", body)
+    hub.api("POST", "/users/bob")
+    names = [f"wait{i}" for i in range(4)]
+    try:
+        for name in names[:3]:
+            code, answer = hub.api(
+                "POST", f"/users/bob/servers/{name}", {"cluster": waiting, "profile": "small"}
+            )
+            assert code == 202, answer  # pending: the job waits for its start time
+        wait_for(
+            lambda: len(of_cluster(custom, hub.namespace, waiting)) == 3,
+            30,
+            "bob's three waiting servers",
+        )
+        code, answer = hub.api(
+            "POST", f"/users/bob/servers/{names[3]}", {"cluster": waiting, "profile": "small"}
+        )
+        assert code == 429, answer
+        assert "already have 3 servers waiting in a queue" in answer["message"], answer
+        assert len(of_cluster(custom, hub.namespace, waiting)) == 3
+        # alice is not held up by bob's queue.
+        code, answer = hub.api(
+            "POST", "/users/alice/servers/notblocked", {"cluster": waiting, "profile": "small"}
+        )
+        assert code == 202, answer
+    finally:
+        for user, name in [("bob", n) for n in names[:3]] + [("alice", "notblocked")]:
+            hub.api("DELETE", f"/users/{user}/servers/{name}")
+        wait_for(
+            lambda: not of_cluster(custom, hub.namespace, waiting),
+            120,
+            "the waiting servers to go",
+        )
+        custom.delete_cluster_custom_object(GROUP, VERSION, "batchclusters", waiting)
