@@ -64,6 +64,19 @@ def notebooks(custom, namespace):
     ]
 
 
+def cluster_like_the_hubs(custom, name, **changes):
+    """A second BatchCluster: the hub's own with `changes` (the test deletes it)."""
+    spec = custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", CLUSTER)["spec"]
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "BatchCluster",
+        "metadata": {"name": name},
+        "spec": {**spec, **changes},
+    }
+    custom.create_cluster_custom_object(GROUP, VERSION, "batchclusters", body)
+    return name
+
+
 def of_cluster(custom, namespace, cluster):
     return [n for n in notebooks(custom, namespace) if n["spec"]["clusterName"] == cluster]
 
@@ -219,15 +232,7 @@ def test_named_servers_on_one_user(hub, custom):
 def test_progress_follows_the_status(hub, custom):
     # A job that takes a while to start, so that the hub answers the POST before it is ready
     # (after its slow_spawn_timeout, 10 s) and the progress stream has a story to tell.
-    spec = custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", CLUSTER)["spec"]
-    slow = "e2e-slow"
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "BatchCluster",
-        "metadata": {"name": slow},
-        "spec": {**spec, "prologue": "sleep 15"},
-    }
-    custom.create_cluster_custom_object(GROUP, VERSION, "batchclusters", body)
+    slow = cluster_like_the_hubs(custom, "e2e-slow", prologue="sleep 15")
     try:
         hub.api("POST", "/users/alice")
         code, answer = hub.api("POST", "/users/alice/server", {"cluster": slow, "profile": "small"})
@@ -292,20 +297,13 @@ def test_one_user_cannot_fill_the_queue_for_everyone(hub, custom):
     """bob opens named servers into a queue that will not start them for an hour: the spawner's
     per-user cap (max_queued_per_user, 3 by default) refuses the fourth before creating it, so
     JupyterHub's concurrent_spawn_limit is never his alone."""
-    spec = custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", CLUSTER)["spec"]
-    waiting = "e2e-waiting"
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "BatchCluster",
-        "metadata": {"name": waiting},
-        "spec": {
-            **spec,
-            "jobTemplate": Slurm.default_template().replace(
-                "#SBATCH --no-requeue\n", "#SBATCH --no-requeue\n#SBATCH --begin=now+1hour\n"
-            ),
-        },
-    }
-    custom.create_cluster_custom_object(GROUP, VERSION, "batchclusters", body)
+    waiting = cluster_like_the_hubs(
+        custom,
+        "e2e-waiting",
+        jobTemplate=Slurm.default_template().replace(
+            "#SBATCH --no-requeue\n", "#SBATCH --no-requeue\n#SBATCH --begin=now+1hour\n"
+        ),
+    )
     hub.api("POST", "/users/bob")
     names = [f"wait{i}" for i in range(4)]
     try:
