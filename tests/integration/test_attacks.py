@@ -1,16 +1,20 @@
-"""The attacks of issue 11 items 1 and 3, performed on the real Slurm by a real second user:
-bob names his jobs after alice's notebook (he reads her tag in `squeue`), and an admin requeues a
-Ready notebook's job."""
+"""The attacks of issue 11, performed on the real Slurm and the real operator: bob names his jobs
+after alice's notebook (he reads her tag in `squeue`), an admin requeues a Ready notebook's job,
+a job reports a host that is not the scheduler's, a site leaves execHosts at its defaults."""
 
 from __future__ import annotations
 
+import base64
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from batchnotebook_operator.schedulers.slurm import Slurm
 
 from .conftest import GROUP, VERSION
-from .stack import run, squeue, wait_for
+from .stack import OPERATOR_PORT, run, squeue, wait_for
+from .test_operator import post_report
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm]
 POLL = 2  # the test clusters' pollIntervalSeconds
@@ -94,3 +98,62 @@ def test_a_ready_notebooks_requeued_job_loses_its_route_and_is_cancelled(
         30,
         "the requeued job to be cancelled",
     )
+
+
+def post_raw(namespace: str, name: str, body: bytes, token: str) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{OPERATOR_PORT}/v1/report/{namespace}/{name}",
+        data=body,
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def events_of(core, namespace, name):
+    return [
+        (e.type, e.reason, e.message)
+        for e in core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={name}"
+        ).items
+    ]
+
+
+def test_the_proxy_is_never_sent_to_a_host_the_cluster_does_not_allow(
+    operator, make_cluster, make_notebook, wait_phase, notebook_status, core, namespace
+):
+    # A site that left execHosts at its defaults: this machine's jobs run on `vm`, which resolves
+    # to loopback (the hub's own services live there).
+    cluster = make_cluster(execHosts={})
+    name = make_notebook(cluster, user="alice")["metadata"]["name"]
+    wait_for(
+        lambda: ("Warning", "HostRefused") in [e[:2] for e in events_of(core, namespace, name)],
+        60,
+        "a HostRefused warning",
+    )
+    time.sleep(3 * POLL)  # the job reported its port by now: still nothing to route to
+    status = notebook_status(name)
+    assert status["phase"] == "Starting" and not status.get("url") and not status.get("execHost")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "HostRefused" and "loopback" in ready["message"]
+    refused = [e for e in events_of(core, namespace, name) if e[1] == "HostRefused"]
+    assert len(refused) == 1, refused  # said once, not every round
+
+
+def test_a_report_must_name_the_schedulers_host_in_full(
+    operator, make_cluster, make_notebook, wait_phase, core, namespace
+):
+    name = make_notebook(make_cluster(), user="bob")["metadata"]["name"]
+    ready = wait_phase(name, "Ready")
+    secret = core.read_namespaced_secret(f"{name}-env", namespace).data
+    token = base64.b64decode(secret["BATCHNOTEBOOK_REPORT_TOKEN"]).decode()
+    # Same short name as the scheduler's `vm`, another machine: refused.
+    assert post_report(namespace, name, {"host": "vm.attacker.example", "port": 1}, token) == 403
+    # A body deeper than the schema: a 4xx, never a 500 (RecursionError before).
+    deep = ("[" * 100_000 + "]" * 100_000).encode()
+    assert post_raw(namespace, name, deep, token) in (400, 413)
+    assert wait_phase(name, "Ready")["url"] == ready["url"]
