@@ -61,8 +61,8 @@ def test_render_and_status_match_what_slurm_has(
     # Slurm keeps no value of the notebook's Secret: the job read them from a private file in the
     # user's home, which the launcher deleted before Jupyter started.
     secret = core.read_namespaced_secret(f"{name}-env", namespace).data
-    for value in secret.values():
-        assert base64.b64decode(value).decode() not in submitted
+    tokens = [base64.b64decode(v).decode() for k, v in secret.items() if k.endswith("TOKEN")]
+    assert tokens and not [token for token in tokens if token in submitted]
     home = pwd.getpwnam(nb["spec"]["unixUser"]).pw_dir
     assert f'"/.batchnotebook/env/{uid}\n' in submitted
     assert not (Path(home) / ".batchnotebook/env" / uid).exists()

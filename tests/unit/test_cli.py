@@ -323,7 +323,12 @@ def test_polling_check(status_, level, detail):
 def notebook(name: str, phase: str, job: str = "", **status_fields) -> dict:
     return {
         "metadata": {"namespace": "hub", "name": name, "creationTimestamp": "2026-01-01T11:00:00Z"},
-        "spec": {"hubUser": "alice", "clusterName": "local", "profile": "small"},
+        "spec": {
+            "hubUser": "alice",
+            "unixUser": "alice",
+            "clusterName": "local",
+            "profile": "small",
+        },
         "status": {
             "phase": phase,
             "jobId": job,
@@ -334,9 +339,12 @@ def notebook(name: str, phase: str, job: str = "", **status_fields) -> dict:
 
 
 def test_scheduler_column_and_flag():
-    running = JobStatus("7", JobState.RUNNING, raw_state="RUNNING", name="bnb-a")
+    running = JobStatus("7", JobState.RUNNING, raw_state="RUNNING", name="bnb-a", user="alice")
     pending = JobStatus("8", JobState.PENDING, raw_state="PENDING", name="bnb-b", reason="Priority")
-    answer = {"bnb-a": running, "bnb-b": pending}
+    # bob's job named after c's notebook, and a job under c's id that is not alice's.
+    impostor = JobStatus("99", JobState.RUNNING, raw_state="RUNNING", name="bnb-c", user="bob")
+    recycled = JobStatus("9", JobState.RUNNING, raw_state="RUNNING", name="bnb-c", user="bob")
+    answer = {"7": running, "8": pending, "99": impostor, "9": recycled}
     assert status.scheduler_word(notebook("a", "Ready", "7"), answer) == ("RUNNING", False)
     assert status.scheduler_word(notebook("b", "Queued", "8"), answer) == (
         "PENDING (Priority)",
@@ -358,10 +366,10 @@ def test_status_table():
             notebook(
                 "a", "Ready", "7", execHost="node1", port=40001, endsAt="2026-01-01T13:00:00Z"
             ),
-            {"bnb-a": running},
+            {"7": running},
             AT,
         ),
-        status.row(notebook("long-name", "Starting", "9"), {"bnb-a": running}, AT),
+        status.row(notebook("long-name", "Starting", "9"), {"7": running}, AT),
     ]
     assert rows[1].unknown_to_scheduler and not rows[0].unknown_to_scheduler
     assert status.table(rows).splitlines() == [
@@ -392,7 +400,7 @@ class RecordingClient:
         self.queries.append((sorted(tags), sorted(job_ids)))
         if self.jobs is None:
             raise SchedulerUnavailable("squeue: error: Unable to contact slurm controller")
-        return {tag: job for tag, job in self.jobs.items() if tag in tags}
+        return {job.job_id: job for job in self.jobs.values() if job.name in tags}
 
     async def close(self):
         pass
@@ -413,7 +421,7 @@ class ListingCustom:
 
 async def test_status_asks_each_cluster_once_for_all_its_jobs(monkeypatch):
     running = JobStatus("7", JobState.RUNNING, raw_state="RUNNING", name="bnb-a")
-    clients = {"local": RecordingClient({"bnb-a": running}), "down": RecordingClient(None)}
+    clients = {"local": RecordingClient({"7": running}), "down": RecordingClient(None)}
     monkeypatch.setattr(status, "make_client", lambda name, spec, kube: clients[name])
     down = notebook("c", "Queued", "11")
     down["spec"]["clusterName"] = "down"

@@ -69,15 +69,15 @@ def duration(seconds: float) -> str:
 
 def scheduler_word(notebook: dict, answer: dict[str, JobStatus] | str) -> tuple[str, bool]:
     """The scheduler column and whether the job is flagged unknown. `answer` is the cluster's
-    query result by job name, or why there is none."""
+    query result by job id, or why there is none. A job under the notebook's id owned by someone
+    else is not its job (a job is never known by its name: anyone can choose it)."""
     status = notebook.get("status", {})
-    tag = status.get("jobName")
-    if not tag:
+    if not status.get("jobName"):
         return "", False
     if isinstance(answer, str):
         return answer, False
-    job = answer.get(tag)
-    if job is not None:
+    job = answer.get(status.get("jobId", ""))
+    if job is not None and job.user in ("", notebook["spec"].get("unixUser")):
         return f"{job.raw_state} ({job.reason})" if job.reason else job.raw_state, False
     # An ended notebook's job may rightly be forgotten; an active one's must not be.
     active = not Phase(status.get("phase", "Pending")).terminal
@@ -118,7 +118,7 @@ def table(rows: list[Row]) -> str:
 async def ask_scheduler(
     kube: Kube, name: str, cluster: dict | None, notebooks: list[dict]
 ) -> dict[str, JobStatus] | str:
-    """One query for every job of the cluster's notebooks, by job name; or why there is none."""
+    """One query for every job of the cluster's notebooks, by job id; or why there is none."""
     if cluster is None:
         return NO_CLUSTER
     statuses = [n.get("status", {}) for n in notebooks]

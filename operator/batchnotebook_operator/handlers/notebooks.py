@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, NoReturn
 
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -92,13 +92,31 @@ async def check_account(
     except AccountRefused as error:
         await fail(body, "AccountRefused", str(error))
     except SchedulerUnavailable as error:
-        message = f"waiting for the cluster to look up the account {unix_user}: {error}"
-        await registry.kube.patch_notebook_status(
-            body.meta["namespace"],
-            body.meta["name"],
-            {"phase": Phase.PENDING.value, "message": message},
-        )
-        raise kopf.TemporaryError(message, delay=interval) from error
+        await wait_for_the_scheduler(body, f"to look up the account {unix_user}", error, interval)
+
+
+async def wait_for_the_scheduler(
+    body: kopf.Body, purpose: str, error: SchedulerUnavailable, interval: float
+) -> NoReturn:
+    """The cluster did not answer: the notebook says so (Pending, SchedulerReachable False) and
+    kopf tries again after a poll interval."""
+    await registry.kube.patch_notebook_status(
+        body.meta["namespace"],
+        body.meta["name"],
+        {
+            "phase": Phase.PENDING.value,
+            "message": f"waiting for the scheduler {purpose}: {error}",
+            "conditions": condition(
+                body.status.get("conditions", []),
+                "SchedulerReachable",
+                False,
+                "NoAnswer",
+                str(error)[:500],
+                body.meta.get("generation"),
+            ),
+        },
+    )
+    raise kopf.TemporaryError(f"scheduler unavailable: {error}", delay=interval) from error
 
 
 @kopf.on.resume(GROUP, VERSION, NOTEBOOKS)
@@ -201,23 +219,7 @@ async def submit(
     except InvalidOptions as error:
         await fail(body, "InvalidTemplate", str(error))
     except SchedulerUnavailable as error:
-        await registry.kube.patch_notebook_status(
-            namespace,
-            name,
-            {
-                "phase": Phase.PENDING.value,
-                "message": f"waiting for the scheduler: {error}",
-                "conditions": condition(
-                    status.get("conditions", []),
-                    "SchedulerReachable",
-                    False,
-                    "NoAnswer",
-                    str(error)[:500],
-                    body.meta.get("generation"),
-                ),
-            },
-        )
-        raise kopf.TemporaryError(f"scheduler unavailable: {error}", delay=interval) from error
+        await wait_for_the_scheduler(body, "to take the job", error, interval)
 
     logger.info("job %s %s as %s", job_id, how, spec["unixUser"])
     conditions = condition(
