@@ -157,3 +157,18 @@ def test_a_report_must_name_the_schedulers_host_in_full(
     deep = ("[" * 100_000 + "]" * 100_000).encode()
     assert post_raw(namespace, name, deep, token) in (400, 413)
     assert wait_phase(name, "Ready")["url"] == ready["url"]
+
+
+def test_a_notebook_cannot_take_another_notebooks_secret(
+    operator, make_cluster, make_notebook, wait_phase
+):
+    """Whoever can write a BatchNotebook names alice's Secret in bob's notebook: her tokens would
+    go into a job bob owns."""
+    cluster = make_cluster()
+    alices = make_notebook(cluster, user="alice")["metadata"]["name"]
+    bobs = make_notebook(cluster, user="bob", envSecretName=f"{alices}-env")
+    failed = wait_phase(bobs["metadata"]["name"], "Failed")
+    submitted = next(c for c in failed["conditions"] if c["type"] == "Submitted")
+    assert submitted["reason"] == "SecretNotOwned", failed
+    assert "jobId" not in failed and squeue(f"bnb-{bobs['metadata']['uid']}") == []
+    wait_phase(alices, "Ready")  # hers is untouched
