@@ -225,7 +225,8 @@ class ClusterClient(SchedulerClient):
         if not tags:
             return {}
         result = await self._run("query", tags=tags, job_ids=job_ids)
-        return {job.job_id: job for job in self.scheduler.parse_query(self.scheduler.check(result))}
+        parsed = self.scheduler.parse_query(self.scheduler.check(result))
+        return {job.job_id: self.scheduler.marked(job) for job in parsed}
 
     async def accounting(
         self, *, job_ids: Iterable[str] = (), tags: Iterable[str] = ()
@@ -237,7 +238,8 @@ class ClusterClient(SchedulerClient):
         result = await self._run("accounting", job_ids=job_ids, tags=tags)
         if self.scheduler.has_no_accounting(result):
             return []
-        return list(self.scheduler.parse_accounting(self.scheduler.check(result)))
+        parsed = self.scheduler.parse_accounting(self.scheduler.check(result))
+        return [self.scheduler.marked(job) for job in parsed]
 
     async def cancel(self, job_ids: Iterable[str], user: str) -> None:
         result = await self._run("cancel", user=user, job_ids=sorted(set(job_ids)))

@@ -271,6 +271,9 @@ def from_job(
     events: list[tuple[str, str, str]] = []
     if phase.terminal or job.state is JobState.UNKNOWN:
         wanted.pop("lastSeenAt")
+    elif job.state is JobState.PENDING and phase in ROUTED_PHASES and job.suspended:
+        # Stopped where it runs: its process keeps the port, and the route stays with it.
+        wanted["message"] = f"job {job.job_id} is suspended ({job.raw_state}), Jupyter waits"
     elif job.state is JobState.PENDING and phase in ROUTED_PHASES:
         # Requeued, evicted or rerun: the host and port the hub routes to are free for anyone on
         # that node to bind, so the route goes now, with the job (a new start would be a new

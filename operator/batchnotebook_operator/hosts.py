@@ -87,6 +87,14 @@ def ip_literal(host: str) -> IPAddress | None:
         return None
 
 
+def ip_in_disguise(host: str) -> bool:
+    """An IPv4 address in a form resolvers accept but ip_address does not (`10.1`, `167838211`,
+    `0x0a.0.0.1`): no real top-level domain is numeric, so a last label of digits (or hex) is
+    one of these."""
+    last = normal_host(host).rsplit(".", 1)[-1]
+    return bool(re.fullmatch(r"\d+|0x[0-9a-f]*", last))
+
+
 def _embedded(address: IPAddress) -> IPAddress:
     """The IPv4 address an IPv6 one carries (::ffff:a.b.c.d, 64:ff9b::a.b.c.d), else itself."""
     if isinstance(address, ipaddress.IPv6Address):
@@ -135,6 +143,8 @@ def refusal(host: str, addresses: Sequence[str], policy: HostPolicy) -> str | No
     literal = ip_literal(name)
     if literal is None and not _HOST_NAME.match(name):
         return "not a host name"
+    if literal is None and ip_in_disguise(name):
+        return "an IP address in a non-standard form"
     resolved = [literal] if literal is not None else []
     for text in addresses:
         try:
@@ -156,7 +166,12 @@ def refusal(host: str, addresses: Sequence[str], policy: HostPolicy) -> str | No
         )
         if not (by_name or by_network):
             return "matches none of execHosts.patterns and execHosts.networks"
-    return None
+        return None
+    # Fail closed: a site says where its compute nodes are; only a one-machine stack, whose jobs
+    # run on this machine, needs to say nothing more than allowLoopback.
+    if policy.allow_loopback and all(_in(_embedded(a), _LOOPBACK) for a in resolved):
+        return None
+    return "execHosts sets no patterns or networks: no compute node is allowed yet"
 
 
 async def resolve(host: str, timeout: float = RESOLVE_TIMEOUT_SECONDS) -> tuple[list[str], str]:

@@ -45,9 +45,9 @@ ENDED_PHASE = {
 }
 
 
-# How far the scheduler's clock may be behind the API server's when a submission is compared
-# with a notebook's creation.
-CLOCK_SKEW = dt.timedelta(minutes=5)
+# How far a submission time may seem to precede its notebook's creation: the command-line tools
+# print local time without a zone, and a login node's zone is not known here (up to a day off).
+CLOCK_SKEW = dt.timedelta(hours=26)
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,9 @@ class JobStatus:
     exit_code: int | None = None
     ends_at: dt.datetime | None = None  # when the scheduler ends a running job (its walltime)
     submitted_at: dt.datetime | None = None  # None: the scheduler's listing does not say
+    # Stopped where it runs (PENDING as far as the state goes): its process keeps its port, so
+    # unlike a requeued job it keeps its route.
+    suspended: bool = False
 
     def may_be_of(self, tag: str, owner: str, created: dt.datetime | None) -> bool:
         """Whether this job may be the one a notebook submitted, known only by its tag (after a

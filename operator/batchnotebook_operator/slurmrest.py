@@ -624,7 +624,9 @@ class SlurmRestClient(SchedulerClient):
         body = self._expect(answer)
         if not isinstance(body.get("jobs"), list):
             raise SchedulerUnavailable(f"slurmrestd {answer.request}: no job list in the answer")
-        return {job.job_id: job for job in parse_jobs(body) if job.name in wanted}
+        return {
+            job.job_id: self.scheduler.marked(job) for job in parse_jobs(body) if job.name in wanted
+        }
 
     async def accounting(
         self, *, job_ids: Iterable[str] = (), tags: Iterable[str] = ()

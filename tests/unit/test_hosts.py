@@ -22,7 +22,9 @@ SITE = policy_from_spec(
     {"execHosts": {"patterns": ["node*.hpc.example.org", "gpu??.hpc.example.org"]}}
 )
 NETWORKS = policy_from_spec({"execHosts": {"networks": ["10.20.0.0/16", "fd00:20::/64"]}})
-LITERALS = policy_from_spec({"execHosts": {"allowIPLiterals": True}})
+LITERALS = policy_from_spec(
+    {"execHosts": {"allowIPLiterals": True, "networks": ["10.20.0.0/16", "fd00:20::/64"]}}
+)
 
 
 @pytest.mark.parametrize(
@@ -69,6 +71,21 @@ LITERALS = policy_from_spec({"execHosts": {"allowIPLiterals": True}})
         ("node01:8888", ["10.20.0.5"], DEFAULT, "not a host name"),
         ("", [], DEFAULT, "not a host name"),
         ("node01.hpc.example.org", [], DEFAULT, "does not resolve"),
+        # Fail closed: a site that says nothing of where its nodes are routes nowhere (but a
+        # one-machine stack's loopback).
+        ("node01.hpc.example.org", ["10.20.0.5"], DEFAULT, "no patterns or networks"),
+        ("node01.hpc.example.org", ["10.20.0.5"], LOCAL_STACK, "no patterns or networks"),
+        (
+            "10.20.0.5",
+            [],
+            policy_from_spec({"execHosts": {"allowIPLiterals": True}}),
+            "no patterns",
+        ),
+        # IPv4 in forms resolvers accept: decimal, short, hex (10.1.2.3, 10.0.0.1, 10.0.0.1).
+        ("167838211", ["10.1.2.3"], DEFAULT, "non-standard form"),
+        ("10.1", ["10.0.0.1"], NETWORKS, "non-standard form"),
+        ("0x0a.0.0.1", ["10.0.0.1"], LITERALS, "non-standard form"),
+        ("node01.hpc.123", ["10.20.0.5"], NETWORKS, "non-standard form"),
     ],
 )
 def test_refused(host, addresses, policy, why):
@@ -79,7 +96,6 @@ def test_refused(host, addresses, policy, why):
 @pytest.mark.parametrize(
     ("host", "addresses", "policy"),
     [
-        ("node01.hpc.example.org", ["10.20.0.5"], DEFAULT),
         ("node01.hpc.example.org", ["10.20.0.5"], SITE),
         ("NODE01.HPC.Example.ORG.", ["10.20.0.5"], SITE),
         ("gpu01.hpc.example.org", ["10.20.0.5", "fd00:20::5"], SITE),
@@ -89,7 +105,7 @@ def test_refused(host, addresses, policy, why):
         ("[fd00:20::5]", [], LITERALS),
         ("vm", ["127.0.0.1"], LOCAL_STACK),
         ("localhost", ["127.0.0.1", "::1"], LOCAL_STACK),
-        ("node_01.hpc.example.org", ["10.20.0.5"], DEFAULT),
+        ("node_01.hpc.example.org", ["10.20.0.5"], NETWORKS),
     ],
 )
 def test_allowed(host, addresses, policy):
@@ -102,7 +118,8 @@ def test_loopback_never_opens_link_local_or_the_service_network():
 
 
 def test_forbidden_networks_replace_the_default():
-    policy = policy_from_spec({"execHosts": {"forbiddenNetworks": ["10.0.0.0/8", "fd00::/8"]}})
+    rules = {"forbiddenNetworks": ["10.0.0.0/8", "fd00::/8"], "patterns": ["*.example.org"]}
+    policy = policy_from_spec({"execHosts": rules})
     assert "10.0.0.0/8" in refusal("n.example.org", ["10.20.0.5"], policy)
     assert "fd00::/8" in refusal("n.example.org", ["fd00:20::5"], policy)
     assert refusal("n.example.org", ["192.168.1.5"], policy) is None

@@ -143,7 +143,7 @@ async def test_a_recycled_job_id_of_another_owner_is_not_the_notebooks_job(kube)
 
 async def test_adoption_after_a_crash_takes_only_the_owners_job_submitted_after_creation():
     bobs = job("99", "bob", JobState.RUNNING)
-    alices_older = job("40", "alice", JobState.RUNNING, minutes_after_creation=-60)
+    alices_older = job("40", "alice", JobState.RUNNING, minutes_after_creation=-2 * 24 * 60)
     client = FakeClient(Scheduler([bobs, alices_older]))
     assert await client.find(TAG, "alice", CREATED) is None  # nothing to adopt: submit anew
 
@@ -171,6 +171,9 @@ def test_a_job_of_the_tag_may_be_the_notebooks_only_if_its_owner_and_time_fit():
     assert job("41", "alice", JobState.RUNNING).may_be_of(TAG, "alice", CREATED)
     assert not job("99", "bob", JobState.RUNNING).may_be_of(TAG, "alice", CREATED)
     assert not job("41", "", JobState.RUNNING).may_be_of(TAG, "alice", CREATED)
-    stale = job("40", "alice", JobState.RUNNING, minutes_after_creation=-60)
+    stale = job("40", "alice", JobState.RUNNING, minutes_after_creation=-2 * 24 * 60)
     assert not stale.may_be_of(TAG, "alice", CREATED)
+    # A login node west of the operator prints its local time: hours "before" creation is fine.
+    west = job("41", "alice", JobState.RUNNING, minutes_after_creation=-6 * 60)
+    assert west.may_be_of(TAG, "alice", CREATED)
     assert not job("41", "alice", JobState.RUNNING).may_be_of("bnb-other", "alice", CREATED)

@@ -13,6 +13,7 @@ from batchnotebook_operator.follow import from_job
 from batchnotebook_operator.handlers import clusters
 from batchnotebook_operator.model import JobState, JobStatus
 from batchnotebook_operator.registry import registry
+from batchnotebook_operator.schedulers import BACKENDS
 from batchnotebook_spawner import BatchNotebookSpawner
 
 READY = {
@@ -124,3 +125,37 @@ async def test_the_hub_hears_at_once_that_a_ready_server_is_no_longer(monkeypatc
 
     monkeypatch.setattr(spawner, "notebook", the_notebook)
     assert await spawner.poll() == gone
+
+
+@pytest.mark.parametrize(
+    ("backend", "raw"),
+    [
+        ("slurm", "SUSPENDED"),
+        ("slurm", "STOPPED"),
+        ("lsf", "SSUSP"),
+        ("lsf", "USUSP"),
+        ("sge", "s"),
+        ("sge", "T"),
+        ("pbspro", "S"),
+        ("torque", "U"),
+        ("htcondor", "Suspended"),
+        ("moab", "Suspended"),
+    ],
+)
+def test_a_suspended_job_keeps_its_route(backend, raw):
+    """Suspended where it runs (gang scheduling, LSF load thresholds): its process still holds
+    the port, so it is not a requeue and the server is not stopped."""
+    job = BACKENDS[backend]().marked(JobStatus("41", JobState.PENDING, raw, "bnb-x", "alice"))
+    transition = from_job(READY, job)
+    assert job.suspended and not transition.cancel_job
+    assert "phase" not in transition.status and "url" not in transition.status
+    assert "suspended" in transition.status["message"]
+
+
+@pytest.mark.parametrize(
+    ("backend", "raw"),
+    [("slurm", "REQUEUED"), ("slurm", "PENDING"), ("lsf", "PEND"), ("sge", "qw")],
+)
+def test_back_in_the_queue_is_not_suspended(backend, raw):
+    job = BACKENDS[backend]().marked(JobStatus("41", JobState.PENDING, raw, "bnb-x", "alice"))
+    assert not job.suspended and from_job(READY, job).cancel_job

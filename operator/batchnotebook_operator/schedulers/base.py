@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from dataclasses import replace
 from importlib import resources
 from typing import Any, ClassVar
 
@@ -47,6 +48,9 @@ class Scheduler(ABC):
     #: stderr patterns that mean there is no accounting to ask: an answer, "nothing known".
     no_accounting_patterns: ClassVar[tuple[str, ...]] = ()
 
+    #: Raw states of a job stopped where it runs (mapped to PENDING): suspended, not requeued.
+    suspended_states: ClassVar[frozenset[str]] = frozenset()
+
     #: Longest job name the scheduler keeps (older PBS and Torque: 15); None: no limit.
     job_name_length: ClassVar[int | None] = None
 
@@ -75,6 +79,13 @@ class Scheduler(ABC):
             elif value not in (None, ""):
                 argv.append(str(value))
         return argv
+
+    def marked(self, job: JobStatus) -> JobStatus:
+        """The job with `suspended` set from this scheduler's raw state."""
+        return replace(job, suspended=self.is_suspended(job.raw_state)) if job.raw_state else job
+
+    def is_suspended(self, raw_state: str) -> bool:
+        return raw_state in self.suspended_states
 
     def is_unavailable(self, stderr: str) -> bool:
         return any(re.search(p, stderr, re.IGNORECASE) for p in self.unavailable_patterns)

@@ -85,6 +85,7 @@ def _ads(stdout: str) -> list[dict]:
 
 class HTCondor(Scheduler):
     name = "htcondor"
+    suspended_states = frozenset({"Suspended"})
     commands = {  # noqa: RUF012 - class-level data read by the base class
         "submit": [
             "/bin/sh",

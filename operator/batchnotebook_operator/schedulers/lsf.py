@@ -96,6 +96,7 @@ def _count(text: str | None) -> int:
 
 class LSF(Scheduler):
     name = "lsf"
+    suspended_states = frozenset({"PSUSP", "USUSP", "SSUSP"})
     commands = {  # noqa: RUF012 - class-level data read by the base class
         "submit": ["bsub"],
         # -J takes one name, with wildcards: every BatchNotebook tag starts with "bnb-" (base.py),

@@ -90,6 +90,7 @@ def _jobs(stdout: str) -> Iterator[JobStatus]:
 
 class Moab(Scheduler):
     name = "moab"
+    suspended_states = frozenset({"Suspended"})
     commands = {  # noqa: RUF012 - class-level data read by the base class
         "submit": ["msub"],
         "query": ["showq", "--xml"],

@@ -56,6 +56,8 @@ def first_job_id(stdout: str) -> str:
 class PBSFamily(Scheduler):
     """Shared by PBS Pro and Torque; the subclasses hold the dialect (JSON or XML, commands)."""
 
+    suspended_states = frozenset({"S", "U"})
+
     unavailable_patterns = (
         r"cannot connect to (?:the )?server",
         r"Cannot connect to (?:default|specified) server host",

@@ -144,6 +144,11 @@ class GridEngine(Scheduler):
         r": No such file or directory",
     )
 
+    def is_suspended(self, raw_state: str) -> bool:
+        # A state is letters ("rs": running, suspended): s by the user, S by its queue, T at a
+        # load threshold.
+        return any(letter in raw_state for letter in "sST")
+
     def parse_submit(self, stdout: str) -> str:
         # -terse prints "12" (an array job "12.1-10:1"); without it: Your job 12 ("name") has been
         # submitted.

@@ -137,6 +137,7 @@ class Slurm(Scheduler):
     )
 
     no_accounting_patterns = (r"accounting storage is disabled",)
+    suspended_states = frozenset({"SUSPENDED", "STOPPED"})
 
     def parse_submit(self, stdout: str) -> str:
         # --parsable prints "id" or "id;cluster"; without it "Submitted batch job id".
