@@ -3,6 +3,7 @@ looked up on the cluster before a submission, and no slurmrestd token for a deni
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import kopf
@@ -235,6 +236,21 @@ async def test_the_operator_fails_a_root_notebook_and_runs_nothing(kube, monkeyp
     assert [e[1] for e in kube.events] == ["AccountRefused"]
     assert kube.patches[-1]["phase"] == "Failed"
     assert "never run as root" in kube.patches[-1]["message"]
+
+
+async def test_deleting_a_refused_notebook_runs_nothing_as_its_account(kube, monkeypatch):
+    """Nothing was submitted for `root`: its deletion must not run commands as root either."""
+    monkeypatch.setattr(registry, "client", lambda *_: pytest.fail("no command as root"))
+    body = body_of("root", "root")
+    await notebooks.cancel(
+        body=body,
+        spec=body.spec,
+        status=body.status,
+        uid="uid-x",
+        retry=0,
+        clusters_by_name={"c": [LOCAL]},
+        logger=logging.getLogger("test"),
+    )
 
 
 async def test_the_operator_checks_the_uid_before_reading_or_submitting(kube, monkeypatch):

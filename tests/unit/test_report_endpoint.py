@@ -284,3 +284,16 @@ async def test_reports_work_under_the_public_prefix(client, kube):
         f"{PREFIX}{URL}", json={"host": "localhost", "port": 8888}, headers=bearer(TOKEN)
     )
     assert answer.status == 200
+
+
+async def test_the_same_report_again_writes_nothing(client, kube):
+    """A notebook's own token in a loop (a flood, or the launcher retrying): one status write."""
+    report = {"host": "localhost", "port": 8888}
+    first = await client.post(URL, json=report, headers=bearer(TOKEN))
+    assert first.status == 200
+    kube.notebook_body["status"] |= {"reportedHost": "localhost", "reportedPort": 8888}
+    kube.notebook_body["status"] |= {"phase": "Ready", "url": "http://localhost:8888"}
+    for _ in range(20):
+        again = await client.post(URL, json=report, headers=bearer(TOKEN))
+        assert again.status == 200 and (await again.json())["url"] == "http://localhost:8888"
+    assert kube.calls.count("patch ns/nb") == 1

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 MIN_SECONDS_BETWEEN_POLLS = 1.0  # between two rounds' starts, however many reports come
 ENDED_FOLLOW_SECONDS = 10  # how long a job's word that Jupyter exited keeps rounds coming
 TERMINAL_PHASES = frozenset(phase.value for phase in Phase if phase.terminal)
+UNROUTED_PHASES = frozenset(p.value for p in (Phase.PENDING, Phase.QUEUED, Phase.STARTING))
 REPORT_CHECK_SECONDS = 0.1  # how often a waiting cluster looks for reports that need a round
 VERSION_CHECK_SECONDS = 3600
 DEFAULT_AVAILABILITY_INTERVAL_SECONDS = 60
@@ -200,7 +201,14 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
             remembered = None  # unknown, not gone
 
     # The execHosts policy, each host resolved once a round: a refused one never reaches a URL.
-    refused = await refused_hosts([*jobs.values(), *(remembered or {}).values()], spec)
+    # Only for notebooks that have no URL yet (a Ready one keeps the host its URL was built from).
+    unrouted = {
+        n["status"]["jobId"]
+        for n in active
+        if n["status"].get("phase", "Pending") in UNROUTED_PHASES
+    }
+    found = {**(remembered or {}), **jobs}
+    refused = await refused_hosts([j for i, j in found.items() if i in unrouted], spec)
     changes, still_active = [], 0
     for notebook in active:
         status = notebook["status"]

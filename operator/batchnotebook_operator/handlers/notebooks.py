@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import GROUP, NOTEBOOKS, REPORT_TOKEN_KEY, VERSION
+from .. import GROUP, NOTEBOOKS, REPORT_TOKEN_KEY, VERSION, accounts
 from ..accounts import AccountRefused
 from ..client import SchedulerClient
 from ..errors import InvalidOptions, SchedulerUnavailable, SubmissionRefused
@@ -284,6 +284,11 @@ async def cancel(
             "UnknownCluster",
             f"BatchCluster {cluster_name} is gone; cannot cancel the job",
         )
+        return
+    refused = accounts.refusal(cluster, spec["unixUser"])
+    if refused and not (status.get("submitAttemptedAt") or status.get("jobId")):
+        # Refused before any submission: nothing to cancel, and nothing may run as that account.
+        logger.info("no job to cancel: the account %s is refused (%s)", spec["unixUser"], refused)
         return
     client = registry.client(cluster_name, cluster)
     interval = cluster.get("pollIntervalSeconds", 10)

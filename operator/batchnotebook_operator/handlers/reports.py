@@ -112,6 +112,11 @@ async def report(request: web.Request) -> web.Response:
             await limited_event(notebook, "Warning", "HostRefused", message)
             return _error(403, message)
         update |= ready
+    if all(status.get(key) == value for key, value in update.items()):
+        # The same report again (a retry, or a flood with the notebook's own token): no write.
+        if status.get("phase") == Phase.READY.value:
+            return web.json_response({"phase": Phase.READY.value, "url": status.get("url")})
+        return web.json_response({"phase": status.get("phase"), "accepted": True}, status=202)
     await kube.patch_notebook_status(namespace, name, update)
     observe_status_change(
         notebook["spec"]["clusterName"],
