@@ -73,6 +73,9 @@ OTHER_NAMESPACE = "elsewhere"
 HUB_SA = "hub"  # what Zero to JupyterHub names the hub's ServiceAccount
 
 
+CRDS_NOT_SERVED_YET = "ensure CRDs are installed first"
+
+
 def helm(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess:
     result = run(CACHE_BIN / "helm", "--kubeconfig", PLANE / "kubeconfig", *args, check=False)
     if check and result.returncode:
@@ -112,15 +115,18 @@ def render(flavour: str, *options: str) -> list[dict]:
 
 def install(flavour: str, command: str = "install", chart: Path = CHART, **overrides) -> None:
     spec = RELEASES[flavour]
-    helm(
-        command,
-        spec["release"],
-        chart,
-        "--namespace",
-        spec["namespace"],
-        "-f",
-        values_file(flavour, **overrides),
-    )
+    where = ("--namespace", spec["namespace"], "-f", values_file(flavour, **overrides))
+    result = helm(command, spec["release"], chart, *where, check=False)
+    if result.returncode and command == "install" and CRDS_NOT_SERVED_YET in result.stderr:
+        # The post-install hook that creates the first BatchClusters ran before the API server
+        # served the CRDs it had just created (seconds on this loaded machine). A site avoids it
+        # with `helm install --wait` (README), which waits for the CRDs to be Established; this
+        # API server has no node for --wait's Deployment check, so: wait for the CRDs, and the
+        # upgrade creates the clusters as ordinary objects of the release.
+        kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        result = helm("upgrade", spec["release"], chart, *where, check=False)
+    if result.returncode:
+        raise AssertionError(f"helm {command} {spec['release']} failed:\n{result.stderr}")
 
 
 def service_account(flavour: str) -> tuple[str, str]:

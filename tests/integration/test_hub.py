@@ -305,6 +305,11 @@ def test_one_user_cannot_fill_the_queue_for_everyone(hub, custom):
         ),
     )
     hub.api("POST", "/users/bob")
+    # Stopped named servers count against named_server_limit_per_user (5 here): remove bob's.
+    listed = hub.api("GET", "/users/bob?include_stopped_servers")[1] or {}
+    for name in list(listed.get("servers", {})):
+        if name:
+            hub.api("DELETE", f"/users/bob/servers/{name}", {"remove": True})
     names = [f"wait{i}" for i in range(4)]
     try:
         for name in names[:3]:
@@ -330,7 +335,7 @@ def test_one_user_cannot_fill_the_queue_for_everyone(hub, custom):
         assert code == 202, answer
     finally:
         for user, name in [("bob", n) for n in names[:3]] + [("alice", "notblocked")]:
-            hub.api("DELETE", f"/users/{user}/servers/{name}")
+            hub.api("DELETE", f"/users/{user}/servers/{name}", {"remove": True})
         wait_for(
             lambda: not of_cluster(custom, hub.namespace, waiting),
             120,
