@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import base64
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from batchnotebook_operator.schedulers.slurm import Slurm
 
 from .conftest import GROUP, VERSION
-from .stack import OPERATOR_PORT, run, squeue, wait_for
-from .test_operator import post_report
+from .stack import run, squeue, wait_for
+from .test_operator import events_of, post_raw, post_report
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm]
 POLL = 2  # the test clusters' pollIntervalSeconds
@@ -98,29 +96,6 @@ def test_a_ready_notebooks_requeued_job_loses_its_route_and_is_cancelled(
         30,
         "the requeued job to be cancelled",
     )
-
-
-def post_raw(namespace: str, name: str, body: bytes, token: str) -> int:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{OPERATOR_PORT}/v1/report/{namespace}/{name}",
-        data=body,
-        method="POST",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
-def events_of(core, namespace, name):
-    return [
-        (e.type, e.reason, e.message)
-        for e in core.list_namespaced_event(
-            namespace, field_selector=f"involvedObject.name={name}"
-        ).items
-    ]
 
 
 def test_the_proxy_is_never_sent_to_a_host_the_cluster_does_not_allow(

@@ -16,9 +16,13 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slurm]
 
 
 def post_report(namespace, name, body, token, what=""):
+    return post_raw(namespace, name, json.dumps(body).encode(), token, what)
+
+
+def post_raw(namespace: str, name: str, body: bytes, token: str, what: str = "") -> int:
     request = urllib.request.Request(
         f"http://127.0.0.1:{OPERATOR_PORT}/v1/report/{namespace}/{name}{what}",
-        data=json.dumps(body).encode(),
+        data=body,
         method="POST",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
