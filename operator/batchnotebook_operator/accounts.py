@@ -90,12 +90,21 @@ def refusal(cluster_spec: dict, unix_user: str) -> str | None:
     return None
 
 
-def check(cluster_spec: dict, unix_user: str) -> str:
-    """`unix_user`, or AccountRefused with the reason."""
-    reason = refusal(cluster_spec, unix_user)
+def _refuse(unix_user: str, reason: str | None) -> None:
     if reason is not None:
         raise AccountRefused(f"the Unix account {unix_user!r} is refused: {reason}")
+
+
+def check(cluster_spec: dict, unix_user: str) -> str:
+    """`unix_user`, or AccountRefused with the reason."""
+    _refuse(unix_user, refusal(cluster_spec, unix_user))
     return unix_user
+
+
+def check_uid(cluster_spec: dict, unix_user: str, uid: int | None) -> None:
+    """AccountRefused unless the account's uid on the cluster (None: no such account) may run
+    notebooks."""
+    _refuse(unix_user, uid_refusal(cluster_spec, uid))
 
 
 def uid_refusal(cluster_spec: dict, uid: int | None) -> str | None:

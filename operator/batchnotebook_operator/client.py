@@ -52,6 +52,7 @@ class SchedulerClient(ABC):
     the scheduler a few commands at a time, not hundreds at once."""
 
     name: str
+    spec: dict
     scheduler: Scheduler
     turns: asyncio.Semaphore
     #: Whether the job reads the server's environment from a file submit() stages (envfile.py),
@@ -106,7 +107,7 @@ class SchedulerClient(ABC):
     async def check_account(self, user: str) -> None:
         """AccountRefused unless `user` may run notebooks here: the cluster's userMapping policy
         (a client that can look accounts up checks the uid too)."""
-        accounts.check(getattr(self, "spec", {}), user)
+        accounts.check(self.spec, user)
 
     async def find(
         self, tag: str, owner: str, created: dt.datetime | None = None
@@ -129,7 +130,7 @@ class SchedulerClient(ABC):
         if found is None:
             remembered = [j for j in await self.accounting(job_ids=[job_id]) if j.job_id == job_id]
             found = remembered[-1] if remembered else None
-        return found if found is not None and found.user in ("", owner) else None
+        return found if found is not None and found.owned_by(owner) else None
 
 
 def make_client(name: str, spec: dict, kube: Kube | None = None) -> SchedulerClient:
@@ -255,15 +256,13 @@ class ClusterClient(SchedulerClient):
         """The policy, then the account's uid on the cluster (`id -u`, one argv, as the service
         account): an account that does not exist or is a system one (uid < minUid) is refused
         before anything runs as it."""
-        accounts.check(self.spec, user)
+        await super().check_account(user)
         if user in self.uids:
             return
         result = await self.transport.run(["id", "-u", "--", user])
         answer = result.stdout.strip()
         uid = int(answer) if result.returncode == 0 and answer.isdigit() else None
-        refused = accounts.uid_refusal(self.spec, uid)
-        if refused:
-            raise accounts.AccountRefused(f"the Unix account {user!r} is refused: {refused}")
+        accounts.check_uid(self.spec, user, uid)
         self.uids[user] = uid
 
     async def version(self) -> str:

@@ -208,10 +208,6 @@ def kept_estimate(written: str | None, estimate: dt.datetime | None) -> str | No
     return timestamp(estimate)
 
 
-# A notebook in these phases has no URL yet: a refused host keeps it from getting one.
-STARTING_PHASES = (Phase.PENDING, Phase.QUEUED, Phase.STARTING)
-
-
 def host_refused(
     status: dict, job: JobStatus, host: str, reason: str, generation: int | None
 ) -> Transition:
@@ -301,7 +297,8 @@ def from_job(
         host = rewrite_host(job.exec_host, host_rules)
         refusal = (refused_hosts or {}).get(host)
         if refusal:  # never routed to, never written (hosts.py)
-            if job.state is JobState.RUNNING and phase in STARTING_PHASES:
+            # A notebook before Ready has no URL yet: a refused host keeps it from getting one.
+            if job.state is JobState.RUNNING and phase.before_ready:
                 return host_refused(status, job, host, refusal, generation)
             host = ""  # a Ready notebook keeps the host its URL was built from
         wanted |= NOT_IN_QUEUE | {

@@ -37,6 +37,11 @@ class Phase(enum.StrEnum):
     def terminal(self) -> bool:
         return self in (Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED)
 
+    @property
+    def before_ready(self) -> bool:
+        """Not Ready yet and not ended: waiting in a queue or starting, with no URL."""
+        return self in (Phase.PENDING, Phase.QUEUED, Phase.STARTING)
+
 
 ENDED_PHASE = {
     JobState.FINISHED: Phase.COMPLETED,
@@ -69,13 +74,18 @@ class JobStatus:
     # unlike a requeued job it keeps its route.
     suspended: bool = False
 
+    def owned_by(self, owner: str) -> bool:
+        """Whether this job, known by the id recorded for a notebook, is still that notebook's:
+        ids wrap around after years, so another owner's job under it is not (a scheduler that
+        does not say whose a job is cannot tell)."""
+        return self.user in ("", owner)
+
     def may_be_of(self, tag: str, owner: str, created: dt.datetime | None) -> bool:
         """Whether this job may be the one a notebook submitted, known only by its tag (after a
         crash between the submit and the status write): anyone can name a job `bnb-<uid>`, but
         only the notebook's own Unix user can own it, and not before the notebook existed."""
         if self.name != tag or not owner or self.user != owner:
             return False
-        # Clocks of the cluster and the API server differ a little.
         return (
             created is None
             or self.submitted_at is None

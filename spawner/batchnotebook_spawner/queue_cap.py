@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from batchnotebook_operator.model import Phase
 
-WAITING = {Phase.PENDING.value, Phase.QUEUED.value, Phase.STARTING.value}
+WAITING = frozenset(phase.value for phase in Phase if phase.before_ready)
 
 
 def waiting_notebooks(notebooks: Iterable[dict], hub_user: str) -> set[str]:

@@ -77,7 +77,7 @@ def scheduler_word(notebook: dict, answer: dict[str, JobStatus] | str) -> tuple[
     if isinstance(answer, str):
         return answer, False
     job = answer.get(status.get("jobId", ""))
-    if job is not None and job.user in ("", notebook["spec"].get("unixUser")):
+    if job is not None and job.owned_by(notebook["spec"].get("unixUser", "")):
         return f"{job.raw_state} ({job.reason})" if job.reason else job.raw_state, False
     # An ended notebook's job may rightly be forgotten; an active one's must not be.
     active = not Phase(status.get("phase", "Pending")).terminal

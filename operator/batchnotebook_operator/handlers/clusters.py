@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 MIN_SECONDS_BETWEEN_POLLS = 1.0  # between two rounds' starts, however many reports come
 ENDED_FOLLOW_SECONDS = 10  # how long a job's word that Jupyter exited keeps rounds coming
 TERMINAL_PHASES = frozenset(phase.value for phase in Phase if phase.terminal)
-UNROUTED_PHASES = frozenset(p.value for p in (Phase.PENDING, Phase.QUEUED, Phase.STARTING))
+BEFORE_READY = frozenset(phase.value for phase in Phase if phase.before_ready)
 REPORT_CHECK_SECONDS = 0.1  # how often a waiting cluster looks for reports that need a round
 VERSION_CHECK_SECONDS = 3600
 DEFAULT_AVAILABILITY_INTERVAL_SECONDS = 60
@@ -184,7 +184,7 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
     jobs = {
         n["status"]["jobId"]: job
         for n in active
-        if (job := listed.get(n["status"]["jobId"])) is not None and job.user in ("", n["unixUser"])
+        if (job := listed.get(n["status"]["jobId"])) is not None and job.owned_by(n["unixUser"])
     }  # by the id recorded at submission and its owner: a job's name is anyone's to choose
     forgotten = [n for n in active if n["status"]["jobId"] not in jobs]
     remembered: dict[str, JobStatus] | None = {}
@@ -194,7 +194,7 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
             remembered = {
                 j.job_id: j
                 for j in await client.accounting(job_ids=list(owners))
-                if j.user in ("", owners.get(j.job_id))
+                if j.owned_by(owners.get(j.job_id, ""))
             }
         except SchedulerUnavailable as error:
             log.warning("cluster %s: accounting did not answer: %s", client.name, error)
@@ -203,9 +203,7 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
     # The execHosts policy, each host resolved once a round: a refused one never reaches a URL.
     # Only for notebooks that have no URL yet (a Ready one keeps the host its URL was built from).
     unrouted = {
-        n["status"]["jobId"]
-        for n in active
-        if n["status"].get("phase", "Pending") in UNROUTED_PHASES
+        n["status"]["jobId"] for n in active if n["status"].get("phase", "Pending") in BEFORE_READY
     }
     found = {**(remembered or {}), **jobs}
     refused = await refused_hosts([j for i, j in found.items() if i in unrouted], spec)
