@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from batchnotebook_operator import REPORT_TOKEN_KEY
 from batchnotebook_operator.follow import from_job, ready_fields, same_host
-from batchnotebook_operator.handlers import clusters, reports
+from batchnotebook_operator.handlers import clusters, report_auth, reports
 from batchnotebook_operator.model import JobState, JobStatus
 from batchnotebook_operator.registry import registry
 
@@ -187,7 +187,7 @@ async def post_report(monkeypatch, kube: Kube, host: str) -> tuple[int, dict]:
         return kube.body
 
     monkeypatch.setattr(reports, "_authenticated", authenticated)
-    monkeypatch.setattr(reports.Clusters, "index", {"c": [kube.spec]})  # the operator's watch
+    monkeypatch.setattr(report_auth.targets, "clusters", {"c": [kube.spec]})  # the watch's
     async with TestClient(TestServer(report_app())) as client:
         answer = await client.post(
             "/v1/report/ns/nb",

@@ -83,7 +83,7 @@ def kube(monkeypatch: pytest.MonkeyPatch) -> FakeKube:
     monkeypatch.setattr(registry, "gone", set())
     monkeypatch.setattr(report_auth, "targets", known)
     # The cluster's spec, from the operator's watch (no API call): exec_host is localhost.
-    monkeypatch.setattr(reports.Clusters, "index", {"c1": [{"execHosts": {"allowLoopback": True}}]})
+    known.clusters = {"c1": [{"execHosts": {"allowLoopback": True}}]}
     monkeypatch.setattr(report_auth, "report_tokens", ReportTokens())
     monkeypatch.setattr(report_auth, "report_events", EventLimiter())
     return fake

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
 import kopf
@@ -51,7 +52,7 @@ async def notebooks_by_cluster(
     }
 
 
-def cluster_spec(clusters_by_name: kopf.Index, name: str) -> dict | None:
+def cluster_spec(clusters_by_name: Mapping[str, Iterable[dict]], name: str) -> dict | None:
     found = list(clusters_by_name.get(name, []))
     return found[0] if found else None
 

@@ -67,11 +67,13 @@ async def notebooks_by_name(name: str, namespace: str, uid: str, spec: kopf.Spec
 
 
 class Targets:
-    """The live kopf index, reachable from the aiohttp routes (kopf hands indexes to handlers
-    only), and whether kopf has listed every notebook yet."""
+    """The live kopf indexes, reachable from the aiohttp routes (kopf hands indexes to handlers
+    only): the notebooks by name, whether kopf has listed every notebook yet, and the clusters'
+    specs (a report's hostRewrite and execHosts cost no API call either)."""
 
     def __init__(self) -> None:
         self.index: Mapping[tuple[str, str], Iterable[Target]] = {}
+        self.clusters: Mapping[str, Iterable[dict]] = {}
         # Until kopf has listed all notebooks, an unknown name may be one not listed yet.
         self.complete = False
 
@@ -88,9 +90,12 @@ targets = Targets()
 
 
 @kopf.on.startup()
-async def keep_report_index(notebooks_by_name: kopf.Index, **_: Any) -> None:
-    # kopf's index object is live: kopf fills it in place as the watch reports notebooks.
+async def keep_report_index(
+    notebooks_by_name: kopf.Index, clusters_by_name: kopf.Index, **_: Any
+) -> None:
+    # kopf's index objects are live: kopf fills them in place as the watch reports changes.
     targets.index = notebooks_by_name
+    targets.clusters = clusters_by_name
 
 
 # kopf runs resource handlers only once every resource kind is fully indexed, so the first

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -27,6 +26,8 @@ from ..hosts import check, policy_from_spec
 from ..metrics import observe_status_change
 from ..model import Phase, timestamp
 from ..registry import registry
+from . import report_auth
+from .notebooks import cluster_spec
 from .report_auth import authenticated, bounded_body, limited_event, parse_json
 
 HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$")
@@ -55,24 +56,6 @@ async def _authenticated(request: web.Request) -> dict | web.Response:
     return await authenticated(request, time.monotonic())
 
 
-class Clusters:
-    """The live kopf index of BatchCluster specs, reachable from the aiohttp routes (kopf hands
-    indexes to handlers only): a report costs no API call for its cluster."""
-
-    index: Mapping[str, Iterable[dict]] = {}
-
-
-@kopf.on.startup()
-async def keep_cluster_index(clusters_by_name: kopf.Index, **_: Any) -> None:
-    Clusters.index = clusters_by_name  # kopf fills it in place as the watch reports clusters
-
-
-def _cluster_spec(name: str) -> dict | None:
-    """The BatchCluster's spec as the watch last saw it: its hostRewrite and execHosts."""
-    found = list(Clusters.index.get(name, ()))
-    return found[0] if found else None
-
-
 @routes.post("/v1/report/{namespace}/{name}")
 async def report(request: web.Request) -> web.Response:
     raw = await bounded_body(request)
@@ -89,7 +72,7 @@ async def report(request: web.Request) -> web.Response:
     namespace, name = notebook["metadata"]["namespace"], notebook["metadata"]["name"]
     status = notebook.get("status", {})
     generation = notebook["metadata"].get("generation")
-    spec = _cluster_spec(notebook["spec"]["clusterName"])
+    spec = cluster_spec(report_auth.targets.clusters, notebook["spec"]["clusterName"])
     if spec is None:
         return _error(409, f"no BatchCluster {notebook['spec']['clusterName']}")
     rules = spec.get("hostRewrite")
