@@ -209,26 +209,26 @@ def kept_estimate(written: str | None, estimate: dt.datetime | None) -> str | No
 
 
 def host_refused(
-    status: dict, job: JobStatus, host: str, reason: str, generation: int | None
-) -> Transition:
-    """A running job whose execution host the cluster's execHosts policy refuses: it stays
-    Starting without an execHost (so neither a poll nor a report can build a URL), the Ready
-    condition says why, and one Warning event tells it (again only if the host or reason
-    changes)."""
+    status: dict,
+    conditions: list[dict],
+    job: JobStatus,
+    host: str,
+    reason: str,
+    generation: int | None,
+) -> tuple[dict, list[dict], list[tuple[str, str, str]]]:
+    """What a running job whose execution host the cluster's execHosts policy refuses makes of
+    its notebook (the fields, conditions and events from_job writes): it stays Starting without
+    an execHost (so neither a poll nor a report can build a URL), the Ready condition says why,
+    and one Warning event tells it (again only if the host or reason changes)."""
     message = (
         f"the scheduler says job {job.job_id} runs on {host}, which this cluster does not "
         f"allow ({reason}); not routing there"
     )
-    previous = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
-    conditions = condition(
-        status.get("conditions", []), "SchedulerReachable", True, "Answered", "", generation
-    )
+    previous = next((c for c in conditions if c.get("type") == "Ready"), {})
     conditions = condition(conditions, "Running", True, "JobRunning", f"on {host}", generation)
     conditions = condition(conditions, "Ready", False, "HostRefused", message, generation)
-    wanted = NOT_IN_QUEUE | {
+    fields = NOT_IN_QUEUE | {
         "phase": Phase.STARTING.value,
-        "schedulerState": job.raw_state,
-        "schedulerReason": job.reason,
         "execHost": None,
         "port": None,
         "url": None,
@@ -236,13 +236,10 @@ def host_refused(
         "expectedStartTime": None,
         "message": message,
     }
-    patch = _changed(status, _worth_writing(status, wanted))
-    if patch or conditions != status.get("conditions", []):
-        patch |= {"conditions": conditions, "lastSeenAt": timestamp()}
     events = []
     if (previous.get("reason"), previous.get("message")) != ("HostRefused", message):
         events.append(("Warning", "HostRefused", message))
-    return Transition(patch, events)
+    return fields, conditions, events
 
 
 def from_job(
@@ -265,8 +262,16 @@ def from_job(
         "lastSeenAt": timestamp(),
     }
     events: list[tuple[str, str, str]] = []
+    host = rewrite_host(job.exec_host, host_rules)
+    refusal = (refused_hosts or {}).get(host)  # never routed to, never written (hosts.py)
     if phase.terminal or job.state is JobState.UNKNOWN:
         wanted.pop("lastSeenAt")
+    elif refusal and job.state is JobState.RUNNING and phase.before_ready:
+        # A notebook before Ready has no URL yet: a refused host keeps it from getting one.
+        fields, conditions, events = host_refused(
+            status, conditions, job, host, refusal, generation
+        )
+        wanted |= fields
     elif job.state is JobState.PENDING and phase in ROUTED_PHASES and job.suspended:
         # Stopped where it runs: its process keeps the port, and the route stays with it.
         wanted["message"] = f"job {job.job_id} is suspended ({job.raw_state}), Jupyter waits"
@@ -294,12 +299,7 @@ def from_job(
         if status.get("schedulerReason") != job.reason and job.reason:
             events.append(("Normal", "Queued", f"job {job.job_id} waits: {job.reason}"))
     elif job.state in (JobState.RUNNING, JobState.COMPLETING):
-        host = rewrite_host(job.exec_host, host_rules)
-        refusal = (refused_hosts or {}).get(host)
-        if refusal:  # never routed to, never written (hosts.py)
-            # A notebook before Ready has no URL yet: a refused host keeps it from getting one.
-            if job.state is JobState.RUNNING and phase.before_ready:
-                return host_refused(status, job, host, refusal, generation)
+        if refusal:
             host = ""  # a Ready notebook keeps the host its URL was built from
         wanted |= NOT_IN_QUEUE | {
             "execHost": host or status.get("execHost"),
