@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the spawner imports this module, and needs none of the operator's API client
     from .kube import Kube
 
 OWNER_KIND = "BatchNotebook"
@@ -64,25 +64,6 @@ def name_refusal(notebook: dict) -> str | None:
     return None
 
 
-def ownership_refusal(notebook: dict, secret: Any) -> str | None:
-    """Why `secret` (the one the notebook names) is not the notebook's own, or None."""
-    refused = name_refusal(notebook)
-    if refused:
-        return refused
-    if not owns(secret, notebook["metadata"]["uid"]):
-        return (
-            f"Secret {own_secret_name(notebook['metadata']['name'])} is not owned by this "
-            "BatchNotebook (no ownerReference to its uid)"
-        )
-    return None
-
-
-def owned_by_another(notebook: dict, secret: Any) -> bool:
-    """The Secret names another BatchNotebook as its owner: it will never become this one's
-    (the spawner adds this notebook's reference right after creating it)."""
-    return bool(owner_uids(secret) - {notebook["metadata"]["uid"]})
-
-
 async def own_secret_data(kube: Kube, notebook: dict) -> dict[str, str]:
     """The values of the notebook's own Secret; SecretNotOwned if the Secret it names is not its
     own (read nothing from it then), ApiException if it cannot be read.
@@ -91,11 +72,14 @@ async def own_secret_data(kube: Kube, notebook: dict) -> dict[str, str]:
     refused = name_refusal(notebook)
     if refused:
         raise SecretNotOwned(refused)  # before any read
-    namespace = notebook["metadata"]["namespace"]
-    secret = await kube.core.read_namespaced_secret(
-        own_secret_name(notebook["metadata"]["name"]), namespace
-    )
-    refused = ownership_refusal(notebook, secret)
-    if refused:
-        raise SecretNotOwned(refused, final=owned_by_another(notebook, secret))
+    meta = notebook["metadata"]
+    name = own_secret_name(meta["name"])
+    secret = await kube.core.read_namespaced_secret(name, meta["namespace"])
+    if not owns(secret, meta["uid"]):
+        # Owned by another BatchNotebook: it never becomes this one's. Owned by none yet: the
+        # spawner adds this notebook's reference right after creating it.
+        raise SecretNotOwned(
+            f"Secret {name} is not owned by this BatchNotebook (no ownerReference to its uid)",
+            final=bool(owner_uids(secret)),
+        )
     return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
