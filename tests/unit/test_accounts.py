@@ -17,6 +17,7 @@ from batchnotebook_operator.profiles import notebook_resources, unix_user_of
 from batchnotebook_operator.registry import registry
 from batchnotebook_operator.slurmrest import SlurmRestClient, TokenSigner
 from batchnotebook_operator.transports import CommandResult
+from kopf_calls import submit
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = {"name": "small", "defaults": {"cpus": 1}}
@@ -207,21 +208,6 @@ def body_of(hub_user: str, unix_user: str) -> kopf.Body:
     )
 
 
-async def submit(body: kopf.Body) -> None:
-    await notebooks.submit(
-        body=body,
-        spec=body.spec,
-        status=body.status,
-        name="nb-x",
-        namespace="ns",
-        uid="uid-x",
-        retry=0,
-        reason=kopf.Reason.CREATE,
-        clusters_by_name={"c": [LOCAL]},
-        logger=None,
-    )
-
-
 @pytest.fixture
 def kube(monkeypatch):
     fake = FakeKube()
@@ -232,7 +218,7 @@ def kube(monkeypatch):
 async def test_the_operator_fails_a_root_notebook_and_runs_nothing(kube, monkeypatch):
     monkeypatch.setattr(registry, "client", lambda *_: pytest.fail("no client for root"))
     with pytest.raises(kopf.PermanentError):
-        await submit(body_of("root", "root"))
+        await submit(body_of("root", "root"), LOCAL)
     assert [e[1] for e in kube.events] == ["AccountRefused"]
     assert kube.patches[-1]["phase"] == "Failed"
     assert "never run as root" in kube.patches[-1]["message"]
@@ -257,6 +243,6 @@ async def test_the_operator_checks_the_uid_before_reading_or_submitting(kube, mo
     transport = IdTransport({"alice": 999})
     monkeypatch.setattr(registry, "client", lambda *_: client_with(transport))
     with pytest.raises(kopf.PermanentError):
-        await submit(body_of("alice", "alice"))
+        await submit(body_of("alice", "alice"), LOCAL)
     assert [e[1] for e in kube.events] == ["AccountRefused"]
     assert [argv[0] for argv, _ in transport.commands] == ["id"]  # no sbatch

@@ -7,8 +7,8 @@ from __future__ import annotations
 import base64
 
 import kopf
+import kopf_calls
 import pytest
-from batchnotebook_operator.handlers import notebooks
 from batchnotebook_operator.notebook_secret import (
     SecretNotOwned,
     own_secret_data,
@@ -129,19 +129,7 @@ async def submit(kube: Kube, secret_name: str, monkeypatch, retry: int = 0) -> N
     monkeypatch.setattr(registry, "kube", kube)
     transport = IdTransport({"mallory": 1002})
     monkeypatch.setattr(registry, "client", lambda *_: client_with(transport))
-    notebook_body = body(secret_name)
-    await notebooks.submit(
-        body=notebook_body,
-        spec=notebook_body.spec,
-        status=notebook_body.status,
-        name="nb-mallory",
-        namespace="ns",
-        uid="uid-m",
-        retry=retry,
-        reason=kopf.Reason.CREATE,
-        clusters_by_name={"c": [LOCAL]},
-        logger=None,
-    )
+    await kopf_calls.submit(body(secret_name), LOCAL, retry)
 
 
 async def test_the_operator_refuses_a_foreign_env_secret_name(monkeypatch):

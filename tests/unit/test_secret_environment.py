@@ -27,6 +27,7 @@ from batchnotebook_operator.render import callback_problem, job_script
 from batchnotebook_operator.schedulers import BACKENDS
 from batchnotebook_operator.transports import CommandResult
 from batchnotebook_operator.transports.local import LocalTransport
+from kopf_calls import submit
 from test_launcher import Receiver
 
 UID = "0b1c2d3e-0000-4000-8000-00000000abcd"
@@ -357,17 +358,6 @@ async def test_submit_fails_a_notebook_with_a_plain_http_callback(monkeypatch):
         }
     )
     with pytest.raises(kopf.PermanentError, match="plain http"):
-        await notebooks.submit(
-            body=body,
-            spec=body.spec,
-            status=body.status,
-            name="nb",
-            namespace="ns",
-            uid=UID,
-            retry=0,
-            reason=kopf.Reason.CREATE,
-            clusters_by_name={"c": [cluster]},
-            logger=None,
-        )
+        await submit(body, cluster)
     assert [e[1] for e in kube.events] == ["InsecureCallback"]
     assert patches[-1]["phase"] == "Failed"
