@@ -81,8 +81,9 @@ class Scheduler(ABC):
         return argv
 
     def marked(self, job: JobStatus) -> JobStatus:
-        """The job with `suspended` set from this scheduler's raw state."""
-        return replace(job, suspended=self.is_suspended(job.raw_state)) if job.raw_state else job
+        """The job with `suspended` set from this scheduler's raw state (a copy only for the few
+        that are: every round marks every job)."""
+        return replace(job, suspended=True) if self.is_suspended(job.raw_state) else job
 
     def is_suspended(self, raw_state: str) -> bool:
         return raw_state in self.suspended_states
