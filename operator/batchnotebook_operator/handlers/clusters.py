@@ -200,17 +200,17 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
             log.warning("cluster %s: accounting did not answer: %s", client.name, error)
             remembered = None  # unknown, not gone
 
+    found = {**(remembered or {}), **jobs}  # the queue's word first, then accounting's
     # The execHosts policy, each host resolved once a round: a refused one never reaches a URL.
     # Only for notebooks that have no URL yet (a Ready one keeps the host its URL was built from).
     unrouted = {
         n["status"]["jobId"] for n in active if n["status"].get("phase", "Pending") in BEFORE_READY
     }
-    found = {**(remembered or {}), **jobs}
     refused = await refused_hosts([j for i, j in found.items() if i in unrouted], spec)
     changes, still_active = [], 0
     for notebook in active:
         status = notebook["status"]
-        job = jobs.get(status["jobId"]) or (remembered or {}).get(status["jobId"])
+        job = found.get(status["jobId"])
         if job is not None:
             transition = from_job(
                 status,
