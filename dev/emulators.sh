@@ -16,7 +16,9 @@ install() {
 	chmod 0644 "$EMULATORS"/*.py "$EMULATORS"/*/*.py
 	/usr/bin/python3 "$EMULATORS/core.py" install --root "$root" "${dialects[@]}"
 	# The front ends run as the notebook's user (sudo -u): every directory above them must be
-	# searchable, which a clone under /root is not.
+	# searchable, which a clone under /root is not. A clone whose own root is private (git clone
+	# into `mktemp -d`, mode 0700) is ours to open for searching; the rest of the tree is 0755.
+	[[ -O $REPO_ROOT ]] && chmod a+x "$REPO_ROOT"
 	local user
 	for user in alice bob; do
 		if id "$user" &>/dev/null && ! sudo -n -u "$user" -- test -x "$EMULATORS/${dialects[0]}/bin"; then
