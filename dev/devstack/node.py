@@ -1,0 +1,282 @@
+"""A real single-node Kubernetes beside the control plane that dev/controlplane.sh starts:
+containerd with runc and the CNI plugins, the kubelet, kube-proxy, kube-controller-manager and
+kube-scheduler, all in the node's network namespace (network.py), then CoreDNS as a Deployment.
+
+The kubelet uses the cgroupfs driver under a cgroup root of its own and accepts this machine's
+hybrid cgroups (`failCgroupV1: false`): the machine's mounts are left as they are."""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+from .images import COREDNS_IMAGE, PAUSE_IMAGE, load_node_images
+from .network import CLUSTER_DNS, CLUSTER_DOMAIN, SERVICE_CIDR, NodeNetwork
+from .paths import BIN, CNI_BIN, REPO
+from .pki import ensure_ca, ensure_certificate
+from .processes import Daemon, log, run, wait_until
+
+NODE_NAME = "batchnotebook-node"
+
+
+@dataclass(frozen=True)
+class Node:
+    state: Path  # the control plane's state directory (dev/controlplane.sh start STATE PORT)
+    api_port: int
+    network: NodeNetwork
+
+    # ---- where things live --------------------------------------------------------------------
+
+    @property
+    def dir(self) -> Path:
+        return self.state / "node"
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / "containerd" / "containerd.sock"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig as seen from inside the node's namespace."""
+        return self.dir / "kubeconfig"
+
+    def _daemon(self, name: str, argv: list[str], marker: str) -> Daemon:
+        env = {"PATH": f"{BIN}:{CNI_BIN}:/usr/sbin:/usr/bin:/sbin:/bin"}
+        return Daemon(
+            name,
+            argv,
+            self.state / "run",
+            self.state / "logs",
+            marker,
+            env=env,
+            prefix=self.network.enter(),
+        )
+
+    # ---- configuration ------------------------------------------------------------------------
+
+    def _write(self, name: str, text: str, mode: int = 0o644) -> Path:
+        path = self.dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        os.chmod(path, mode)
+        return path
+
+    def _template(self, name: str, **values: object) -> str:
+        text = (REPO / "dev" / "node" / name).read_text()
+        return string.Template(text).substitute(**{k: str(v) for k, v in values.items()})
+
+    def configure(self) -> None:
+        net = self.network
+        token = (self.state / "controlplane" / "tokens.csv").read_text().split(",", 1)[0]
+        api_ca = self.state / "controlplane" / "certs" / "apiserver.crt"
+        self._write(
+            "kubeconfig",
+            self._template(
+                "kubeconfig",
+                server=f"https://{net.host_address}:{self.api_port}",
+                ca=api_ca,
+                token=token,
+            ),
+            0o600,
+        )
+        pki = self.dir / "pki"
+        ensure_ca(pki)
+        ensure_certificate(pki, "kubelet", f"/CN={NODE_NAME}", (net.node_address,))
+        ensure_certificate(
+            pki,
+            "apiserver-kubelet-client",
+            "/O=system:masters/CN=kube-apiserver-kubelet-client",
+            client=True,
+        )
+        containerd = self.dir / "containerd"
+        self._write(
+            "containerd/config.toml",
+            self._template(
+                "containerd.toml",
+                root=containerd / "root",
+                state=containerd / "state",
+                socket=self.socket,
+                pause=PAUSE_IMAGE,
+                cni_bin=CNI_BIN,
+                cni_conf=self.dir / "cni",
+                runc_root=containerd / "runc",
+            ),
+        )
+        self._write(
+            "cni/10-batchnotebook.conflist",
+            json.dumps(
+                {
+                    "cniVersion": "1.0.0",
+                    "name": "batchnotebook",
+                    "plugins": [
+                        {
+                            "type": "bridge",
+                            "bridge": net.bridge,
+                            "isGateway": True,
+                            "ipMasq": False,
+                            "hairpinMode": True,
+                            "ipam": {
+                                "type": "host-local",
+                                "ranges": [[{"subnet": net.pod_cidr}]],
+                                "routes": [{"dst": "0.0.0.0/0"}],
+                                "dataDir": str(self.dir / "cni-ipam"),
+                            },
+                        },
+                        {"type": "portmap", "capabilities": {"portMappings": True}},
+                    ],
+                },
+                indent=2,
+            ),
+        )
+        # Pods that use the node's DNS settings (dnsPolicy: Default) get CoreDNS too: this
+        # machine's resolver is not reachable from the node's namespace.
+        self._write("resolv.conf", f"nameserver {CLUSTER_DNS}\n")
+        self._write(
+            "kubelet.yaml",
+            self._template(
+                "kubelet.yaml",
+                address=net.node_address,
+                ca=pki / "ca.crt",
+                cert=pki / "kubelet.crt",
+                key=pki / "kubelet.key",
+                cgroup_root=f"/batchnotebook-{net.index}",
+                socket=self.socket,
+                dns=CLUSTER_DNS,
+                domain=CLUSTER_DOMAIN,
+                resolv=self.dir / "resolv.conf",
+                pod_logs=self.dir / "pod-logs",
+            ),
+        )
+        self._write(
+            "kube-proxy.yaml",
+            self._template(
+                "kube-proxy.yaml",
+                kubeconfig=self.kubeconfig,
+                cluster_cidr=net.pod_cidr,
+                node=NODE_NAME,
+                address=net.node_address,
+            ),
+        )
+
+    # ---- the processes ------------------------------------------------------------------------
+
+    def daemons(self) -> list[Daemon]:
+        """In start order; stopped in the reverse."""
+        node_dir = str(self.dir)
+        cp = self.state / "controlplane"
+        return [
+            self._daemon(
+                "containerd",
+                [str(BIN / "containerd"), "--config", f"{node_dir}/containerd/config.toml"],
+                node_dir,
+            ),
+            self._daemon(
+                "kube-controller-manager",
+                [
+                    str(BIN / "kube-controller-manager"),
+                    f"--kubeconfig={self.kubeconfig}",
+                    "--leader-elect=false",
+                    "--bind-address=127.0.0.1",
+                    f"--service-account-private-key-file={cp / 'sa.key'}",
+                    f"--root-ca-file={cp / 'certs' / 'apiserver.crt'}",
+                    f"--service-cluster-ip-range={SERVICE_CIDR}",
+                    "--use-service-account-credentials=false",
+                ],
+                node_dir,
+            ),
+            self._daemon(
+                "kube-scheduler",
+                [
+                    str(BIN / "kube-scheduler"),
+                    f"--kubeconfig={self.kubeconfig}",
+                    "--leader-elect=false",
+                    "--bind-address=127.0.0.1",
+                ],
+                node_dir,
+            ),
+            self._daemon(
+                "kubelet",
+                [
+                    str(BIN / "kubelet"),
+                    f"--config={node_dir}/kubelet.yaml",
+                    f"--kubeconfig={self.kubeconfig}",
+                    f"--root-dir={node_dir}/kubelet",
+                    f"--cert-dir={node_dir}/kubelet-certs",
+                    f"--hostname-override={NODE_NAME}",
+                    f"--node-ip={self.network.node_address}",
+                ],
+                node_dir,
+            ),
+            self._daemon(
+                "kube-proxy",
+                [str(BIN / "kube-proxy"), f"--config={node_dir}/kube-proxy.yaml"],
+                node_dir,
+            ),
+        ]
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        return run(
+            [BIN / "kubectl", "--kubeconfig", self.state / "kubeconfig", *args], input=input
+        ).stdout
+
+    def start(self) -> None:
+        self.network.create()
+        self.configure()
+        containerd, *others = self.daemons()
+        containerd.start()
+        containerd.wait_ready(lambda: self.socket.exists(), 30)
+        load_node_images(self.socket)
+        for daemon in others:
+            daemon.start()
+        wait_until(self.ready, 120, f"node {NODE_NAME} to be Ready")
+        self.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=self._template(
+                "coredns.yaml",
+                image=COREDNS_IMAGE,
+                dns=CLUSTER_DNS,
+                domain=CLUSTER_DOMAIN,
+                host=self.network.host_address,
+            ),
+        )
+        self.kubectl(
+            "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=120s"
+        )
+        log("node", f"{NODE_NAME} ready at {self.network.node_address}")
+
+    def ready(self) -> bool:
+        for daemon in self.daemons():
+            if daemon.pid() is None:
+                raise RuntimeError(f"{daemon.name} exited; its log ends:\n{daemon.tail()}")
+        out = run(
+            [
+                *(BIN / "kubectl", "--kubeconfig", self.state / "kubeconfig", "get", "node"),
+                *(NODE_NAME, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"),
+            ],
+            check=False,
+        )
+        return out.stdout.strip() == "True"
+
+    def stop(self) -> None:
+        """Stops the node's processes and the containers they ran, then removes its network."""
+        for daemon in reversed(self.daemons()):
+            if daemon.name == "containerd":
+                self.remove_containers()
+            daemon.stop()
+        self.network.delete()
+
+    def remove_containers(self) -> None:
+        """Kills every task containerd runs for the node, so no container outlives the stack."""
+        if not self.socket.exists():
+            return
+        ctr = [BIN / "ctr", "--address", self.socket, "--namespace", "k8s.io"]
+        listed = run([*ctr, "tasks", "list", "--quiet"], check=False).stdout.split()
+        for task in listed:
+            run([*ctr, "tasks", "kill", "--signal", "SIGKILL", task], check=False)
+        for task in listed:
+            run([*ctr, "tasks", "delete", "--force", task], check=False)
