@@ -246,8 +246,8 @@ ensure_credentials() {
 	fi
 }
 
-write_kubeconfig() {
-	local dir=$1 port=$2 name
+write_kubeconfig() { # DIR PORT ADDRESS
+	local dir=$1 port=$2 address=$3 name
 	name=batchnotebook-$(basename "$dir" | tr -cd 'a-zA-Z0-9-')
 	cat >"$dir/kubeconfig.tmp" <<EOF
 apiVersion: v1
@@ -255,7 +255,7 @@ kind: Config
 clusters:
 - name: $name
   cluster:
-    server: https://127.0.0.1:$port
+    server: https://$address:$port
     certificate-authority: $dir/controlplane/certs/apiserver.crt
 users:
 - name: admin
@@ -366,7 +366,8 @@ cmd_start() {
 		log "kube-apiserver started (pid $(<"$dir/run/kube-apiserver.pid"), port $port)"
 	fi
 	wait_component "$dir" kube-apiserver "$READY_TIMEOUT" "${api_id[@]}" -- readyz "$dir" "$port"
-	write_kubeconfig "$dir" "$port"
+	# The self-signed serving certificate names the advertised address (and the Service's).
+	write_kubeconfig "$dir" "$port" "${BATCHNOTEBOOK_NODE_HOST_ADDRESS:-127.0.0.1}"
 	log "ready: KUBECONFIG=$dir/kubeconfig"
 }
 

@@ -20,6 +20,7 @@ from .pki import ensure_ca, ensure_certificate
 from .processes import Daemon, log, run, wait_until
 
 NODE_NAME = "batchnotebook-node"
+CGROUPS = Path("/sys/fs/cgroup")
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ class Node:
                 ca=pki / "ca.crt",
                 cert=pki / "kubelet.crt",
                 key=pki / "kubelet.key",
-                cgroup_root=f"/batchnotebook-{net.index}",
+                cgroup_root=f"/{self.cgroup_root}",
                 socket=self.socket,
                 dns=CLUSTER_DNS,
                 domain=CLUSTER_DOMAIN,
@@ -222,9 +223,37 @@ class Node:
             [BIN / "kubectl", "--kubeconfig", self.state / "kubeconfig", *args], input=input
         ).stdout
 
+    @property
+    def cgroup_root(self) -> str:
+        return f"batchnotebook-{self.network.index}"
+
+    def cgroups(self) -> list[Path]:
+        """The node's cgroup in every hierarchy this machine mounts under /sys/fs/cgroup."""
+        mounted = [p for p in CGROUPS.iterdir() if p.is_dir() and (p / "cgroup.procs").exists()]
+        return [hierarchy / self.cgroup_root for hierarchy in sorted(mounted)]
+
+    def make_cgroups(self) -> None:
+        """The kubelet wants its cgroup root to exist in each hierarchy; a new cpuset gets its
+        parent's CPUs and memory nodes, or nothing could run in it."""
+        for cgroup in self.cgroups():
+            cgroup.mkdir(exist_ok=True)
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                if (cgroup / name).exists() and not (cgroup / name).read_text().strip():
+                    (cgroup / name).write_text((cgroup.parent / name).read_text())
+
+    def remove_cgroups(self) -> None:
+        """Removes the node's (empty) cgroups, deepest first."""
+        for cgroup in self.cgroups():
+            if cgroup.is_dir():
+                for child in sorted(cgroup.rglob("*/"), key=lambda p: -len(p.parts)):
+                    if child.is_dir():
+                        child.rmdir()
+                cgroup.rmdir()
+
     def start(self) -> None:
         self.network.create()
         self.configure()
+        self.make_cgroups()
         containerd, *others = self.daemons()
         containerd.start()
         containerd.wait_ready(lambda: self.socket.exists(), 30)
@@ -268,7 +297,18 @@ class Node:
             if daemon.name == "containerd":
                 self.remove_containers()
             daemon.stop()
+        self.unmount()
+        self.remove_cgroups()
         self.network.delete()
+
+    def unmount(self) -> None:
+        """Unmounts what the kubelet and containerd left under the node's directory (the kubelet
+        bind-mounts its root onto itself; volumes and snapshots are mounts too), deepest first."""
+        inside = f"{self.dir}/"
+        with open("/proc/self/mounts") as mounts:
+            points = [line.split()[1] for line in mounts]
+        for point in sorted({p for p in points if p.startswith(inside)}, key=len, reverse=True):
+            run(["umount", point], check=False)
 
     def remove_containers(self) -> None:
         """Kills every task containerd runs for the node, so no container outlives the stack."""

@@ -91,6 +91,16 @@ class Daemon:
             )
         # nsenter execs the command, so the pid stays the daemon's.
         self.pid_file.write_text(f"{process.pid}\n")
+        # Until nsenter has exec'd the program (seconds for a big binary on a busy machine), the
+        # command line is nsenter's, and while it execs it reads empty: wait for the program.
+        program = Path(self.argv[0]).resolve()
+        wait_until(
+            lambda: _executable(process.pid) == program or _reaped(process.pid),
+            30,
+            f"{self.name} to exec",
+        )
+        if self.pid() is None:
+            raise RuntimeError(f"{self.name} exited at once; its log ends:\n{self.tail()}")
         return process.pid
 
     def stop(self, grace: float = 15) -> None:
@@ -117,8 +127,13 @@ class Daemon:
     def wait_ready(self, check: Callable[[], object], seconds: float) -> None:
         """Waits for `check`; fails with the end of the log if the process exits or times out."""
 
+        started = self.pid()
+        if started is None:
+            raise RuntimeError(f"{self.name} is not running; its log ends:\n{self.tail()}")
+
         def ready() -> bool:
-            if self.pid() is None:
+            # By pid, not command line: while the process execs, its command line is empty.
+            if _reaped(started):
                 raise RuntimeError(f"{self.name} exited; its log ends:\n{self.tail()}")
             return bool(check())
 
@@ -126,6 +141,13 @@ class Daemon:
             wait_until(ready, seconds, f"{self.name} to be ready")
         except TimeoutError as error:
             raise RuntimeError(f"{error}; its log ends:\n{self.tail()}") from None
+
+
+def _executable(pid: int) -> Path | None:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        return None
 
 
 def _reaped(pid: int) -> bool:
