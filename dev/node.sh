@@ -16,7 +16,7 @@ CONTAINERD_VERSION=v2.4.2
 CNI_PLUGINS_VERSION=v1.10.0
 COREDNS_VERSION=v1.15.0
 CNI_PLUGINS="main/bridge main/loopback ipam/host-local meta/portmap"
-PACKAGES="runc iptables conntrack buildah"
+PACKAGES="runc iptables conntrack buildah mmdebstrap"
 
 CACHE=${BATCHNOTEBOOK_CACHE:-$HOME/.cache/batchnotebook}
 BIN=$CACHE/bin

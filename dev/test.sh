@@ -7,6 +7,7 @@ cd "$REPO_ROOT"
 
 dev/python.sh
 dev/controlplane.sh build
+dev/node.sh build
 dev/helm.sh build
 dev/slurm.sh install
 dev/slurm.sh start
@@ -21,6 +22,8 @@ state=${BATCHNOTEBOOK_TEST_STATE:-.test}
 cleanup() {
 	dev/hub.sh stop "$state" || true
 	dev/controlplane.sh stop "$state" || true
+	# The node's stack (tests/integration/test_node.py), should pytest have left it running.
+	PYTHONPATH=dev .venv/bin/python -m devstack down "$state-node" || true
 }
 trap cleanup EXIT
 

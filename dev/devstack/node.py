@@ -316,7 +316,17 @@ class Node:
             return
         ctr = [BIN / "ctr", "--address", self.socket, "--namespace", "k8s.io"]
         listed = run([*ctr, "tasks", "list", "--quiet"], check=False).stdout.split()
+        # Pod sandboxes' network namespaces (/run/netns/cni-*) outlive their tasks.
+        namespaces = set()
+        for container in run([*ctr, "containers", "list", "--quiet"], check=False).stdout.split():
+            info = run([*ctr, "containers", "info", container], check=False).stdout
+            spec = json.loads(info or "{}").get("Spec") or {}
+            for namespace in spec.get("linux", {}).get("namespaces", []):
+                if namespace.get("type") == "network" and namespace.get("path"):
+                    namespaces.add(Path(namespace["path"]).name)
         for task in listed:
             run([*ctr, "tasks", "kill", "--signal", "SIGKILL", task], check=False)
         for task in listed:
             run([*ctr, "tasks", "delete", "--force", task], check=False)
+        for namespace in sorted(namespaces):
+            run(["ip", "netns", "delete", namespace], check=False)

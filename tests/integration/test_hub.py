@@ -216,7 +216,7 @@ def test_job_cancelled_outside_the_hub(hub, custom):
             nb["metadata"]["uid"]
             not in {i["metadata"]["uid"] for i in notebooks(custom, hub.namespace)}
         ),
-        30,
+        60,
         "the ended BatchNotebook to go",
     )
 

@@ -8,7 +8,6 @@ other tests share, so nothing here depends on or disturbs them."""
 from __future__ import annotations
 
 import json
-import os
 import urllib.request
 from pathlib import Path
 
@@ -17,10 +16,10 @@ from devstack import cluster
 from devstack.images import load
 from devstack.standins import build_python_standin
 
-from .stack import REPO, run, wait_for
+from .stack import API_PORT, STATE, run, wait_for
 
-STATE = REPO / os.environ.get("BATCHNOTEBOOK_TEST_NODE_STATE", ".test-node")
-API_PORT = int(os.environ.get("BATCHNOTEBOOK_TEST_NODE_API_PORT", "19443"))
+NODE_STATE = STATE.with_name(f"{STATE.name}-node")
+NODE_API_PORT = API_PORT + 2000
 NAMESPACE = "node-test"
 
 pytestmark = [pytest.mark.node]
@@ -28,13 +27,13 @@ pytestmark = [pytest.mark.node]
 
 @pytest.fixture(scope="module")
 def node():
-    running = cluster.up(STATE, API_PORT)
+    running = cluster.up(NODE_STATE, NODE_API_PORT)
     image = build_python_standin()
     load(running.socket, image)
     running.kubectl("apply", "-f", "-", input=manifests(image))
     yield running
     running.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
-    cluster.down(STATE)
+    cluster.down(NODE_STATE)
 
 
 def manifests(image: str) -> str:
