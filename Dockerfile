@@ -9,7 +9,7 @@
 # The hub image is Zero to JupyterHub's hub image with the spawner installed.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-ARG HUB_BASE_IMAGE=quay.io/jupyterhub/k8s-hub:4.2.0
+ARG HUB_BASE_IMAGE=quay.io/jupyterhub/k8s-hub:4.4.0
 
 # ---- the project as a wheel (operator and spawner packages, one distribution) ----------------
 FROM ${PYTHON_IMAGE} AS wheel
@@ -50,9 +50,11 @@ EXPOSE 8080 8081
 ENTRYPOINT ["batchnotebook-operator"]
 
 # ---- the hub: Zero to JupyterHub's image plus the spawner ------------------------------------
+# --no-deps: the spawner needs what the hub image has (JupyterHub, KubeSpawner, kubernetes_asyncio,
+# Jinja2); the operator's own dependencies (kopf, asyncssh, ...) stay out of the hub.
 FROM ${HUB_BASE_IMAGE} AS hub
 USER 0
 COPY --from=wheel /wheels /tmp/wheels
-RUN pip install --no-cache-dir /tmp/wheels/*.whl && rm -rf /tmp/wheels
+RUN pip install --no-cache-dir --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels
 # The base image's unprivileged user (jovyan).
 USER 1000

@@ -25,6 +25,8 @@ MIRRORS = [
 LOCAL_CAS = Path("/usr/local/share/ca-certificates")
 Z2JH_VERSION = "4.4.0"
 CHP_VERSION = "5.2.0"  # Zero to JupyterHub 4.4.0's proxy.chp.image.tag
+JUPYTERHUB_VERSION = "5.5.0"  # in Zero to JupyterHub 4.4.0's hub image: the servers match it
+JUPYTERLAB_VERSION = "4.5.1"
 BUILD_PACKAGES = "build-essential python3-dev libpq-dev libcurl4-openssl-dev libssl-dev"
 
 
@@ -122,31 +124,40 @@ def build_python_standin(standin: StandIn = PYTHON_STANDINS[0]) -> str:
     return standin.name
 
 
-def build_standins(jupyterhub_version: str, jupyterlab_version: str) -> dict[str, str]:
-    """Every stand-in; returns name -> image id."""
-    images = IMAGES
-    built = {}
+def build_z2jh_hub() -> str:
+    """Zero to JupyterHub's hub image from its own source, on the python stand-ins."""
     for standin in PYTHON_STANDINS:
-        built[standin.name] = image_id(build_python_standin(standin)) or ""
-    chp = f"quay.io/jupyterhub/configurable-http-proxy:{CHP_VERSION}"
-    built[chp] = build(
-        chp,
-        images / "configurable-http-proxy.Containerfile",
-        images,
+        build_python_standin(standin)
+    hub = vendor_z2jh() / "images" / "hub"
+    name = f"quay.io/jupyterhub/k8s-hub:{Z2JH_VERSION}"
+    build(name, hub / "Dockerfile", hub)
+    return name
+
+
+def build_proxy() -> str:
+    """configurable-http-proxy at the version Zero to JupyterHub's chart names."""
+    debian_base()
+    name = f"quay.io/jupyterhub/configurable-http-proxy:{CHP_VERSION}"
+    build(
+        name,
+        IMAGES / "configurable-http-proxy.Containerfile",
+        IMAGES,
         build_args={"CHP_VERSION": CHP_VERSION},
     )
-    hub = vendor_z2jh() / "images" / "hub"
-    built[f"quay.io/jupyterhub/k8s-hub:{Z2JH_VERSION}"] = build(
-        f"quay.io/jupyterhub/k8s-hub:{Z2JH_VERSION}", hub / "Dockerfile", hub
-    )
-    singleuser = f"quay.io/jupyterhub/k8s-singleuser-sample:{Z2JH_VERSION}"
-    built[singleuser] = build(
-        singleuser,
-        images / "singleuser.Containerfile",
-        images,
+    return name
+
+
+def build_singleuser() -> str:
+    """The single-user image of pod profiles, with the hub's JupyterHub version."""
+    build_python_standin()
+    name = f"quay.io/jupyterhub/k8s-singleuser-sample:{Z2JH_VERSION}"
+    build(
+        name,
+        IMAGES / "singleuser.Containerfile",
+        IMAGES,
         build_args={
-            "JUPYTERHUB_VERSION": jupyterhub_version,
-            "JUPYTERLAB_VERSION": jupyterlab_version,
+            "JUPYTERHUB_VERSION": JUPYTERHUB_VERSION,
+            "JUPYTERLAB_VERSION": JUPYTERLAB_VERSION,
         },
     )
-    return built
+    return name

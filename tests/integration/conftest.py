@@ -6,9 +6,11 @@ import secrets
 import uuid
 
 import pytest
+from devstack import cluster
 from kubernetes import client, config
 
 from .stack import (
+    API_PORT,
     JOB_PYTHON,
     OPERATOR_PORT,
     REPO,
@@ -36,6 +38,16 @@ SSHD_DIR = STATE / "sshd"
 def kubeconfig():
     (STATE / "logs").mkdir(parents=True, exist_ok=True)
     return start_control_plane()
+
+
+@pytest.fixture(scope="session")
+def cluster_node():
+    """A control plane with a real node (dev/devstack), in a state directory and on an API port
+    of its own (STATE-node, the API port + 2000): the other tests' API server has no node."""
+    state = STATE.with_name(f"{STATE.name}-node")
+    running = cluster.up(state, API_PORT + 2000)
+    yield running
+    cluster.down(state)
 
 
 @pytest.fixture(scope="session")

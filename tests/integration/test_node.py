@@ -12,28 +12,24 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from devstack import cluster
 from devstack.images import load
 from devstack.standins import build_python_standin
 
-from .stack import API_PORT, STATE, run, wait_for
+from .stack import run, wait_for
 
-NODE_STATE = STATE.with_name(f"{STATE.name}-node")
-NODE_API_PORT = API_PORT + 2000
 NAMESPACE = "node-test"
 
 pytestmark = [pytest.mark.node]
 
 
 @pytest.fixture(scope="module")
-def node():
-    running = cluster.up(NODE_STATE, NODE_API_PORT)
+def node(cluster_node):
+    """The node, with a web server behind a NodePort in namespace node-test."""
     image = build_python_standin()
-    load(running.socket, image)
-    running.kubectl("apply", "-f", "-", input=manifests(image))
-    yield running
-    running.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
-    cluster.down(NODE_STATE)
+    load(cluster_node.socket, image)
+    cluster_node.kubectl("apply", "-f", "-", input=manifests(image))
+    yield cluster_node
+    cluster_node.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
 
 
 def manifests(image: str) -> str:
