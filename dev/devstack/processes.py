@@ -92,10 +92,14 @@ class Daemon:
         # nsenter execs the command, so the pid stays the daemon's.
         self.pid_file.write_text(f"{process.pid}\n")
         # Until nsenter has exec'd the program (seconds for a big binary on a busy machine), the
-        # command line is nsenter's, and while it execs it reads empty: wait for the program.
+        # command line is nsenter's, and while it execs it reads empty for a moment even after
+        # /proc/PID/exe names the program: wait for both.
         program = Path(self.argv[0]).resolve()
         wait_until(
-            lambda: _executable(process.pid) == program or _reaped(process.pid),
+            lambda: (
+                (_executable(process.pid) == program and self.pid() is not None)
+                or _reaped(process.pid)
+            ),
             30,
             f"{self.name} to exec",
         )

@@ -87,8 +87,9 @@ def test_the_hub_image_has_the_spawner_and_not_the_operators_dependencies(node):
         "print(os.getuid(), jupyterhub.__version__)\n"
         "print([m for m in ('kopf', 'asyncssh') if importlib.util.find_spec(m)])\n",
     )
-    uid, version, missing = said.strip().split("\n")
-    assert uid.split()[0] == "1000"  # Zero to JupyterHub's jovyan
+    identity, missing = said.strip().split("\n")
+    uid, version = identity.split()
+    assert uid == "1000"  # Zero to JupyterHub's jovyan
     assert version.startswith("5.")
     assert missing == "[]"
 
