@@ -26,6 +26,8 @@ DIR=$STATE/sshd
 RUN=$STATE/run
 LOGS=$STATE/logs
 PORT=${BATCHNOTEBOOK_SSHD_PORT:-2222}
+# A node's pods reach this machine at its end of the node's veth pair, not on loopback.
+ADDRESS=${BATCHNOTEBOOK_SSHD_ADDRESS:-127.0.0.1}
 PIDFILE=$RUN/sshd.pid
 SSHD=/usr/sbin/sshd
 ACCOUNT=batchnotebook
@@ -84,7 +86,7 @@ write_config() {
     cat >"$DIR/sshd_config.new" <<EOF
 # Written by BatchNotebook dev/sshd.sh; edits are overwritten.
 Port $PORT
-ListenAddress 127.0.0.1
+ListenAddress $ADDRESS
 HostKey "$DIR/ssh_host_ed25519_key"
 PidFile "$PIDFILE"
 AuthorizedKeysFile "$DIR/authorized_keys"

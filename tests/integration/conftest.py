@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import shutil
 import uuid
 
 import pytest
@@ -45,6 +46,10 @@ def cluster_node():
     """A control plane with a real node (dev/devstack), in a state directory and on an API port
     of its own (STATE-node, the API port + 2000): the other tests' API server has no node."""
     state = STATE.with_name(f"{STATE.name}-node")
+    # Fresh each run, as on a new machine: what an earlier run left in etcd would change the
+    # outcome (a release or namespace that exists already).
+    cluster.down(state)
+    shutil.rmtree(state, ignore_errors=True)
     running = cluster.up(state, API_PORT + 2000)
     yield running
     cluster.down(state)
