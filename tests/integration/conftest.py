@@ -10,6 +10,7 @@ import pytest
 from devstack import cluster
 from kubernetes import client, config
 
+from .deployment import operator_installed
 from .stack import (
     API_PORT,
     JOB_PYTHON,
@@ -53,6 +54,13 @@ def cluster_node():
     running = cluster.up(state, API_PORT + 2000)
     yield running
     cluster.down(state)
+
+
+@pytest.fixture(scope="session")
+def operator_pod(cluster_node, slurm):
+    """Our chart's operator on the node (deployment.py)."""
+    with operator_installed(cluster_node) as node:
+        yield node
 
 
 @pytest.fixture(scope="session")

@@ -8,78 +8,23 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
-import subprocess
 import uuid
 
 import pytest
-from devstack.images import load
-from devstack.paths import BIN
-from devstack.product import OPERATOR_IMAGE, build_operator_image
 
 from .conftest import GROUP, VERSION, cluster_spec
-from .stack import REPO, run, squeue, wait_for
+from .deployment import (
+    NOTEBOOKS,
+    OPERATOR_SERVICE,
+    REPORT_NODE_PORT,
+    SYSTEM,
+    operator_exec,
+    ssh_connection,
+)
+from .stack import squeue, wait_for
 
 pytestmark = [pytest.mark.node, pytest.mark.slurm]
-
-RELEASE, SYSTEM = "batchnotebook", "batchnotebook-system"
-NOTEBOOKS = "jupyterhub-notebooks"  # the chart's notebook namespace for hub.namespace=jupyterhub
-REPORT_NODE_PORT = 30880
-
-
-def sshd(node, *args: str) -> str:
-    env = {
-        **os.environ,
-        "BATCHNOTEBOOK_STATE": str(node.state),
-        "BATCHNOTEBOOK_SSHD_PORT": str(node.api_port + 22),
-        "BATCHNOTEBOOK_SSHD_ADDRESS": node.network.host_address,
-    }
-    return run(REPO / "dev/sshd.sh", *args, env=env).stdout
-
-
-def helm(node, *args: str) -> str:
-    return run(BIN / "helm", "--kubeconfig", node.state / "kubeconfig", *args).stdout
-
-
-@pytest.fixture(scope="module")
-def operator_pod(cluster_node, slurm):
-    node = cluster_node
-    run(REPO / "dev/helm.sh", "build")
-    load(node.socket, build_operator_image())
-    sshd(node, "install")
-    sshd(node, "start")
-    try:
-        key = (node.state / "sshd" / "id_ed25519").read_bytes()
-        node.kubectl("create", "namespace", SYSTEM)
-        node.kubectl(
-            "-n", SYSTEM, "create", "secret", "generic", "hpc-ssh",
-            f"--from-literal=ssh-privatekey={key.decode()}",
-        )  # fmt: skip
-        repository, tag = OPERATOR_IMAGE.rsplit(":", 1)
-        helm(
-            node,
-            *("install", RELEASE, str(REPO / "charts/batchnotebook"), "-n", SYSTEM, "--wait"),
-            *("--timeout", "5m", "--set", f"image.repository={repository}"),
-            *("--set", f"image.tag={tag}", "--set", "image.pullPolicy=Never"),
-            *("--set", "hub.namespace=jupyterhub", "--set", "secrets.sshKeys={hpc-ssh}"),
-            *("--set", "service.type=NodePort"),
-        )
-        node.kubectl(
-            "-n", SYSTEM, "patch", "service", f"{RELEASE}-operator", "--type=json", "-p",
-            json.dumps([{"op": "replace", "path": "/spec/ports/0/nodePort",
-                         "value": REPORT_NODE_PORT}]),
-        )  # fmt: skip
-        yield node
-    finally:
-        run(BIN / "helm", "--kubeconfig", node.state / "kubeconfig", "uninstall", RELEASE,
-            "-n", SYSTEM, "--wait", check=False)  # fmt: skip
-        sshd(node, "stop")
-
-
-def operator_exec(node, *argv: str) -> subprocess.CompletedProcess:
-    return run(BIN / "kubectl", "--kubeconfig", node.state / "kubeconfig", "-n", SYSTEM,
-               "exec", f"deploy/{RELEASE}-operator", "--", *argv, check=False)  # fmt: skip
 
 
 def test_the_operator_pod_runs_as_10001_on_a_read_only_root(operator_pod):
@@ -87,7 +32,7 @@ def test_the_operator_pod_runs_as_10001_on_a_read_only_root(operator_pod):
     written = operator_exec(operator_pod, "touch", "/opt/batchnotebook/x")
     assert written.returncode != 0 and "Read-only file system" in written.stderr
     pod = json.loads(operator_pod.kubectl("-n", SYSTEM, "get", "pods", "-o", "json"))["items"][0]
-    assert pod["spec"]["serviceAccountName"] == f"{RELEASE}-operator"
+    assert pod["spec"]["serviceAccountName"] == OPERATOR_SERVICE
     ready = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
     assert ready["Ready"] == "True"  # its readiness and liveness probes pass
 
@@ -96,19 +41,9 @@ def test_from_its_pod_it_submits_over_ssh_and_takes_the_report_through_its_servi
     operator_pod,
 ):
     node = operator_pod
-    host_key = sshd(node, "host-key").strip()
     cluster = f"pod-{uuid.uuid4().hex[:6]}"
     spec = cluster_spec(
-        connection={
-            "type": "ssh",
-            "ssh": {
-                "host": node.network.host_address,
-                "port": node.api_port + 22,
-                "user": "batchnotebook",
-                "hostKey": host_key,
-                "privateKeySecret": {"name": "hpc-ssh"},
-            },
-        },
+        connection=ssh_connection(node),
         callbackURL=f"http://{node.network.node_address}:{REPORT_NODE_PORT}/services/batchnotebook",
         # The jobs run on `vm`, which the node's DNS names at this machine's end of the veth.
         execHosts={"patterns": ["vm"]},
