@@ -392,6 +392,26 @@ class BatchNotebookSpawner(Spawner):
             return 1
         return None
 
+    async def get_url(self) -> str:
+        """Where the server is, asked by a hub that restarted while it was starting. The address
+        in the hub's database was only a placeholder: a job still in the queue has none yet,
+        so wait until it runs and reports one (else the hub waits on the placeholder, gives up
+        and cancels a job that was about to start). An ended notebook keeps the placeholder:
+        the hub then finds nothing there and stops the server, as it should."""
+        if self.pod_server:
+            return await super().get_url()
+        while True:
+            notebook = await self.notebook()
+            if notebook is None or notebook["metadata"].get("deletionTimestamp"):
+                return self.server.url
+            status = notebook.get("status", {})
+            phase = Phase(status.get("phase") or "Pending")
+            if phase is Phase.READY and status.get("url"):
+                return status["url"]
+            if phase.terminal:
+                return self.server.url
+            await asyncio.sleep(0.5)  # the reflector's cache: no request to the API server
+
     async def _delete_notebook(self) -> None:
         """The BatchNotebook and its Secret go (the operator's finalizer cancels a live job)."""
         await self._delete(

@@ -200,6 +200,47 @@ def test_hub_restart_keeps_the_server(hub, custom):
     wait_for(lambda: hub.server("bob") is None, 120, "bob's server to stop")
 
 
+def test_a_hub_restarted_while_the_job_waits_learns_its_address_when_it_runs(hub, custom):
+    """The hub restarts while alice's job waits in the queue: once the job runs, the hub routes
+    to the address the job reported (JupyterHub asks get_url()), instead of waiting on its
+    placeholder address, giving up and cancelling the job."""
+    late = cluster_like_the_hubs(
+        custom,
+        "e2e-late",
+        jobTemplate=Slurm.default_template().replace(
+            "#SBATCH --no-requeue\n", "#SBATCH --no-requeue\n#SBATCH --begin=now+40\n"
+        ),
+    )
+    hub.api("POST", "/users/alice")
+    try:
+        options = {"cluster": late, "profile": "small"}
+        code, answer = hub.api("POST", "/users/alice/servers/late", options)
+        assert code == 202, answer
+        queued = wait_for(
+            lambda: [
+                n for n in of_cluster(custom, hub.namespace, late)
+                if n.get("status", {}).get("phase") == "Queued"
+            ],
+            60,
+            "alice's job to wait in the queue",
+        )  # fmt: skip
+        tag = f"bnb-{queued[0]['metadata']['uid']}"
+        hub.restart()
+        server = wait_for(
+            lambda: (s := hub.server("alice", "late")) and s.get("ready") and s,
+            180,
+            "the restarted hub to find alice's server ready",
+        )
+        status = job_of(custom, hub.namespace, "alice", "late")["status"]
+        assert status["phase"] == "Ready"
+        assert through_proxy(hub, f"{server['url']}api/status")[0] == 200
+        assert [j["state"] for j in squeue(tag)] == ["RUNNING"]
+    finally:
+        hub.api("DELETE", "/users/alice/servers/late", {"remove": True})
+        wait_for(lambda: not of_cluster(custom, hub.namespace, late), 120, "alice's server to go")
+        custom.delete_cluster_custom_object(GROUP, VERSION, "batchclusters", late)
+
+
 def test_job_cancelled_outside_the_hub(hub, custom):
     start_server(hub, "alice", {"cluster": CLUSTER, "profile": "small"}, name="side")
     nb = job_of(custom, hub.namespace, "alice", "side")

@@ -159,3 +159,48 @@ def test_a_suspended_job_keeps_its_route(backend, raw):
 def test_back_in_the_queue_is_not_suspended(backend, raw):
     job = BACKENDS[backend]().marked(JobStatus("41", JobState.PENDING, raw, "bnb-x", "alice"))
     assert not job.suspended and from_job(READY, job).cancel_job
+
+
+async def test_a_restarted_hub_learns_the_address_once_the_queued_job_runs(monkeypatch):
+    """The hub restarted while the job waited in the queue: get_url() waits for the report
+    rather than hand back the placeholder the hub would wait on and then cancel."""
+    monkeypatch.setattr("batchnotebook_spawner.spawner.load_config", lambda **_: None)
+    spawner = BatchNotebookSpawner(user=SimpleNamespace(name="alice"))
+    spawner.server = SimpleNamespace(url="http://vm:59497/user/alice/")
+    rounds = iter(
+        [
+            {"phase": "Queued"},
+            {"phase": "Starting", "jobId": "7"},
+            {"phase": "Ready", "url": "http://vm:38071/user/alice/", "readyAt": "t"},
+        ]
+    )
+    asked = []
+
+    async def the_notebook() -> dict:
+        asked.append(1)
+        return {"metadata": {}, "status": next(rounds)}
+
+    async def no_wait(_seconds: float) -> None:
+        return None
+
+    monkeypatch.setattr(spawner, "notebook", the_notebook)
+    monkeypatch.setattr("batchnotebook_spawner.spawner.asyncio.sleep", no_wait)
+    assert await spawner.get_url() == "http://vm:38071/user/alice/"
+    assert len(asked) == 3
+
+
+@pytest.mark.parametrize(
+    "notebook",
+    [None, {"metadata": {}, "status": {"phase": "Failed"}},
+     {"metadata": {"deletionTimestamp": "t"}, "status": {"phase": "Queued"}}],
+)  # fmt: skip
+async def test_an_ended_server_keeps_the_hubs_address(monkeypatch, notebook):
+    monkeypatch.setattr("batchnotebook_spawner.spawner.load_config", lambda **_: None)
+    spawner = BatchNotebookSpawner(user=SimpleNamespace(name="alice"))
+    spawner.server = SimpleNamespace(url="http://vm:59497/user/alice/")
+
+    async def the_notebook() -> dict | None:
+        return notebook
+
+    monkeypatch.setattr(spawner, "notebook", the_notebook)
+    assert await spawner.get_url() == "http://vm:59497/user/alice/"
