@@ -8,6 +8,7 @@ batch jobs on this machine and report through the hub's public URL, as in produc
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import urllib.error
 import urllib.request
@@ -66,7 +67,8 @@ def overrides(node, token: str) -> dict:
     return {
         "hub": {
             "image": {"name": repository, "tag": tag, "pullPolicy": "Never"},
-            "db": {"type": "sqlite-memory"},
+            # sqlite on a volume (hub_db_volume): a restarted hub pod keeps its users' servers.
+            "db": {"type": "sqlite-pvc"},
             "config": {
                 "JupyterHub": {"authenticator_class": "dummy"},
                 "BatchNotebookSpawner": {"hub_connect_url": public},
@@ -84,9 +86,30 @@ def overrides(node, token: str) -> dict:
     }  # fmt: skip
 
 
+def hub_db_volume(node) -> dict:
+    """A PersistentVolume on the node for the hub's database claim (no provisioner here), in a
+    directory the hub's user (1000) owns."""
+    path = node.dir / "hub-db"
+    path.mkdir(mode=0o700, exist_ok=True)
+    os.chown(path, 1000, 1000)
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": "hub-db"},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "hostPath": {"path": str(path), "type": "Directory"},
+        },
+    }
+
+
 @pytest.fixture(scope="module")
 def z2jh(operator_pod):
     node = operator_pod
+    node.kubectl("apply", "-f", "-", input=json.dumps(hub_db_volume(node)))
     load(node.socket, build_hub_image())
     load(node.socket, build_proxy())
     token = secrets.token_hex(32)
@@ -116,40 +139,96 @@ def z2jh(operator_pod):
     node.kubectl("delete", "bcl", CLUSTER, "--timeout=60s")
 
 
-def test_a_server_starts_as_a_batch_job_and_is_reached_through_the_proxy_pod(z2jh):
-    code, answer = z2jh.api("POST", "/users/alice")
+def start(z2jh, user: str, name: str = "") -> tuple[dict, dict]:
+    """Starts a server through the hub's REST API; returns the hub's record of it, ready, and
+    its BatchNotebook."""
+    path = f"/users/{user}/servers/{name}" if name else f"/users/{user}/server"
+    code, answer = z2jh.api("POST", f"/users/{user}")
     assert code in (201, 409), answer
-    code, answer = z2jh.api("POST", "/users/alice/server", {"cluster": CLUSTER, "profile": "small"})
+    code, answer = z2jh.api("POST", path, {"cluster": CLUSTER, "profile": "small"})
     assert code in (201, 202), answer
     server = wait_for(
-        lambda: ((z2jh.api("GET", "/users/alice")[1] or {}).get("servers") or {}).get(""),
-        20,
-        "the hub to list alice's server",
-    )
-    wait_for(
-        lambda: (z2jh.api("GET", "/users/alice")[1]["servers"].get("") or {}).get("ready"),
+        lambda: (s := server_of(z2jh, user, name)) and s.get("ready") and s,
         240,
-        "alice's server to be ready",
+        f"{user}'s server {name!r} to be ready",
     )
-    notebook = json.loads(z2jh.node.kubectl("-n", NOTEBOOKS, "get", "bnb", "-o", "json"))["items"]
-    assert len(notebook) == 1
-    status = notebook[0]["status"]
-    jobs = squeue(f"bnb-{notebook[0]['metadata']['uid']}")
-    assert [(j["id"], j["user"], j["state"]) for j in jobs] == [
-        (status["jobId"], "alice", "RUNNING")
+    notebooks = json.loads(z2jh.node.kubectl("-n", NOTEBOOKS, "get", "bnb", "-o", "json"))["items"]
+    (notebook,) = [
+        n for n in notebooks if n["spec"]["hubUser"] == user and n["spec"]["serverName"] == name
     ]
-    # Through the proxy pod to the job on this machine: the single-user server answers for alice.
-    code, body = z2jh.get(f"{server['url']}api/status")
-    assert code == 200, body
-    assert "last_activity" in json.loads(body)
+    return server, notebook
+
+
+def server_of(z2jh, user: str, name: str = "") -> dict | None:
+    return ((z2jh.api("GET", f"/users/{user}")[1] or {}).get("servers") or {}).get(name)
+
+
+def reachable(z2jh, server: dict) -> bool:
+    try:
+        code, body = z2jh.get(f"{server['url']}api/status")
+    except OSError:  # the proxy is being reconfigured
+        return False
+    return code == 200 and "last_activity" in json.loads(body)
+
+
+def one_running_job(notebook: dict) -> str:
+    jobs = squeue(f"bnb-{notebook['metadata']['uid']}")
+    assert [(j["user"], j["state"]) for j in jobs] == [(notebook["spec"]["unixUser"], "RUNNING")]
+    return jobs[0]["id"]
+
+
+def replace_pod(node, namespace: str, selector: str, deployment: str) -> None:
+    """Deletes the pods of a Deployment and waits for the new one to be Ready."""
+    before = node.kubectl("-n", namespace, "get", "pods", "-l", selector, "-o", "name").split()
+    node.kubectl("-n", namespace, "delete", "pods", "-l", selector, "--wait=true")
+    node.kubectl("-n", namespace, "rollout", "status", f"deployment/{deployment}", "--timeout=300s")
+    after = node.kubectl("-n", namespace, "get", "pods", "-l", selector, "-o", "name").split()
+    assert after and not set(after) & set(before)
+
+
+def test_a_server_starts_as_a_batch_job_and_is_reached_through_the_proxy_pod(z2jh):
+    server, notebook = start(z2jh, "alice")
+    assert one_running_job(notebook) == notebook["status"]["jobId"]
+    # Through the proxy pod to the job on this machine: the single-user server answers.
+    assert reachable(z2jh, server)
     code, answer = z2jh.api("DELETE", "/users/alice/server")
     assert code in (202, 204), answer
-    tag = f"bnb-{notebook[0]['metadata']['uid']}"
+    tag = f"bnb-{notebook['metadata']['uid']}"
     wait_for(
         lambda: all(j["state"] != "RUNNING" for j in squeue(tag)),
         120,
         "the job to end when the server stops",
     )
+
+
+def test_the_operators_pod_replaced_while_a_server_runs_loses_nothing(z2jh):
+    server, notebook = start(z2jh, "bob", "op")
+    job = one_running_job(notebook)
+    replace_pod(z2jh.node, "batchnotebook-system", "app.kubernetes.io/component=operator",
+                "batchnotebook-operator")  # fmt: skip
+    # The new operator takes the job up again: the same job, still Ready, still routed.
+    after = json.loads(
+        z2jh.node.kubectl("-n", NOTEBOOKS, "get", "bnb", notebook["metadata"]["name"], "-o", "json")
+    )
+    assert after["status"]["phase"] == "Ready" and after["status"]["jobId"] == job
+    assert one_running_job(after) == job
+    assert server_of(z2jh, "bob", "op")["ready"] and reachable(z2jh, server)
+    z2jh.api("DELETE", "/users/bob/servers/op", {"remove": True})
+
+
+def test_the_hubs_pod_replaced_every_server_survives_and_is_reached_again(z2jh):
+    server, notebook = start(z2jh, "alice", "hubgone")
+    job = one_running_job(notebook)
+    replace_pod(z2jh.node, HUB_NAMESPACE, "component=hub", "hub")
+    again = wait_for(
+        lambda: (s := server_of(z2jh, "alice", "hubgone")) and s.get("ready") and s,
+        120,
+        "the new hub to know alice's server",
+    )
+    assert again["url"] == server["url"]
+    wait_for(lambda: reachable(z2jh, again), 60, "the proxy to route to alice's server again")
+    assert one_running_job(notebook) == job
+    z2jh.api("DELETE", "/users/alice/servers/hubgone", {"remove": True})
 
 
 def test_the_proxy_sends_job_reports_to_the_operator(z2jh):
