@@ -16,6 +16,7 @@ import uuid
 
 import pytest
 import yaml
+from batchnotebook_operator.schedulers.slurm import Slurm
 from devstack.images import load
 from devstack.product import HUB_IMAGE, build_hub_image
 from devstack.standins import build_proxy, vendor_z2jh
@@ -229,6 +230,67 @@ def test_the_hubs_pod_replaced_every_server_survives_and_is_reached_again(z2jh):
     wait_for(lambda: reachable(z2jh, again), 60, "the proxy to route to alice's server again")
     assert one_running_job(notebook) == job
     z2jh.api("DELETE", "/users/alice/servers/hubgone", {"remove": True})
+
+
+@pytest.fixture
+def late_cluster(z2jh):
+    """A BatchCluster like CLUSTER whose jobs start 45 s after they are submitted: a spawn that
+    waits in the queue meanwhile."""
+    node = z2jh.node
+    spec = json.loads(node.kubectl("get", "bcl", CLUSTER, "-o", "jsonpath={.spec}"))
+    spec["jobTemplate"] = Slurm.default_template().replace(
+        "#SBATCH --no-requeue\n", "#SBATCH --no-requeue\n#SBATCH --begin=now+45\n"
+    )
+    node.kubectl(
+        "apply", "-f", "-",
+        input=json.dumps({"apiVersion": f"{GROUP}/{VERSION}", "kind": "BatchCluster",
+                          "metadata": {"name": "late"}, "spec": spec}),
+    )  # fmt: skip
+    yield "late"
+    node.kubectl("delete", "bcl", "late", "--timeout=120s")
+
+
+def queued_spawn(z2jh, cluster: str, user: str, name: str) -> dict:
+    """Asks for a server on `cluster`; returns its BatchNotebook once its job waits in the queue."""
+    z2jh.api("POST", f"/users/{user}")
+    code, answer = z2jh.api(
+        "POST", f"/users/{user}/servers/{name}", {"cluster": cluster, "profile": "small"}
+    )
+    assert code == 202, answer
+
+    def queued() -> dict | None:
+        items = json.loads(z2jh.node.kubectl("-n", NOTEBOOKS, "get", "bnb", "-o", "json"))["items"]
+        mine = [n for n in items if (n["spec"]["hubUser"], n["spec"]["serverName"]) == (user, name)]
+        return mine[0] if mine and mine[0].get("status", {}).get("phase") == "Queued" else None
+
+    return wait_for(queued, 60, f"{user}'s job to wait in the queue")
+
+
+@pytest.mark.parametrize("restart", ["operator upgraded", "hub pod replaced"])
+def test_a_spawn_waiting_in_the_queue_survives(z2jh, late_cluster, restart):
+    """`helm upgrade` of the operator, or a new hub pod, while the job waits: still one job, and
+    the spawn completes at the address the job reports (the hub asks get_url() on start-up)."""
+    name = "upgrade" if restart == "operator upgraded" else "hubwait"
+    notebook = queued_spawn(z2jh, late_cluster, "bob", name)
+    if restart == "operator upgraded":
+        helm(
+            z2jh.node,
+            *("upgrade", "batchnotebook", str(REPO / "charts/batchnotebook"), "-n"),
+            *("batchnotebook-system", "--reuse-values", "--wait", "--timeout", "5m"),
+            *("--set", "podAnnotations.upgraded=yes"),
+        )
+    else:
+        replace_pod(z2jh.node, HUB_NAMESPACE, "component=hub", "hub")
+    server = wait_for(
+        lambda: (s := server_of(z2jh, "bob", name)) and s.get("ready") and s,
+        240,
+        "bob's server to be ready",
+    )
+    assert one_running_job(notebook)
+    wait_for(lambda: reachable(z2jh, server), 60, "the proxy to route to bob's server")
+    z2jh.api("DELETE", f"/users/bob/servers/{name}", {"remove": True})
+    tag = f"bnb-{notebook['metadata']['uid']}"
+    wait_for(lambda: all(j["state"] != "RUNNING" for j in squeue(tag)), 120, "the job to end")
 
 
 def test_the_proxy_sends_job_reports_to_the_operator(z2jh):
