@@ -83,7 +83,8 @@ def test_the_hub_image_installs_the_project_wheel():
     hub = stages()["hub"]
     assert hub[0] == ("FROM", "${HUB_BASE_IMAGE}")
     run = " ".join(rest for word, rest in hub if word == "RUN")
-    assert "pip install --no-cache-dir /tmp/wheels/*.whl" in run
+    # --no-deps: the hub image has what the spawner needs; the operator's dependencies stay out.
+    assert "pip install --no-cache-dir --no-deps /tmp/wheels/*.whl" in run
 
 
 def test_the_build_context_holds_the_sources_only():

@@ -14,6 +14,7 @@ INTENDED = {
     "get_state",
     "load_state",  # a pod profile's server is followed again after a hub restart
     "clear_state",
+    "get_url",  # a hub restarted while a job waited learns its address once it runs
     "options_from_query",  # query links fill in the form instead of spawning at once
     "_options_from_form",
 }  # the last is the trait default of options_from_form
