@@ -3,16 +3,12 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import shutil
 import uuid
 
 import pytest
-from devstack import cluster
 from kubernetes import client, config
 
-from .deployment import operator_installed
 from .stack import (
-    API_PORT,
     JOB_PYTHON,
     OPERATOR_PORT,
     REPO,
@@ -40,27 +36,6 @@ SSHD_DIR = STATE / "sshd"
 def kubeconfig():
     (STATE / "logs").mkdir(parents=True, exist_ok=True)
     return start_control_plane()
-
-
-@pytest.fixture(scope="session")
-def cluster_node():
-    """A control plane with a real node (dev/devstack), in a state directory and on an API port
-    of its own (STATE-node, the API port + 2000): the other tests' API server has no node."""
-    state = STATE.with_name(f"{STATE.name}-node")
-    # Fresh each run, as on a new machine: what an earlier run left in etcd would change the
-    # outcome (a release or namespace that exists already).
-    cluster.down(state)
-    shutil.rmtree(state, ignore_errors=True)
-    running = cluster.up(state, API_PORT + 2000)
-    yield running
-    cluster.down(state)
-
-
-@pytest.fixture(scope="session")
-def operator_pod(cluster_node, slurm):
-    """Our chart's operator on the node (deployment.py)."""
-    with operator_installed(cluster_node) as node:
-        yield node
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 from devstack.images import image_id, load
 from devstack.product import build_hub_image, build_operator_image
 
-from .stack import wait_for
+from ..stack import wait_for
 
 pytestmark = [pytest.mark.node]
 NAMESPACE = "images-test"

@@ -15,7 +15,7 @@ from devstack.node import Node
 from devstack.paths import BIN
 from devstack.product import OPERATOR_IMAGE, build_operator_image
 
-from .stack import REPO, run
+from ..stack import REPO, run
 
 RELEASE, SYSTEM = "batchnotebook", "batchnotebook-system"
 OPERATOR_SERVICE = f"{RELEASE}-operator"

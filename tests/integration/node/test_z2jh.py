@@ -21,9 +21,9 @@ from devstack.images import load
 from devstack.product import HUB_IMAGE, build_hub_image
 from devstack.standins import build_proxy, vendor_z2jh
 
-from .conftest import GROUP, VERSION, cluster_spec
+from ..conftest import GROUP, VERSION, cluster_spec
+from ..stack import REPO, squeue, wait_for
 from .deployment import HUB_NAMESPACE, NOTEBOOKS, helm, ssh_connection
-from .stack import REPO, squeue, wait_for
 
 pytestmark = [pytest.mark.node, pytest.mark.slurm, pytest.mark.e2e]
 

@@ -15,7 +15,7 @@ import pytest
 from devstack.images import load
 from devstack.standins import build_python_standin
 
-from .stack import run, wait_for
+from ..stack import run, wait_for
 
 NAMESPACE = "node-test"
 

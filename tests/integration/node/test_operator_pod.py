@@ -13,7 +13,8 @@ import uuid
 
 import pytest
 
-from .conftest import GROUP, VERSION, cluster_spec
+from ..conftest import GROUP, VERSION, cluster_spec
+from ..stack import squeue, wait_for
 from .deployment import (
     NOTEBOOKS,
     OPERATOR_SERVICE,
@@ -22,7 +23,6 @@ from .deployment import (
     operator_exec,
     ssh_connection,
 )
-from .stack import squeue, wait_for
 
 pytestmark = [pytest.mark.node, pytest.mark.slurm]
 
