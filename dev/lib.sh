@@ -219,6 +219,14 @@ spawn() { # PIDFILE OUT CMD...
     wait_until 5 test -s "$pidfile" || die "$(basename "$1") did not start (no pid file $pidfile)"
     pid=$(pidfile_pid "$pidfile") || die "$pidfile holds no pid"
     wait_while 5 test "/proc/$pid/exe" -ef "$BASH" || true
+    # For a moment after the exec, /proc/PID/cmdline reads empty (the new program's arguments
+    # are not set up yet): pid_runs would take the daemon for exited, and a start would die.
+    wait_until 5 cmdline_set "$pid" || true
+}
+
+cmdline_set() { # PID
+    local words
+    words=$(tr -d '\0' <"/proc/$1/cmdline" 2>/dev/null) && [[ -n $words ]]
 }
 
 # Runs CMD, a daemon that forks into the background itself, in a session of its own, stdin from
