@@ -98,6 +98,10 @@ def debian_base() -> str:
     return DEBIAN
 
 
+class Z2JHMissing(RuntimeError):
+    """Zero to JupyterHub's source is not on this machine (and no registry serves its images)."""
+
+
 def vendor_z2jh() -> Path:
     """Zero to JupyterHub's source: its chart and hub image (test data, never in our tree)."""
     candidates = [
@@ -108,7 +112,7 @@ def vendor_z2jh() -> Path:
     for candidate in filter(None, candidates):
         if (Path(candidate) / "jupyterhub" / "Chart.yaml").exists():
             return Path(candidate)
-    raise RuntimeError(
+    raise Z2JHMissing(
         f"Zero to JupyterHub {Z2JH_VERSION} not found: set BATCHNOTEBOOK_Z2JH_DIR to a checkout "
         f"of github.com/jupyterhub/zero-to-jupyterhub-k8s at tag {Z2JH_VERSION}"
     )

@@ -10,10 +10,13 @@ import os
 import subprocess
 from collections.abc import Iterator
 
+import pytest
+
 from devstack.images import load
 from devstack.node import Node
 from devstack.paths import BIN
 from devstack.product import OPERATOR_IMAGE, build_operator_image
+from devstack.standins import Z2JHMissing, vendor_z2jh
 
 from ..stack import REPO, run
 
@@ -22,6 +25,15 @@ OPERATOR_SERVICE = f"{RELEASE}-operator"
 HUB_NAMESPACE = "jupyterhub"
 NOTEBOOKS = f"{HUB_NAMESPACE}-notebooks"  # the chart's notebook namespace for that hub
 REPORT_NODE_PORT = 30880
+
+
+def need_z2jh() -> None:
+    """Zero to JupyterHub's chart and hub image source come from outside our tree (the public
+    chart where the internet is reachable): without them, say so and skip."""
+    try:
+        vendor_z2jh()
+    except Z2JHMissing as missing:
+        pytest.skip(str(missing))
 
 
 def sshd(node: Node, *args: str) -> str:

@@ -23,7 +23,7 @@ from devstack.standins import build_proxy, vendor_z2jh
 
 from ..conftest import GROUP, VERSION, cluster_spec
 from ..stack import REPO, squeue, wait_for
-from .deployment import HUB_NAMESPACE, NOTEBOOKS, helm, ssh_connection
+from .deployment import HUB_NAMESPACE, NOTEBOOKS, helm, need_z2jh, ssh_connection
 
 pytestmark = [pytest.mark.node, pytest.mark.slurm, pytest.mark.e2e]
 
@@ -109,6 +109,7 @@ def hub_db_volume(node) -> dict:
 
 @pytest.fixture(scope="module")
 def z2jh(operator_pod):
+    need_z2jh()
     node = operator_pod
     node.kubectl("apply", "-f", "-", input=json.dumps(hub_db_volume(node)))
     load(node.socket, build_hub_image())
