@@ -11,7 +11,6 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-
 from devstack.images import load
 from devstack.node import Node
 from devstack.paths import BIN
