@@ -60,14 +60,22 @@ def load(socket: Path, name: str) -> None:
     if wanted is None:
         raise RuntimeError(f"no image {name} to load")
     ctr = [BIN / "ctr", "--address", socket, "--namespace", "k8s.io"]
-    listed = run([*ctr, "images", "list", f"name=={name}"], check=False).stdout
-    if wanted in listed:  # the config digest is the image id
+    # containerd's CRI names each image by its config digest too (buildah's image id): `name`
+    # is this very image when both names point at the same manifest.
+    here = _manifest(ctr, name)
+    if here is not None and here == _manifest(ctr, f"sha256:{wanted}"):
         return
     with tempfile.TemporaryDirectory(dir=STORAGE) as scratch:
         archive = Path(scratch) / "image.tar"
         buildah("push", name, f"oci-archive:{archive}:{name}")
         run([*ctr, "images", "import", archive])
     log("images", f"{name} loaded into the node")
+
+
+def _manifest(ctr: list, ref: str) -> str | None:
+    """The manifest digest containerd holds under `ref`, if any."""
+    listed = run([*ctr, "images", "list", f"name=={ref}"], check=False).stdout.splitlines()
+    return listed[1].split()[2] if len(listed) > 1 else None
 
 
 def _context(name: str, files: Mapping[str, Path]) -> Path:
