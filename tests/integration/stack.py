@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from batchnotebook_operator import GROUP, NOTEBOOKS, VERSION
+from batchnotebook_operator.schedulers.slurm import Slurm
 from kubernetes import client
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,6 +33,14 @@ STAND_IN = (REPO / "tests" / "bin" / "stand-in-server.py").read_text()
 def run(*argv: str | Path, **kwargs: Any) -> subprocess.CompletedProcess:
     kwargs.setdefault("check", True)
     return subprocess.run([str(a) for a in argv], text=True, capture_output=True, **kwargs)
+
+
+def slurm_template_starting(begin: str) -> str:
+    """The default Slurm job script with `--begin=BEGIN`: the job waits in the queue (reason
+    BeginTime) until then."""
+    return Slurm.default_template().replace(
+        "#SBATCH --no-requeue\n", f"#SBATCH --no-requeue\n#SBATCH --begin={begin}\n"
+    )
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:

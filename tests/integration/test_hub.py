@@ -7,11 +7,10 @@ import json
 import urllib.request
 
 import pytest
-from batchnotebook_operator.schedulers.slurm import Slurm
 from kubernetes.client import ApiException
 
 from .conftest import GROUP, VERSION, cluster_spec
-from .stack import JOB_PYTHON, Hub, run, squeue, wait_for
+from .stack import JOB_PYTHON, Hub, run, slurm_template_starting, squeue, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm, pytest.mark.e2e]
 CLUSTER = "e2e"
@@ -207,9 +206,7 @@ def test_a_hub_restarted_while_the_job_waits_learns_its_address_when_it_runs(hub
     late = cluster_like_the_hubs(
         custom,
         "e2e-late",
-        jobTemplate=Slurm.default_template().replace(
-            "#SBATCH --no-requeue\n", "#SBATCH --no-requeue\n#SBATCH --begin=now+40\n"
-        ),
+        jobTemplate=slurm_template_starting("now+40"),
     )
     hub.api("POST", "/users/alice")
     try:
@@ -350,9 +347,7 @@ def test_one_user_cannot_fill_the_queue_for_everyone(hub, custom):
     waiting = cluster_like_the_hubs(
         custom,
         "e2e-waiting",
-        jobTemplate=Slurm.default_template().replace(
-            "#SBATCH --no-requeue\n", "#SBATCH --no-requeue\n#SBATCH --begin=now+1hour\n"
-        ),
+        jobTemplate=slurm_template_starting("now+1hour"),
     )
     hub.api("POST", "/users/bob")
     # Stopped named servers count against named_server_limit_per_user (5 here): remove bob's.

@@ -16,13 +16,12 @@ import uuid
 
 import pytest
 import yaml
-from batchnotebook_operator.schedulers.slurm import Slurm
 from devstack.images import load
 from devstack.product import HUB_IMAGE, build_hub_image
 from devstack.standins import build_proxy, vendor_z2jh
 
 from ..conftest import GROUP, VERSION, cluster_spec
-from ..stack import REPO, squeue, wait_for
+from ..stack import REPO, slurm_template_starting, squeue, wait_for
 from .deployment import HUB_NAMESPACE, NOTEBOOKS, helm, need_z2jh, ssh_connection
 
 pytestmark = [pytest.mark.node, pytest.mark.slurm, pytest.mark.e2e]
@@ -239,9 +238,7 @@ def late_cluster(z2jh):
     waits in the queue meanwhile."""
     node = z2jh.node
     spec = json.loads(node.kubectl("get", "bcl", CLUSTER, "-o", "jsonpath={.spec}"))
-    spec["jobTemplate"] = Slurm.default_template().replace(
-        "#SBATCH --no-requeue\n", "#SBATCH --no-requeue\n#SBATCH --begin=now+45\n"
-    )
+    spec["jobTemplate"] = slurm_template_starting("now+45")
     node.kubectl(
         "apply", "-f", "-",
         input=json.dumps({"apiVersion": f"{GROUP}/{VERSION}", "kind": "BatchCluster",
