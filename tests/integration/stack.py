@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any
 
 from batchnotebook_operator import GROUP, NOTEBOOKS, VERSION
 from batchnotebook_operator.schedulers.slurm import Slurm
+from devstack.processes import wait_until
 from kubernetes import client
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,15 +44,11 @@ def slurm_template_starting(begin: str) -> str:
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
-    """Poll until condition() is truthy; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
+    """Poll until condition() is truthy; fail the test with `what` after `timeout` seconds."""
+    try:
+        return wait_until(condition, timeout, what, every)
+    except TimeoutError as error:
+        raise AssertionError(str(error)) from None
 
 
 def start_control_plane() -> Path:
