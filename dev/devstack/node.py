@@ -218,10 +218,9 @@ class Node:
             ),
         ]
 
-    def kubectl(self, *args: str, input: str | None = None) -> str:
-        return run(
-            [BIN / "kubectl", "--kubeconfig", self.state / "kubeconfig", *args], input=input
-        ).stdout
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        argv = [BIN / "kubectl", "--kubeconfig", self.state / "kubeconfig", *args]
+        return run(argv, input=input, check=check).stdout
 
     @property
     def cgroup_root(self) -> str:
@@ -282,14 +281,8 @@ class Node:
         for daemon in self.daemons():
             if daemon.pid() is None:
                 raise RuntimeError(f"{daemon.name} exited; its log ends:\n{daemon.tail()}")
-        out = run(
-            [
-                *(BIN / "kubectl", "--kubeconfig", self.state / "kubeconfig", "get", "node"),
-                *(NODE_NAME, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}"),
-            ],
-            check=False,
-        )
-        return out.stdout.strip() == "True"
+        ready = "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
+        return self.kubectl("get", "node", NODE_NAME, "-o", ready, check=False).strip() == "True"
 
     def stop(self) -> None:
         """Stops the node's processes and the containers they ran, then removes its network."""

@@ -17,7 +17,7 @@ from devstack.paths import BIN
 from devstack.product import OPERATOR_IMAGE, build_operator_image
 from devstack.standins import Z2JHMissing, vendor_z2jh
 
-from ..stack import REPO, run
+from ..stack import REPO, run, wait_for
 
 RELEASE, SYSTEM = "batchnotebook", "batchnotebook-system"
 OPERATOR_SERVICE = f"{RELEASE}-operator"
@@ -33,6 +33,45 @@ def need_z2jh() -> None:
         vendor_z2jh()
     except Z2JHMissing as missing:
         pytest.skip(str(missing))
+
+
+def run_pod(
+    node: Node,
+    namespace: str,
+    name: str,
+    image: str,
+    script: str,
+    security: dict | None = None,
+    timeout: float = 180,
+) -> str:
+    """Runs `script` with the image's python to its end in a pod; returns what it printed."""
+    load(node.socket, image)
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "main",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": ["python3", "-c", script],
+                    "securityContext": security or {},
+                }
+            ],
+        },
+    }
+    node.kubectl("apply", "-f", "-", input=json.dumps(pod))
+
+    def phase() -> str:
+        return node.kubectl("-n", namespace, "get", "pod", name, "-o", "jsonpath={.status.phase}")
+
+    wait_for(lambda: phase() in ("Succeeded", "Failed"), timeout, f"pod {name} to finish")
+    said = node.kubectl("-n", namespace, "logs", name)
+    assert phase() == "Succeeded", said
+    return said
 
 
 def sshd(node: Node, *args: str) -> str:

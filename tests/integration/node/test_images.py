@@ -4,14 +4,11 @@ spawner and without the operator's dependencies. An unchanged tree rebuilds noth
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from devstack.images import image_id, load
+from devstack.images import image_id
 from devstack.product import build_hub_image, build_operator_image
 
-from ..stack import wait_for
-from .deployment import need_z2jh
+from .deployment import need_z2jh, run_pod
 
 pytestmark = [pytest.mark.node]
 NAMESPACE = "images-test"
@@ -24,41 +21,11 @@ def node(cluster_node):
     cluster_node.kubectl("delete", "namespace", NAMESPACE, "--wait=false")
 
 
-def run_pod(node, name: str, image: str, script: str, security: dict | None = None) -> str:
-    """Runs `script` with the image's python to its end in a pod; returns what it printed."""
-    load(node.socket, image)
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {
-            "restartPolicy": "Never",
-            "containers": [
-                {
-                    "name": "main",
-                    "image": image,
-                    "imagePullPolicy": "Never",
-                    "command": ["python3", "-c", script],
-                    "securityContext": security or {},
-                }
-            ],
-        },
-    }
-    node.kubectl("apply", "-f", "-", input=json.dumps(pod))
-
-    def phase() -> str:
-        return node.kubectl("-n", NAMESPACE, "get", "pod", name, "-o", "jsonpath={.status.phase}")
-
-    wait_for(lambda: phase() in ("Succeeded", "Failed"), 180, f"pod {name} to finish")
-    said = node.kubectl("-n", NAMESPACE, "logs", name)
-    assert phase() == "Succeeded", said
-    return said
-
-
 def test_the_operator_image_runs_unprivileged_on_a_read_only_root(node):
     image = build_operator_image()
     said = run_pod(
         node,
+        NAMESPACE,
         "operator",
         image,
         "import os, kopf, batchnotebook_operator\n"
@@ -83,6 +50,7 @@ def test_the_hub_image_has_the_spawner_and_not_the_operators_dependencies(node):
     image = build_hub_image()
     said = run_pod(
         node,
+        NAMESPACE,
         "hub",
         image,
         "import importlib.util, os, jupyterhub, kubespawner, batchnotebook_spawner\n"

@@ -16,6 +16,7 @@ from devstack.images import load
 from devstack.standins import build_python_standin
 
 from ..stack import run, wait_for
+from .deployment import run_pod
 
 NAMESPACE = "node-test"
 
@@ -89,27 +90,6 @@ def manifests(image: str) -> str:
     return "\n---\n".join(json.dumps(m) for m in (namespace, server, service, policy))
 
 
-def pod_python(node, script: str, name: str) -> str:
-    """Runs `script` in a pod of the test image to its end; returns what it printed."""
-    image = build_python_standin()
-    node.kubectl(
-        *("-n", NAMESPACE, "run", name, f"--image={image}", "--image-pull-policy=Never"),
-        *("--restart=Never", "--command", "--", "python3", "-c", script),
-    )
-    wait_for(
-        lambda: (
-            node.kubectl("-n", NAMESPACE, "get", "pod", name, "-o", "jsonpath={.status.phase}")
-            in ("Succeeded", "Failed")
-        ),
-        120,
-        f"pod {name} to finish",
-    )
-    phase = node.kubectl("-n", NAMESPACE, "get", "pod", name, "-o", "jsonpath={.status.phase}")
-    said = node.kubectl("-n", NAMESPACE, "logs", name)
-    assert phase == "Succeeded", said
-    return said
-
-
 def test_one_node_is_ready(node):
     nodes = json.loads(node.kubectl("get", "nodes", "-o", "json"))["items"]
     assert [n["metadata"]["name"] for n in nodes] == ["batchnotebook-node"]
@@ -131,8 +111,11 @@ def test_a_deployment_serves_through_its_node_port(node):
 
 def test_a_pod_finds_services_by_name_and_calls_the_api_with_its_token(node):
     node.kubectl("-n", NAMESPACE, "rollout", "status", "deployment/web", "--timeout=180s")
-    said = pod_python(
+    said = run_pod(
         node,
+        NAMESPACE,
+        "client",
+        build_python_standin(),
         "import json, socket, ssl, urllib.request\n"
         "print(socket.gethostbyname('web'))\n"
         "print(urllib.request.urlopen('http://web/hostname', timeout=10).read().decode())\n"
@@ -141,7 +124,7 @@ def test_a_pod_finds_services_by_name_and_calls_the_api_with_its_token(node):
         "request = urllib.request.Request('https://kubernetes.default.svc/version',\n"
         "    headers={'Authorization': 'Bearer ' + open(sa + 'token').read()})\n"
         "print(json.load(urllib.request.urlopen(request, context=context))['gitVersion'])\n",
-        "client",
+        timeout=120,
     )
     service_ip, hostname, version = said.split()
     assert service_ip == node.kubectl(
