@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from batchnotebook_operator import GROUP, VERSION
+
 from .stack import REPO, STATE
 
 EMULATORS = REPO / "tests" / "emulators"
@@ -31,4 +33,17 @@ def emulated_cluster(make_cluster, dialect: str, timeout: int = 30, **overrides)
             "environment": {"BNB_EMULATOR_SPOOL": str(SPOOL)},
         },
         **overrides,
+    )
+
+
+def cluster_unreachable(custom, cluster: str) -> str:
+    """The Reachable condition's message while it is False, else ""."""
+    conditions = (
+        custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", cluster)
+        .get("status", {})
+        .get("conditions", [])
+    )
+    return next(
+        (c["message"] for c in conditions if c["type"] == "Reachable" and c["status"] == "False"),
+        "",
     )

@@ -30,9 +30,16 @@ JOB_PYTHON = "/opt/batchnotebook/jobenv/bin/python"
 STAND_IN = (REPO / "tests" / "bin" / "stand-in-server.py").read_text()
 
 
-def run(*argv: str | Path, **kwargs: Any) -> subprocess.CompletedProcess:
-    kwargs.setdefault("check", True)
-    return subprocess.run([str(a) for a in argv], text=True, capture_output=True, **kwargs)
+def run(*argv: str | Path, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess:
+    """Run a command; with `check`, a failure fails the test with what the command printed (a
+    CalledProcessError would show neither stream)."""
+    result = subprocess.run([str(a) for a in argv], text=True, capture_output=True, **kwargs)
+    if check and result.returncode:
+        raise AssertionError(
+            f"{' '.join(result.args)} exited {result.returncode}\n"
+            f"--- stdout (end)\n{result.stdout[-4000:]}\n--- stderr (end)\n{result.stderr[-8000:]}"
+        )
+    return result
 
 
 def slurm_template_starting(begin: str) -> str:

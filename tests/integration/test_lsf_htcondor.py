@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import GROUP, VERSION
-from .emulated import EMULATORS, SPOOL, emulated_cluster
+from .emulated import EMULATORS, SPOOL, cluster_unreachable, emulated_cluster
 from .stack import JOB_PYTHON, REPO, run, wait_for
 
 pytestmark = [pytest.mark.cluster]
@@ -195,9 +195,8 @@ def test_scheduler_down_never_ends_a_notebook(
     )
     pending = wait_phase(waiting, "Pending", timeout=30)
     assert "waiting for the scheduler" in pending.get("message", "")
-    cluster_status = custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", cluster)
-    reachable = {c["type"]: c["status"] for c in cluster_status["status"]["conditions"]}
-    assert reachable["Reachable"] == "False"
+    # The round writes the notebooks' conditions before the cluster's own status.
+    wait_for(lambda: cluster_unreachable(custom, cluster), 30, "the cluster to be unreachable")
     time.sleep(6)  # several polls with no answer
     assert notebook_status(ready)["phase"] == "Ready"
     assert notebook_status(waiting)["phase"] == "Pending"

@@ -14,7 +14,7 @@ from batchnotebook_operator.model import JobState, JobStatus
 from batchnotebook_operator.schedulers import BACKENDS
 
 from .conftest import GROUP, VERSION
-from .emulated import EMULATORS, SPOOL, emulated_cluster
+from .emulated import EMULATORS, SPOOL, cluster_unreachable, emulated_cluster
 from .stack import JOB_PYTHON, REPO, run, wait_for
 
 pytestmark = [pytest.mark.cluster]
@@ -196,19 +196,6 @@ def test_refused_submission_shows_the_schedulers_words(
     notebook = make_notebook(cluster)
     status = wait_phase(notebook["metadata"]["name"], "Failed", timeout=60)
     assert REFUSAL[dialect] in status["message"]
-
-
-def cluster_unreachable(custom, cluster: str) -> str:
-    """The Reachable condition's message while it is False, else ""."""
-    conditions = (
-        custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", cluster)
-        .get("status", {})
-        .get("conditions", [])
-    )
-    return next(
-        (c["message"] for c in conditions if c["type"] == "Reachable" and c["status"] == "False"),
-        "",
-    )
 
 
 def scheduler_reachable(status: dict) -> str:
