@@ -9,26 +9,13 @@ from collections.abc import Iterator
 import pytest
 from batchnotebook_operator.schedulers.slurm import Slurm
 
+from .browser import ARTIFACTS, browser_page, log_in
 from .conftest import GROUP, VERSION
-from .stack import HUB_PORT_BASE, REPO, STATE, squeue, wait_for
+from .stack import HUB_PORT_BASE, STATE, squeue, wait_for
 from .test_hub import hub_stack, job_of
 
-playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm, pytest.mark.e2e]
 CLUSTER = "e2e-browser"
-CHROMIUM = "/usr/bin/chromium"
-# Without the background-networking flags Chromium keeps dialling out, and this machine's closed
-# network refuses it; playwright adds --headless and a fresh --user-data-dir itself.
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = REPO / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +33,11 @@ def hub(kubeconfig, operator, custom, core):
 
 @pytest.fixture
 def page() -> Iterator[object]:
-    with playwright.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(30_000)
+    with browser_page() as page:
         yield page
-        browser.close()
 
 
 def test_spawn_through_the_form_into_jupyterlab(hub, custom, page):
-    ARTIFACTS.mkdir(exist_ok=True)
     # The job waits its turn for a while (a start time 20 s ahead: the scheduler's reason and
     # expected start), so the progress page goes through the queue; positions come with the
     # availability snapshot.
@@ -70,11 +52,7 @@ def test_spawn_through_the_form_into_jupyterlab(hub, custom, page):
         {"spec": {"jobTemplate": waiting, "availabilityIntervalSeconds": 2}},
     )
     hub.api("POST", "/users/alice")
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", "alice")
-    page.fill("#password_input", hub.password)
-    page.click("#login_submit")
-    page.wait_for_url("**/hub/**")
+    log_in(page, hub.url, "alice", hub.password)
 
     # A link chooses the card and fills in its inputs; the form waits for the user.
     page.goto(f"{hub.url}/hub/spawn?cluster={CLUSTER}&profile=small&cpus=2&partition=batch")

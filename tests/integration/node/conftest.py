@@ -10,7 +10,8 @@ import pytest
 from devstack import cluster
 
 from ..stack import API_PORT, STATE
-from .deployment import operator_installed
+from . import z2jh as zero_to_jupyterhub
+from .deployment import need_z2jh, operator_installed
 
 
 @pytest.fixture(scope="package")
@@ -32,3 +33,17 @@ def operator_pod(cluster_node, slurm):
     """Our chart's operator on the node (deployment.py)."""
     with operator_installed(cluster_node) as node:
         yield node
+
+
+@pytest.fixture(scope="package")
+def z2jh(operator_pod):
+    """Zero to JupyterHub's chart beside the operator (z2jh.py)."""
+    need_z2jh()
+    with zero_to_jupyterhub.installed(operator_pod) as hub:
+        yield hub
+
+
+@pytest.fixture
+def late_cluster(z2jh):
+    with zero_to_jupyterhub.late_cluster(z2jh.node) as name:
+        yield name

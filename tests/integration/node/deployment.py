@@ -129,6 +129,8 @@ def operator_installed(node: Node) -> Iterator[Node]:
             *("--set", f"image.tag={tag}", "--set", "image.pullPolicy=Never"),
             *("--set", f"hub.namespace={HUB_NAMESPACE}", "--set", "secrets.sshKeys={hpc-ssh}"),
             *("--set", "service.type=NodePort"),
+            # The hub (z2jh.py) has a pod profile too.
+            *("--set", "hub.rbac.kubeSpawner=true"),
         )
         node.kubectl(
             "-n", SYSTEM, "patch", "service", OPERATOR_SERVICE, "--type=json", "-p",

@@ -1,190 +1,21 @@
-"""The hub as sites run it: Zero to JupyterHub's chart (4.4.0, from outside our tree) installed
-with our charts/batchnotebook/examples/z2jh-values.yaml plus only what a one-node test cluster
-needs: the images built here, a NodePort for the proxy, a database without a volume, and the
-hub's public URL. The hub pod runs BatchNotebookSpawner; the proxy pod sends
-/services/batchnotebook/ to the operator's Service and users to their servers, which run as
-batch jobs on this machine and report through the hub's public URL, as in production."""
+"""The hub as sites run it, from Zero to JupyterHub's chart (z2jh.py), with servers on Slurm:
+started through the proxy pod, surviving the operator's and the hub's pods replaced, also while a
+spawn waits in the queue; job reports reach the operator through the proxy."""
 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import urllib.error
 import urllib.request
 import uuid
 
 import pytest
-import yaml
-from devstack.images import load
-from devstack.product import HUB_IMAGE, build_hub_image
-from devstack.standins import build_proxy, vendor_z2jh
 
-from ..conftest import GROUP, VERSION, cluster_spec
-from ..stack import REPO, slurm_template_starting, squeue, wait_for
-from .deployment import HUB_NAMESPACE, NOTEBOOKS, helm, need_z2jh, ssh_connection
+from ..stack import REPO, squeue, wait_for
+from .deployment import HUB_NAMESPACE, NOTEBOOKS, helm
+from .z2jh import one_running_job, queued_spawn, reachable, replace_pod, server_of, start
 
 pytestmark = [pytest.mark.node, pytest.mark.slurm, pytest.mark.e2e]
-
-PROXY_NODE_PORT = 30800
-CLUSTER = "hpc"
-
-
-class ZeroToJupyterHub:
-    def __init__(self, node, token: str) -> None:
-        self.node, self.token = node, token
-        self.url = f"http://{node.network.node_address}:{PROXY_NODE_PORT}"
-
-    def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
-        request = urllib.request.Request(
-            f"{self.url}/hub/api{path}",
-            method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"token {self.token}"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                text = answer.read()
-                return answer.status, json.loads(text) if text else None
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        request = urllib.request.Request(
-            f"{self.url}{path}", headers={"Authorization": f"token {self.token}"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                return answer.status, answer.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
-
-
-def overrides(node, token: str) -> dict:
-    """What a one-node test cluster needs beyond the example values."""
-    repository, tag = HUB_IMAGE.rsplit(":", 1)
-    public = f"http://{node.network.node_address}:{PROXY_NODE_PORT}"
-    return {
-        "hub": {
-            "image": {"name": repository, "tag": tag, "pullPolicy": "Never"},
-            # sqlite on a volume (hub_db_volume): a restarted hub pod keeps its users' servers.
-            "db": {"type": "sqlite-pvc"},
-            "config": {
-                "JupyterHub": {"authenticator_class": "dummy"},
-                "BatchNotebookSpawner": {"hub_connect_url": public},
-            },
-            "services": {"tester": {"apiToken": token}},
-            "loadRoles": {"tester": {"services": ["tester"], "scopes": ["admin:users",
-                                                                       "admin:servers",
-                                                                       "access:servers"]}},
-        },
-        "proxy": {
-            "service": {"type": "NodePort", "nodePorts": {"http": PROXY_NODE_PORT}},
-            "chp": {"image": {"pullPolicy": "Never"}},
-        },
-        "singleuser": {"cloudMetadata": {"blockWithIptables": False}},
-    }  # fmt: skip
-
-
-def hub_db_volume(node) -> dict:
-    """A PersistentVolume on the node for the hub's database claim (no provisioner here), in a
-    directory the hub's user (1000) owns."""
-    path = node.dir / "hub-db"
-    path.mkdir(mode=0o700, exist_ok=True)
-    os.chown(path, 1000, 1000)
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": "hub-db"},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "hostPath": {"path": str(path), "type": "Directory"},
-        },
-    }
-
-
-@pytest.fixture(scope="module")
-def z2jh(operator_pod):
-    need_z2jh()
-    node = operator_pod
-    node.kubectl("apply", "-f", "-", input=json.dumps(hub_db_volume(node)))
-    load(node.socket, build_hub_image())
-    load(node.socket, build_proxy())
-    token = secrets.token_hex(32)
-    values = node.state / "z2jh-overrides.yaml"
-    values.write_text(yaml.safe_dump(overrides(node, token)))
-    values.chmod(0o600)
-    hub = ZeroToJupyterHub(node, token)
-    spec = cluster_spec(
-        connection=ssh_connection(node),
-        callbackURL=f"{hub.url}/services/batchnotebook",
-        execHosts={"patterns": ["vm"]},
-        jupyterCommand=["/opt/batchnotebook/jobenv/bin/jupyterhub-singleuser"],
-    )
-    node.kubectl(
-        "apply", "-f", "-",
-        input=json.dumps({"apiVersion": f"{GROUP}/{VERSION}", "kind": "BatchCluster",
-                          "metadata": {"name": CLUSTER}, "spec": spec}),
-    )  # fmt: skip
-    helm(
-        node,
-        *("install", "jupyterhub", str(vendor_z2jh() / "jupyterhub"), "-n", HUB_NAMESPACE),
-        *("--create-namespace", "--wait", "--timeout", "8m"),
-        *("-f", str(REPO / "charts/batchnotebook/examples/z2jh-values.yaml"), "-f", str(values)),
-    )
-    yield hub
-    helm(node, "uninstall", "jupyterhub", "-n", HUB_NAMESPACE, "--wait", check=False)
-    node.kubectl("delete", "bcl", CLUSTER, "--timeout=60s")
-
-
-def start(z2jh, user: str, name: str = "") -> tuple[dict, dict]:
-    """Starts a server through the hub's REST API; returns the hub's record of it, ready, and
-    its BatchNotebook."""
-    path = f"/users/{user}/servers/{name}" if name else f"/users/{user}/server"
-    code, answer = z2jh.api("POST", f"/users/{user}")
-    assert code in (201, 409), answer
-    code, answer = z2jh.api("POST", path, {"cluster": CLUSTER, "profile": "small"})
-    assert code in (201, 202), answer
-    server = wait_for(
-        lambda: (s := server_of(z2jh, user, name)) and s.get("ready") and s,
-        240,
-        f"{user}'s server {name!r} to be ready",
-    )
-    notebooks = json.loads(z2jh.node.kubectl("-n", NOTEBOOKS, "get", "bnb", "-o", "json"))["items"]
-    (notebook,) = [
-        n for n in notebooks if n["spec"]["hubUser"] == user and n["spec"]["serverName"] == name
-    ]
-    return server, notebook
-
-
-def server_of(z2jh, user: str, name: str = "") -> dict | None:
-    return ((z2jh.api("GET", f"/users/{user}")[1] or {}).get("servers") or {}).get(name)
-
-
-def reachable(z2jh, server: dict) -> bool:
-    try:
-        code, body = z2jh.get(f"{server['url']}api/status")
-    except OSError:  # the proxy is being reconfigured
-        return False
-    return code == 200 and "last_activity" in json.loads(body)
-
-
-def one_running_job(notebook: dict) -> str:
-    jobs = squeue(f"bnb-{notebook['metadata']['uid']}")
-    assert [(j["user"], j["state"]) for j in jobs] == [(notebook["spec"]["unixUser"], "RUNNING")]
-    return jobs[0]["id"]
-
-
-def replace_pod(node, namespace: str, selector: str, deployment: str) -> None:
-    """Deletes the pods of a Deployment and waits for the new one to be Ready."""
-    before = node.kubectl("-n", namespace, "get", "pods", "-l", selector, "-o", "name").split()
-    node.kubectl("-n", namespace, "delete", "pods", "-l", selector, "--wait=true")
-    node.kubectl("-n", namespace, "rollout", "status", f"deployment/{deployment}", "--timeout=300s")
-    after = node.kubectl("-n", namespace, "get", "pods", "-l", selector, "-o", "name").split()
-    assert after and not set(after) & set(before)
 
 
 def test_a_server_starts_as_a_batch_job_and_is_reached_through_the_proxy_pod(z2jh):
@@ -230,38 +61,6 @@ def test_the_hubs_pod_replaced_every_server_survives_and_is_reached_again(z2jh):
     wait_for(lambda: reachable(z2jh, again), 60, "the proxy to route to alice's server again")
     assert one_running_job(notebook) == job
     z2jh.api("DELETE", "/users/alice/servers/hubgone", {"remove": True})
-
-
-@pytest.fixture
-def late_cluster(z2jh):
-    """A BatchCluster like CLUSTER whose jobs start 45 s after they are submitted: a spawn that
-    waits in the queue meanwhile."""
-    node = z2jh.node
-    spec = json.loads(node.kubectl("get", "bcl", CLUSTER, "-o", "jsonpath={.spec}"))
-    spec["jobTemplate"] = slurm_template_starting("now+45")
-    node.kubectl(
-        "apply", "-f", "-",
-        input=json.dumps({"apiVersion": f"{GROUP}/{VERSION}", "kind": "BatchCluster",
-                          "metadata": {"name": "late"}, "spec": spec}),
-    )  # fmt: skip
-    yield "late"
-    node.kubectl("delete", "bcl", "late", "--timeout=120s")
-
-
-def queued_spawn(z2jh, cluster: str, user: str, name: str) -> dict:
-    """Asks for a server on `cluster`; returns its BatchNotebook once its job waits in the queue."""
-    z2jh.api("POST", f"/users/{user}")
-    code, answer = z2jh.api(
-        "POST", f"/users/{user}/servers/{name}", {"cluster": cluster, "profile": "small"}
-    )
-    assert code == 202, answer
-
-    def queued() -> dict | None:
-        items = json.loads(z2jh.node.kubectl("-n", NOTEBOOKS, "get", "bnb", "-o", "json"))["items"]
-        mine = [n for n in items if (n["spec"]["hubUser"], n["spec"]["serverName"]) == (user, name)]
-        return mine[0] if mine and mine[0].get("status", {}).get("phase") == "Queued" else None
-
-    return wait_for(queued, 60, f"{user}'s job to wait in the queue")
 
 
 @pytest.mark.parametrize("restart", ["operator upgraded", "hub pod replaced"])
