@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .deploy import slurmrestd
 from .network import NodeNetwork
 from .node import Node
 from .paths import REPO
@@ -59,5 +60,7 @@ def down(state: Path) -> None:
     state = state.resolve()
     saved = state / "node" / "index"
     if saved.exists():
-        Node(state, 0, NodeNetwork(int(saved.read_text()))).stop()
+        node = Node(state, 0, NodeNetwork(int(saved.read_text())))
+        slurmrestd(node).stop()  # what deploy.install_operator started, if it is still running
+        node.stop()
     controlplane("stop", state)

@@ -1,28 +1,23 @@
-"""The product installed the way sites install it, on the real node (dev/devstack): our chart's
-operator from the image of our Dockerfile, and (test_z2jh.py) Zero to JupyterHub's chart. Shared
-by the deployment tests; the fixtures are in conftest.py."""
+"""Helpers of the deployment tests on the real node: pods run to their end, and our chart's
+operator installed as devstack.deploy installs it (Zero to JupyterHub's chart: z2jh.py). The
+fixtures are in conftest.py."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 
 import pytest
+from devstack.deploy import OPERATOR_SERVICE, SYSTEM, install_operator, uninstall_operator
 from devstack.images import load
 from devstack.node import Node
 from devstack.paths import BIN
-from devstack.product import OPERATOR_IMAGE, build_operator_image
 from devstack.standins import Z2JHMissing, vendor_z2jh
 
-from ..stack import REPO, run, wait_for
+from ..stack import run, wait_for
 
-RELEASE, SYSTEM = "batchnotebook", "batchnotebook-system"
-OPERATOR_SERVICE = f"{RELEASE}-operator"
-HUB_NAMESPACE = "jupyterhub"
-NOTEBOOKS = f"{HUB_NAMESPACE}-notebooks"  # the chart's notebook namespace for that hub
 REPORT_NODE_PORT = 30880
 
 
@@ -74,64 +69,12 @@ def run_pod(
     return said
 
 
-def sshd(node: Node, *args: str) -> str:
-    """The login node of the node's stack: an sshd where pods reach this machine."""
-    env = {
-        **os.environ,
-        "BATCHNOTEBOOK_STATE": str(node.state),
-        "BATCHNOTEBOOK_SSHD_PORT": str(sshd_port(node)),
-        "BATCHNOTEBOOK_SSHD_ADDRESS": node.network.host_address,
-    }
-    return run(REPO / "dev/sshd.sh", *args, env=env).stdout
-
-
-def sshd_port(node: Node) -> int:
-    return node.api_port + 22
-
-
-def helm(node: Node, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run(BIN / "helm", "--kubeconfig", node.state / "kubeconfig", *args, check=check)
-
-
-def ssh_connection(node: Node) -> dict:
-    return {
-        "type": "ssh",
-        "ssh": {
-            "host": node.network.host_address,
-            "port": sshd_port(node),
-            "user": "batchnotebook",
-            "hostKey": sshd(node, "host-key").strip(),
-            "privateKeySecret": {"name": "hpc-ssh"},
-        },
-    }
-
-
 @contextlib.contextmanager
 def operator_installed(node: Node) -> Iterator[Node]:
-    """`helm install` of our chart with the operator image built here; its Service is a NodePort
-    (REPORT_NODE_PORT) so that jobs can report to it without a hub."""
-    run(REPO / "dev/helm.sh", "build")
-    load(node.socket, build_operator_image())
-    sshd(node, "install")
-    sshd(node, "start")
+    """Our chart's operator (devstack.deploy); its Service is a NodePort (REPORT_NODE_PORT) so
+    that jobs can report to it without a hub, and the hub (z2jh.py) may run pod profiles."""
     try:
-        key = (node.state / "sshd" / "id_ed25519").read_bytes()
-        node.kubectl("create", "namespace", SYSTEM)
-        node.kubectl(
-            "-n", SYSTEM, "create", "secret", "generic", "hpc-ssh",
-            f"--from-literal=ssh-privatekey={key.decode()}",
-        )  # fmt: skip
-        repository, tag = OPERATOR_IMAGE.rsplit(":", 1)
-        helm(
-            node,
-            *("install", RELEASE, str(REPO / "charts/batchnotebook"), "-n", SYSTEM, "--wait"),
-            *("--timeout", "5m", "--set", f"image.repository={repository}"),
-            *("--set", f"image.tag={tag}", "--set", "image.pullPolicy=Never"),
-            *("--set", f"hub.namespace={HUB_NAMESPACE}", "--set", "secrets.sshKeys={hpc-ssh}"),
-            *("--set", "service.type=NodePort"),
-            # The hub (z2jh.py) has a pod profile too.
-            *("--set", "hub.rbac.kubeSpawner=true"),
-        )
+        install_operator(node, "service.type=NodePort", "hub.rbac.kubeSpawner=true")
         node.kubectl(
             "-n", SYSTEM, "patch", "service", OPERATOR_SERVICE, "--type=json", "-p",
             json.dumps([{"op": "replace", "path": "/spec/ports/0/nodePort",
@@ -139,8 +82,7 @@ def operator_installed(node: Node) -> Iterator[Node]:
         )  # fmt: skip
         yield node
     finally:
-        helm(node, "uninstall", RELEASE, "-n", SYSTEM, "--wait", check=False)
-        sshd(node, "stop")
+        uninstall_operator(node)
 
 
 def operator_exec(node: Node, *argv: str) -> subprocess.CompletedProcess:

@@ -1,8 +1,9 @@
 """The operator as sites run it: `helm install` of charts/batchnotebook on the real node, the image
 from our Dockerfile, uid 10001 on a read-only root filesystem with its own ServiceAccount, Ready
-by its probes. From inside the pod it reaches the login node over SSH (dev/sshd.sh, listening on
-this machine's end of the node's veth pair), submits to the real Slurm, takes the job's report
-through its Service (a NodePort here, the hub's proxy in production) and writes the status."""
+by its probes. From inside the pod it reaches the login node over SSH (dev/sshd.sh) or Slurm's
+REST API, both listening on this machine's end of the node's veth pair (devstack.deploy), submits
+to the real Slurm, takes the job's report through its Service (a NodePort here, the hub's proxy
+in production) and writes the status."""
 
 from __future__ import annotations
 
@@ -12,17 +13,17 @@ import secrets
 import uuid
 
 import pytest
+from devstack.deploy import (
+    NOTEBOOKS,
+    OPERATOR_SERVICE,
+    SYSTEM,
+    slurmrest_connection,
+    ssh_connection,
+)
 
 from ..conftest import GROUP, VERSION, cluster_spec
 from ..stack import squeue, wait_for
-from .deployment import (
-    NOTEBOOKS,
-    OPERATOR_SERVICE,
-    REPORT_NODE_PORT,
-    SYSTEM,
-    operator_exec,
-    ssh_connection,
-)
+from .deployment import REPORT_NODE_PORT, operator_exec
 
 pytestmark = [pytest.mark.node, pytest.mark.slurm]
 
@@ -37,13 +38,14 @@ def test_the_operator_pod_runs_as_10001_on_a_read_only_root(operator_pod):
     assert ready["Ready"] == "True"  # its readiness and liveness probes pass
 
 
-def test_from_its_pod_it_submits_over_ssh_and_takes_the_report_through_its_service(
-    operator_pod,
-):
+@pytest.mark.parametrize("transport", ["ssh", "slurmrest"])
+def test_from_its_pod_it_submits_and_takes_the_report_through_its_service(operator_pod, transport):
+    """Over SSH to the login node, or to slurmrestd, both on this machine's end of the veth."""
     node = operator_pod
-    cluster = f"pod-{uuid.uuid4().hex[:6]}"
+    cluster = f"pod-{transport}-{uuid.uuid4().hex[:6]}"
+    connection = {"ssh": ssh_connection, "slurmrest": slurmrest_connection}[transport]
     spec = cluster_spec(
-        connection=ssh_connection(node),
+        connection=connection(node),
         callbackURL=f"http://{node.network.node_address}:{REPORT_NODE_PORT}/services/batchnotebook",
         # The jobs run on `vm`, which the node's DNS names at this machine's end of the veth.
         execHosts={"patterns": ["vm"]},

@@ -10,9 +10,9 @@ import urllib.request
 import uuid
 
 import pytest
+from devstack.deploy import HUB_NAMESPACE, NOTEBOOKS, helm
 
 from ..stack import REPO, squeue, wait_for
-from .deployment import HUB_NAMESPACE, NOTEBOOKS, helm
 from .z2jh import one_running_job, queued_spawn, reachable, replace_pod, server_of, start
 
 pytestmark = [pytest.mark.node, pytest.mark.slurm, pytest.mark.e2e]

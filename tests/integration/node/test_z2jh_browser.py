@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from devstack.deploy import NOTEBOOKS
 from playwright.sync_api import Error as PlaywrightError
 
 from ..browser import ARTIFACTS, browser_page, log_in
 from ..stack import squeue, wait_for
-from .deployment import NOTEBOOKS
 from .z2jh import POD_PROFILE, server_of
 
 pytestmark = [pytest.mark.node, pytest.mark.slurm, pytest.mark.e2e]

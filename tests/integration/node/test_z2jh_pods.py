@@ -10,10 +10,10 @@ import json
 
 import pytest
 from batchnotebook_operator import GROUP
+from devstack.deploy import HUB_NAMESPACE, NOTEBOOKS
 from devstack.standins import build_singleuser
 
 from ..stack import wait_for
-from .deployment import HUB_NAMESPACE, NOTEBOOKS
 from .z2jh import POD_PROFILE, reachable, ready_server, replace_pod, server_of
 
 pytestmark = [pytest.mark.node, pytest.mark.e2e]

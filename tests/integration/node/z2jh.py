@@ -1,8 +1,7 @@
 """Zero to JupyterHub as sites run it, for the deployment tests: its chart (4.4.0, from outside
-our tree) installed with our charts/batchnotebook/examples/z2jh-values.yaml plus only what a
-one-node test cluster needs: the images built here, a NodePort for the proxy, the hub's database
-on a hostPath volume, no volumes for pod servers, the hub's public URL, a pod profile and a
-password for the browser. The hub pod runs BatchNotebookSpawner; the proxy pod sends
+our tree) installed by devstack.deploy with our charts/batchnotebook/examples/z2jh-values.yaml
+plus what a one-node cluster needs, here with a pod profile, a password for the browser and a
+service token for the REST API. The hub pod runs BatchNotebookSpawner; the proxy pod sends
 /services/batchnotebook/ to the operator's Service and users to their servers: batch jobs on
 this machine, which report through the hub's public URL as in production, or pods on the node."""
 
@@ -10,23 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
-import yaml
-from devstack.images import load
+from devstack.deploy import (
+    NOTEBOOKS,
+    PROXY_NODE_PORT,
+    install_z2jh,
+    ssh_connection,
+    uninstall_z2jh,
+    z2jh_overrides,
+)
 from devstack.node import Node
-from devstack.product import HUB_IMAGE, build_hub_image
-from devstack.standins import build_proxy, build_singleuser, vendor_z2jh
 
 from ..conftest import GROUP, VERSION, cluster_spec
-from ..stack import REPO, slurm_template_starting, squeue, wait_for
-from .deployment import HUB_NAMESPACE, NOTEBOOKS, helm, ssh_connection
+from ..stack import slurm_template_starting, squeue, wait_for
 
-PROXY_NODE_PORT = 30800
 CLUSTER = "hpc"
 LATE_CLUSTER = "late"  # like CLUSTER, but its jobs wait in the queue for 45 s
 POD_PROFILE = "pod"
@@ -64,10 +64,8 @@ class ZeroToJupyterHub:
             return error.code, error.read()
 
 
-def overrides(hub: ZeroToJupyterHub) -> dict:
-    """What a one-node test cluster needs beyond the example values."""
-    repository, tag = HUB_IMAGE.rsplit(":", 1)
-    pod_profile = {
+POD_PROFILES = [
+    {
         "name": POD_PROFILE,
         "display_name": "Small pod",
         "description": "A server in a pod of this cluster",
@@ -80,67 +78,14 @@ def overrides(hub: ZeroToJupyterHub) -> dict:
             "extra_labels": {"site.example/tier": "interactive"},
         },
     }
-    return {
-        "hub": {
-            "image": {"name": repository, "tag": tag, "pullPolicy": "Never"},
-            # sqlite on a volume (hub_db_volume): a restarted hub pod keeps its users' servers.
-            "db": {"type": "sqlite-pvc"},
-            "config": {
-                "JupyterHub": {"authenticator_class": "dummy"},
-                "DummyAuthenticator": {"password": hub.password},
-                "Authenticator": {"allow_all": True},
-                "BatchNotebookSpawner": {"hub_connect_url": hub.url,
-                                         "pod_profiles": [pod_profile]},
-            },
-            "services": {"tester": {"apiToken": hub.token}},
-            "loadRoles": {"tester": {"services": ["tester"], "scopes": ["admin:users",
-                                                                       "admin:servers",
-                                                                       "access:servers"]}},
-        },
-        "proxy": {
-            "service": {"type": "NodePort", "nodePorts": {"http": PROXY_NODE_PORT}},
-            "chp": {"image": {"pullPolicy": "Never"}},
-        },
-        "singleuser": {
-            "image": {"pullPolicy": "Never"},
-            # No storage provisioner on the test node.
-            "storage": {"type": "none"},
-            "cloudMetadata": {"blockWithIptables": False},
-        },
-    }  # fmt: skip
-
-
-def hub_db_volume(node: Node) -> dict:
-    """A PersistentVolume on the node for the hub's database claim (no provisioner here), in a
-    directory the hub's user (1000) owns."""
-    path = node.dir / "hub-db"
-    path.mkdir(mode=0o700, exist_ok=True)
-    os.chown(path, 1000, 1000)
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": "hub-db"},
-        "spec": {
-            "capacity": {"storage": "1Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "hostPath": {"path": str(path), "type": "Directory"},
-        },
-    }
+]
 
 
 @contextlib.contextmanager
 def installed(node: Node) -> Iterator[ZeroToJupyterHub]:
     """`helm install` of Zero to JupyterHub beside our chart's operator (already on `node`), with
     the BatchCluster CLUSTER for its Slurm profiles."""
-    node.kubectl("apply", "-f", "-", input=json.dumps(hub_db_volume(node)))
-    for image in (build_hub_image(), build_proxy(), build_singleuser()):
-        load(node.socket, image)
     hub = ZeroToJupyterHub(node, secrets.token_hex(32), secrets.token_urlsafe(12))
-    values = node.state / "z2jh-overrides.yaml"
-    values.write_text(yaml.safe_dump(overrides(hub)))
-    values.chmod(0o600)
     apply_cluster(node, CLUSTER, cluster_spec(
         connection=ssh_connection(node),
         callbackURL=f"{hub.url}/services/batchnotebook",
@@ -148,16 +93,10 @@ def installed(node: Node) -> Iterator[ZeroToJupyterHub]:
         jupyterCommand=["/opt/batchnotebook/jobenv/bin/jupyterhub-singleuser"],
     ))  # fmt: skip
     try:
-        helm(
-            node,
-            *("install", "jupyterhub", str(vendor_z2jh() / "jupyterhub"), "-n", HUB_NAMESPACE),
-            *("--create-namespace", "--wait", "--timeout", "8m"),
-            *("-f", str(REPO / "charts/batchnotebook/examples/z2jh-values.yaml")),
-            *("-f", str(values)),
-        )
+        install_z2jh(node, z2jh_overrides(hub.url, hub.token, hub.password, POD_PROFILES))
         yield hub
     finally:
-        helm(node, "uninstall", "jupyterhub", "-n", HUB_NAMESPACE, "--wait", check=False)
+        uninstall_z2jh(node)
         node.kubectl("delete", "bcl", CLUSTER, "--timeout=60s")
 
 
