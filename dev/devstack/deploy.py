@@ -228,3 +228,4 @@ def install_z2jh(node: Node, overrides: dict) -> None:
 
 def uninstall_z2jh(node: Node) -> None:
     helm(node, "uninstall", "jupyterhub", "-n", HUB_NAMESPACE, "--wait", check=False)
+    (node.state / "z2jh-overrides.yaml").unlink(missing_ok=True)  # it holds the token

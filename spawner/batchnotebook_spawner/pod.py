@@ -161,24 +161,23 @@ def _child_spawner(parent: Any, profile: dict) -> KubeSpawner:
     """A KubeSpawner for `parent`'s server in `parent`'s namespace, configured by `profile`."""
     override = {"namespace": parent.namespace, **profile.get("kubespawner_override", {})}
     labels = {
+        # The site's c.KubeSpawner labels, which the keyword below would otherwise replace: Zero to
+        # JupyterHub's hub.jupyter.org/network-access-hub is what lets the pod reach the hub.
+        **parent.config.get("KubeSpawner", {}).get("extra_labels", {}),
         f"{GROUP}/hub-user": safe_slug(parent.user.name, max_length=63),
         f"{GROUP}/server-name": safe_slug(parent.name or "default", max_length=63),
         f"{GROUP}/pod-profile": profile["name"],
         **parent.extra_labels,
         **override.pop("extra_labels", {}),
     }
-    token_secret = TokenSecret(
-        labels,
-        modify_pod_hook=override.pop("modify_pod_hook", None),
-        after_pod_created_hook=override.pop("after_pod_created_hook", None),
-    )
     child = KubeSpawner(
         **{attribute: getattr(parent, attribute) for attribute in SPAWNER_WIRING},
         user_options={},  # the profile is the whole configuration; KubeSpawner has no profile_list
         extra_labels=labels,
         **override,
     )
-    # The site's own hooks, if any, run first.
+    # The site's own hooks (configured or the profile's), if any, run first.
+    token_secret = TokenSecret(labels, child.modify_pod_hook, child.after_pod_created_hook)
     child.modify_pod_hook = token_secret.modify_pod
     child.after_pod_created_hook = token_secret.own
     return child

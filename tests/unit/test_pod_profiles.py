@@ -12,6 +12,7 @@ from batchnotebook_spawner import BatchNotebookSpawner
 from batchnotebook_spawner.pod import PodServer, TokenSecret, chosen_pod_profile
 from tornado import web
 from traitlets import TraitError
+from traitlets.config import Config
 
 LOCAL = {
     "name": "local",
@@ -145,3 +146,49 @@ async def test_the_api_token_goes_into_a_secret_not_the_pods_spec(spawner):
     assert namespace == "hub-ns"
     assert base64.b64decode(secret["data"]["JUPYTERHUB_API_TOKEN"]) == b"the-token"
     assert secret["metadata"]["labels"]["batchnotebook.dev/pod-profile"] == "local"
+
+
+async def test_the_sites_kubespawner_labels_and_hook_are_kept(monkeypatch):
+    """c.KubeSpawner settings reach the child: Zero to JupyterHub labels user pods with
+    hub.jupyter.org/network-access-hub (its NetworkPolicy admits them to the hub), and a site's
+    modify_pod_hook still runs, before the one that moves the token into a Secret."""
+    monkeypatch.setattr("batchnotebook_spawner.spawner.load_config", lambda **_: None)
+    monkeypatch.setattr("kubespawner.spawner.load_config", lambda **_: None)
+    seen = []
+
+    def site_hook(spawner, pod):
+        seen.append(pod.metadata.name)
+        pod.metadata.annotations = {"site/hooked": "yes"}
+        return pod
+
+    config = Config()
+    config.KubeSpawner.extra_labels = {"hub.jupyter.org/network-access-hub": "true"}
+    config.KubeSpawner.modify_pod_hook = site_hook
+    parent = BatchNotebookSpawner(
+        config=config,
+        namespace="hub-ns",
+        pod_profiles=[LOCAL],
+        hub=SimpleNamespace(
+            api_url="http://hub:8081/hub/api", base_url="/hub/", public_host="", url="/hub/"
+        ),
+    )
+    parent.user = SimpleNamespace(name="alice", id=7, url="/user/alice/", groups=[])
+    child = PodServer(parent, LOCAL).child
+    assert child.extra_labels["hub.jupyter.org/network-access-hub"] == "true"
+    assert child.extra_labels["site/tier"] == "interactive"  # the profile's too
+
+    child.api_token = "the-token"
+
+    class CoreApi:
+        async def delete_namespaced_secret(self, name: str, namespace: str) -> None:
+            pass
+
+        async def create_namespaced_secret(self, namespace: str, body: dict) -> None:
+            pass
+
+    child.api = CoreApi()
+    pod = await child.modify_pod_hook(child, await child.get_pod_manifest())
+    assert seen == [pod.metadata.name]
+    assert pod.metadata.annotations == {"site/hooked": "yes"}
+    assert pod.metadata.labels["hub.jupyter.org/network-access-hub"] == "true"
+    assert "the-token" not in str(pod.to_dict())

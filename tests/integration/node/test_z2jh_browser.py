@@ -83,7 +83,7 @@ def test_a_slurm_profile_from_the_browser_waits_in_the_queue_then_opens_jupyterl
     lands_in_jupyterlab(page, "z2jh-browser-jupyterlab-slurm.png")
 
     items = json.loads(z2jh.node.kubectl("-n", NOTEBOOKS, "get", "bnb", "-o", "json"))["items"]
-    [notebook] = [n for n in items if n["spec"]["hubUser"] == USER]
+    [notebook] = [n for n in items if (n["spec"]["hubUser"], n["spec"]["serverName"]) == (USER, "")]
     assert notebook["spec"]["clusterName"] == late_cluster
     tag = f"bnb-{notebook['metadata']['uid']}"
     assert [j["state"] for j in squeue(tag)] == ["RUNNING"]

@@ -40,6 +40,8 @@ def test_a_pod_profile_runs_a_real_pod_reached_through_the_proxy_pod(z2jh):
     assert labels[f"{GROUP}/pod-profile"] == POD_PROFILE
     assert labels[f"{GROUP}/hub-user"] == "carol"
     assert labels["site.example/tier"] == "interactive"  # the profile's own
+    # Zero to JupyterHub's, which its NetworkPolicy admits to the hub.
+    assert labels["hub.jupyter.org/network-access-hub"] == "true"
     [container] = pod["spec"]["containers"]
     assert container["image"] == build_singleuser()
     assert container["resources"] == {

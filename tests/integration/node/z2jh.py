@@ -97,7 +97,7 @@ def installed(node: Node) -> Iterator[ZeroToJupyterHub]:
         yield hub
     finally:
         uninstall_z2jh(node)
-        node.kubectl("delete", "bcl", CLUSTER, "--timeout=60s")
+        delete_cluster(node, CLUSTER)
 
 
 def apply_cluster(node: Node, name: str, spec: dict) -> None:
@@ -117,7 +117,17 @@ def late_cluster(node: Node) -> Iterator[str]:
     try:
         yield LATE_CLUSTER
     finally:
-        node.kubectl("delete", "bcl", LATE_CLUSTER, "--timeout=120s")
+        delete_cluster(node, LATE_CLUSTER)
+
+
+def delete_cluster(node: Node, name: str) -> None:
+    """Deletes a BatchCluster, first the notebooks a failed test left on it (a cluster in use
+    waits for them; the hub does not stop servers when it is uninstalled)."""
+    items = json.loads(node.kubectl("-n", NOTEBOOKS, "get", "bnb", "-o", "json"))["items"]
+    names = [n["metadata"]["name"] for n in items if n["spec"]["clusterName"] == name]
+    if names:
+        node.kubectl("-n", NOTEBOOKS, "delete", "bnb", *names, "--timeout=120s", check=False)
+    node.kubectl("delete", "bcl", name, "--timeout=120s", check=False)
 
 
 def ready_server(z2jh: ZeroToJupyterHub, user: str, options: dict, name: str = "") -> dict:
