@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .deploy import slurmrestd
+from .deploy import stop_login_node
 from .network import NodeNetwork
 from .node import Node
 from .paths import REPO
@@ -61,6 +61,6 @@ def down(state: Path) -> None:
     saved = state / "node" / "index"
     if saved.exists():
         node = Node(state, 0, NodeNetwork(int(saved.read_text())))
-        slurmrestd(node).stop()  # what deploy.install_operator started, if it is still running
+        stop_login_node(node)  # what deploy.install_operator started, if it still runs
         node.stop()
     controlplane("stop", state)

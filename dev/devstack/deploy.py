@@ -150,6 +150,12 @@ def uninstall_operator(node: Node) -> None:
     # (uninstalled first, it would leave them running with no notebook).
     node.kubectl("delete", "bnb", "--all", "--all-namespaces", "--timeout=180s", check=False)
     helm(node, "uninstall", RELEASE, "-n", SYSTEM, "--wait", check=False)
+    stop_login_node(node)
+
+
+def stop_login_node(node: Node) -> None:
+    """The sshd and slurmrestd that install_operator started for the node's stack (a run that
+    was killed leaves them listening on the node's network, where the next one would start)."""
     sshd(node, "stop")
     slurmrestd(node).stop()
 
