@@ -16,7 +16,7 @@ from playwright.sync_api import Error as PlaywrightError
 
 from ..browser import ARTIFACTS, browser_page, log_in
 from ..stack import squeue, wait_for
-from .z2jh import POD_PROFILE, server_of
+from .z2jh import POD_PROFILE, pods_of, server_of
 
 pytestmark = [pytest.mark.node, pytest.mark.slurm, pytest.mark.e2e]
 USER = "bob"  # a Unix account on the cluster (dev/slurm.sh)
@@ -96,11 +96,6 @@ def test_a_pod_profile_from_the_browser_opens_jupyterlab_in_a_pod(z2jh, page):
     spawn_from_the_form(page, z2jh.url, f"bnb-pod-{POD_PROFILE}")
     lands_in_jupyterlab(page, "z2jh-browser-jupyterlab-pod.png")
 
-    def pods() -> list[dict]:
-        selector = f"hub.jupyter.org/username={USER}"
-        answer = z2jh.node.kubectl("-n", NOTEBOOKS, "get", "pods", "-l", selector, "-o", "json")
-        return json.loads(answer)["items"]
-
-    assert [p["status"]["phase"] for p in pods()] == ["Running"]
+    assert [p["status"]["phase"] for p in pods_of(z2jh, USER)] == ["Running"]
     stop_from_the_home_page(page, z2jh)
-    wait_for(lambda: not pods(), 120, f"{USER}'s pod to be deleted")
+    wait_for(lambda: not pods_of(z2jh, USER), 120, f"{USER}'s pod to be deleted")

@@ -14,16 +14,9 @@ from devstack.deploy import HUB_NAMESPACE, NOTEBOOKS
 from devstack.standins import build_singleuser
 
 from ..stack import wait_for
-from .z2jh import POD_PROFILE, reachable, ready_server, replace_pod, server_of
+from .z2jh import POD_PROFILE, pods_of, reachable, ready_server, replace_pod, server_of
 
 pytestmark = [pytest.mark.node, pytest.mark.e2e]
-
-
-def pods_of(z2jh, user: str) -> list[dict]:
-    answer = z2jh.node.kubectl(
-        "-n", NOTEBOOKS, "get", "pods", "-l", f"hub.jupyter.org/username={user}", "-o", "json"
-    )
-    return json.loads(answer)["items"]
 
 
 def secret(z2jh, name: str) -> dict | None:

@@ -158,6 +158,14 @@ def server_of(z2jh: ZeroToJupyterHub, user: str, name: str = "") -> dict | None:
     return ((z2jh.api("GET", f"/users/{user}")[1] or {}).get("servers") or {}).get(name)
 
 
+def pods_of(z2jh: ZeroToJupyterHub, user: str) -> list[dict]:
+    """The user's pod-profile pods."""
+    answer = z2jh.node.kubectl(
+        "-n", NOTEBOOKS, "get", "pods", "-l", f"hub.jupyter.org/username={user}", "-o", "json"
+    )
+    return json.loads(answer)["items"]
+
+
 def reachable(z2jh: ZeroToJupyterHub, server: dict) -> bool:
     try:
         code, body = z2jh.get(f"{server['url']}api/status")
