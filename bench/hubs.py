@@ -7,11 +7,9 @@ and memory, and how long a job cancelled from outside takes to disappear from th
 from __future__ import annotations
 
 import json
-import os
 import random
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -23,83 +21,52 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from devstack.host import OperatorProcess
+from devstack.hub import ProcessHub
+from devstack.hub import install as install_proxy
+
 from tests.integration.stack import REPO, STAND_IN, delete_notebook, run, wait_for
 
 from . import counting
 from .common import BENCH_USER, PARTITION, Settings, jobs_memory_kib, wait_for_accounting
 from .kube import GROUP, VERSION, NotebookWatch, api_clients
-from .ours import OperatorProcess, cluster_exists, cluster_spec, create_cluster, delete_cluster
+from .ours import cluster_exists, cluster_spec, create_cluster, delete_cluster
 from .procstat import cpu_times, memory_kib
 
-CACHE = Path(os.environ.get("BATCHNOTEBOOK_CACHE", Path.home() / ".cache/batchnotebook"))
-PROXY = CACHE / "node/chp-5.3.0/node_modules/.bin/configurable-http-proxy"
 BATCHSPAWNER_VENV = REPO / ".venv-batchspawner"
 HUB_POLL_SECONDS = 0.5  # how often the benchmark asks the hub which servers are ready
 
 
 class HubProcess:
-    """configurable-http-proxy and JupyterHub, started by the benchmark (by pid, stopped so)."""
+    """configurable-http-proxy and JupyterHub of one side (devstack.hub), no idle culler."""
 
     def __init__(self, state: Path, port: int, venv: Path, config: Path, env: dict) -> None:
         self.state = state
         self.url = f"http://127.0.0.1:{port}"
         self.token = secrets.token_hex(16)
-        self.venv = venv
-        self.config = config
-        proxy_token = secrets.token_hex(16)
-        self.env = {
-            **os.environ,
+        settings = {
             "PATH": f"{venv}/bin:/usr/local/bin:/usr/bin:/bin",
-            "STATE": str(state),
-            "PUBLIC_PORT": str(port),
-            "PROXY_API_PORT": str(port + 1),
-            "HUB_PORT": str(port + 81),
+            "PUBLIC_PORT": port,
+            "PROXY_API_PORT": port + 1,
+            "HUB_PORT": port + 81,
             "HUB_API_TOKEN": self.token,
             "DEV_PASSWORD": secrets.token_hex(8),
-            "CONFIGPROXY_AUTH_TOKEN": proxy_token,
-            **{k: str(v) for k, v in env.items()},
+            "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
+            "IDLE_CULL_TIMEOUT": 0,
+            **env,
         }
-        self.proxy: subprocess.Popen | None = None
-        self.hub: subprocess.Popen | None = None
+        self.processes = ProcessHub(state, settings, config, venv)
 
     def start(self) -> None:
-        run(REPO / "dev/hub.sh", "install")
+        install_proxy()
         shutil.rmtree(self.state, ignore_errors=True)
-        (self.state / "run").mkdir(parents=True)
-        (self.state / "logs").mkdir()
-        port = int(self.env["PUBLIC_PORT"])
-        with open(self.state / "logs/proxy.log", "w") as log:
-            self.proxy = subprocess.Popen(
-                [
-                    str(PROXY),
-                    "--ip=127.0.0.1",
-                    f"--port={port}",
-                    "--api-ip=127.0.0.1",
-                    f"--api-port={port + 1}",
-                    f"--default-target=http://127.0.0.1:{port + 81}",
-                    f"--error-target=http://127.0.0.1:{port + 81}/hub/error",
-                ],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        with open(self.state / "logs/hub.log", "w") as log:
-            self.hub = subprocess.Popen(
-                [str(self.venv / "bin/jupyterhub"), "-f", str(self.config)],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.state,
-            )
-        wait_for(self.healthy, 90, f"the hub on {self.url}")
+        self.processes.start()
 
-    def healthy(self) -> bool:
-        assert self.hub and self.hub.poll() is None, f"the hub exited: {self.state}/logs/hub.log"
-        try:
-            urllib.request.urlopen(f"{self.url}/hub/health", timeout=2).close()
-            return True
-        except OSError:
-            return False
+    @property
+    def pid(self) -> int:
+        pid = self.processes.hub.pid()
+        assert pid is not None, f"the hub exited: {self.state}/logs/hub.log"
+        return pid
 
     def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
         request = urllib.request.Request(
@@ -121,14 +88,7 @@ class HubProcess:
         return model["servers"]
 
     def stop(self) -> None:
-        for process in (self.hub, self.proxy):
-            if process and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        self.processes.stop()
 
 
 class ReadyWatch(threading.Thread):
@@ -295,8 +255,9 @@ def run_ours(kubeconfig: Path, settings: Settings, n: int) -> dict:
     operator = OperatorProcess(
         kubeconfig,
         settings.operator_port,
-        settings.state / f"logs/operator-hub-{n}.log",
-        settings.operator_python,
+        settings.state / "logs",
+        name=f"operator-hub-{n}",
+        python=settings.operator_python,
     )
     operator.start()
     hub = HubProcess(
@@ -309,7 +270,7 @@ def run_ours(kubeconfig: Path, settings: Settings, n: int) -> dict:
             "NAMESPACE": namespace,
             "OPERATOR_PORT": settings.operator_port,
             "OPERATOR_SERVICE_TOKEN": secrets.token_hex(16),
-            # The config names the culler's token; no culler runs (dev/hub.sh starts it).
+            # The config names the culler's token; no culler runs (IDLE_CULL_TIMEOUT 0).
             "IDLE_CULLER_TOKEN": secrets.token_hex(16),
         },
     )
@@ -317,14 +278,13 @@ def run_ours(kubeconfig: Path, settings: Settings, n: int) -> dict:
     notebooks.start()
     try:
         hub.start()
-        assert hub.hub
         result = measure(
             hub,
             [f"s{i:04d}" for i in range(n)],
             {"cluster": cluster, "profile": "bench"},
             lambda state: notebooks.job_ids.get(state.get("notebook", "").partition("/")[2]),
             calls_log,
-            {"hub": hub.hub.pid, "operator": operator.pid},
+            {"hub": hub.pid, "operator": operator.pid},
             settings,
             settings.poll_interval,
         )
@@ -373,14 +333,13 @@ def run_batchspawner(settings: Settings, n: int) -> dict:
     result: dict = {}
     try:
         hub.start()
-        assert hub.hub
         result = measure(
             hub,
             [f"s{i:04d}" for i in range(n)],
             {},
             lambda state: state.get("job_id"),
             calls_log,
-            {"hub": hub.hub.pid},
+            {"hub": hub.pid},
             settings,
             30.0,  # JupyterHub's Spawner.poll_interval, which batchspawner keeps
         )

@@ -3,22 +3,19 @@ API server, N BatchNotebooks created directly against the API as the spawner cre
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from devstack.host import OperatorProcess
 from kubernetes import client
 
-from tests.integration.stack import JOB_PYTHON, REPO, STAND_IN, delete_notebook, wait_for
+from tests.integration.stack import JOB_PYTHON, STAND_IN, delete_notebook, wait_for
 
 from . import counting
 from .common import (
@@ -54,60 +51,6 @@ def job_script_started(job_id: str) -> float | None:
     except (OSError, ValueError):  # no log here, or a line cut short
         pass
     return None
-
-
-class OperatorProcess:
-    def __init__(self, kubeconfig: Path, port: int, log: Path, python: Path) -> None:
-        self.kubeconfig = kubeconfig
-        self.port = port
-        self.log = log
-        self.python = python
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "BATCHNOTEBOOK_LISTEN": f"127.0.0.1:{self.port}",
-            "BATCHNOTEBOOK_URL_PREFIX": "/services/batchnotebook",
-        }
-        with open(self.log, "w") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(self.python),
-                    "-m",
-                    "batchnotebook_operator",
-                    "--liveness",
-                    f"http://127.0.0.1:{self.port + 2}/healthz",
-                ],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-            )
-        wait_for(self.healthy, 60, "the operator to come up")
-
-    def healthy(self) -> bool:
-        assert self.process and self.process.poll() is None, f"operator exited, see {self.log}"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
-                return json.load(r)["ok"]
-        except OSError:
-            return False
-
-    @property
-    def pid(self) -> int:
-        assert self.process
-        return self.process.pid
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def cluster_spec(settings: Settings, bin_directory: Path) -> dict:
@@ -225,7 +168,11 @@ def run(kubeconfig: Path, settings: Settings, n: int) -> dict:
     core.create_namespace({"metadata": {"name": namespace}})
     create_cluster(custom, cluster, cluster_spec(settings, bin_directory))
     operator = OperatorProcess(
-        kubeconfig, settings.operator_port, logs / f"operator-{n}.log", settings.operator_python
+        kubeconfig,
+        settings.operator_port,
+        logs,
+        name=f"operator-{n}",
+        python=settings.operator_python,
     )
     operator.start()
     watch = NotebookWatch(custom, namespace)

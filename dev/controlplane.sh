@@ -347,6 +347,14 @@ cmd_start() {
 			--kubelet-preferred-address-types=InternalIP
 		)
 	fi
+	# The API server makes its serving certificate once, for the address it advertises: a state
+	# directory that ran without a node (or with another) gets a new one.
+	local advertised=${BATCHNOTEBOOK_NODE_HOST_ADDRESS:-127.0.0.1}
+	if [[ -f $cp/certs/apiserver.crt ]] \
+		&& ! openssl x509 -in "$cp/certs/apiserver.crt" -noout -checkip "$advertised" | grep -q ' does match'; then
+		stop_one kube-apiserver "$dir/run/kube-apiserver.pid" "${api_id[@]}"
+		rm -f "$cp/certs/apiserver.crt" "$cp/certs/apiserver.key"
+	fi
 	if ! pidfile_runs "$dir/run/kube-apiserver.pid" "${api_id[@]}"; then
 		port_listening "$port" && die "port $port (kube-apiserver) is already in use by another process"
 		# The service-account flags make TokenRequest (kubectl create token) work; tokens carry

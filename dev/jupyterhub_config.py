@@ -1,6 +1,6 @@
-"""JupyterHub for the local stack (make dev) and the end-to-end tests.
+"""JupyterHub for the process stacks of the end-to-end tests (`make dev` runs Zero to JupyterHub).
 
-Everything site-specific comes from the environment that dev/hub.sh sources from STATE/env.
+Everything site-specific comes from the environment devstack/hub.py gives the hub.
 """
 
 import json
@@ -24,7 +24,7 @@ c.JupyterHub.allow_named_servers = True
 # which at most BatchNotebookSpawner.max_queued_per_user (default 3) may wait in a queue.
 c.JupyterHub.named_server_limit_per_user = 5
 
-# The proxy runs on its own (dev/hub.sh) so that it outlives hub restarts.
+# The proxy runs on its own (devstack/hub.py) so that it outlives hub restarts.
 c.ConfigurableHTTPProxy.should_start = False
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{env['PROXY_API_PORT']}"
 
@@ -49,12 +49,12 @@ c.JupyterHub.services = [
         "api_token": env["OPERATOR_SERVICE_TOKEN"],
         "display": False,
     },
-    # What scripts and tests use: HUB_API_TOKEN in STATE/env.
+    # What the tests use (their HUB_API_TOKEN).
     {"name": "dev-admin", "api_token": env["HUB_API_TOKEN"]},
 ]
 # jupyterhub-idle-culler stops servers unused for IDLE_CULL_TIMEOUT seconds; stopping a batch
-# server cancels its job, so an idle server gives its node back to the queue. dev/hub.sh runs it
-# beside the hub (a hub-managed service would outlive a hub stopped within 15 s: the culler
+# server cancels its job, so an idle server gives its node back to the queue. devstack/hub.py
+# runs it beside the hub (a hub-managed service would outlive a hub stopped within 15 s: the culler
 # ignores the SIGINT the hub sends first), with this token.
 c.JupyterHub.services.append({"name": "idle-culler", "api_token": env["IDLE_CULLER_TOKEN"]})
 c.JupyterHub.load_roles = [

@@ -20,9 +20,10 @@ dev/browser.sh install
 
 state=${BATCHNOTEBOOK_TEST_STATE:-.test}
 cleanup() {
-	dev/hub.sh stop "$state" || true
+	# What pytest would have stopped, had it not been killed: the process hubs, the control
+	# plane, and the node's stack of tests/integration/node/.
+	PYTHONPATH=dev .venv/bin/python -m devstack stop-hubs "$state" || true
 	dev/controlplane.sh stop "$state" || true
-	# The node's stack (tests/integration/test_node.py), should pytest have left it running.
 	PYTHONPATH=dev .venv/bin/python -m devstack down "$state-node" || true
 }
 trap cleanup EXIT

@@ -6,6 +6,7 @@ deployment tests install with it (and `make dev` is to, issue 12 item 7)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -14,11 +15,11 @@ from pathlib import Path
 
 import yaml
 
-from .images import load
+from .images import by_id, load
 from .node import Node
 from .paths import BIN, REPO
 from .processes import Daemon, run
-from .product import HUB_IMAGE, OPERATOR_IMAGE, build_hub_image, build_operator_image
+from .product import build_hub_image, build_operator_image
 from .standins import build_proxy, build_singleuser, vendor_z2jh
 
 RELEASE, SYSTEM = "batchnotebook", "batchnotebook-system"
@@ -108,26 +109,22 @@ def slurmrest_connection(node: Node) -> dict:
 
 
 def install_operator(node: Node, *values: str) -> None:
-    """`helm install` of our chart, `--set` VALUES too, with the operator's image built here, its
-    key for the login node (started here) in the Secret `hpc-ssh` and Slurm's JWT key in
-    `slurm-jwt` (for slurmrestd, started here too)."""
+    """`helm upgrade --install` of our chart, `--set` VALUES too, with the operator's image built
+    here, its key for the login node (started here) in the Secret `hpc-ssh` and Slurm's JWT key
+    in `slurm-jwt` (for slurmrestd, started here too). Run again, it changes only what changed:
+    a new image rolls the operator's pod."""
     run([REPO / "dev/helm.sh", "build"])
-    load(node.socket, build_operator_image())
+    image = by_id(build_operator_image())
+    load(node.socket, image)
     sshd(node, "install")
     sshd(node, "start")
     rest = slurmrestd(node)
     rest.start()
     rest.wait_ready(lambda: answers(slurmrestd_address(node)), 30)
-    node.kubectl("create", "namespace", SYSTEM)
-    node.kubectl(
-        "-n", SYSTEM, "create", "secret", "generic", "hpc-ssh",
-        f"--from-file=ssh-privatekey={node.state / 'sshd' / 'id_ed25519'}",
-    )  # fmt: skip
-    node.kubectl(
-        "-n", SYSTEM, "create", "secret", "generic", "slurm-jwt",
-        f"--from-file=jwt_hs256.key={JWT_KEY}",
-    )  # fmt: skip
-    repository, tag = OPERATOR_IMAGE.rsplit(":", 1)
+    apply_object(node, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM}})
+    apply_secret(node, "hpc-ssh", "ssh-privatekey", node.state / "sshd" / "id_ed25519")
+    apply_secret(node, "slurm-jwt", "jwt_hs256.key", JWT_KEY)
+    repository, tag = image.rsplit(":", 1)
     settings = [
         f"image.repository={repository}",
         f"image.tag={tag}",
@@ -139,10 +136,24 @@ def install_operator(node: Node, *values: str) -> None:
     ]
     helm(
         node,
-        *("install", RELEASE, REPO / "charts/batchnotebook", "-n", SYSTEM, "--wait"),
-        *("--timeout", "5m"),
+        *("upgrade", "--install", RELEASE, REPO / "charts/batchnotebook", "-n", SYSTEM),
+        *("--wait", "--timeout", "5m"),
         *(word for setting in settings for word in ("--set", setting)),
     )
+
+
+def apply_object(node: Node, manifest: dict) -> None:
+    node.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+
+def apply_secret(node: Node, name: str, key: str, path: Path) -> None:
+    """The operator's Secret NAME holding the file at PATH under KEY (sent on stdin: a key
+    never goes on a command line)."""
+    data = base64.b64encode(path.read_bytes()).decode()
+    apply_object(node, {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": name, "namespace": SYSTEM}, "data": {key: data},
+    })  # fmt: skip
 
 
 def uninstall_operator(node: Node) -> None:
@@ -160,15 +171,22 @@ def stop_login_node(node: Node) -> None:
     slurmrestd(node).stop()
 
 
+# The service whose token scripts and tests use (HUB_API_TOKEN in .dev/env): an administrator.
+ADMIN_SERVICE = "dev-admin"
+ADMIN_SCOPES = [
+    "admin:users", "admin:servers", "admin-ui", "list:users", "read:users", "servers",
+    "access:servers", "tokens", "proxy", "shutdown",
+]  # fmt: skip
+
+
 def z2jh_overrides(url: str, token: str, password: str, pod_profiles: list[dict]) -> dict:
     """What a one-node cluster needs beyond the example values: the images built here, the proxy
     on a NodePort (URL is the hub's public address through it), the hub's database on a hostPath
     volume (hub_db_volume), no volumes for pod servers, a service whose TOKEN may do anything
-    with users and servers, the dummy authenticator with PASSWORD, and the pod profiles."""
-    repository, tag = HUB_IMAGE.rsplit(":", 1)
+    as an administrator (ADMIN_SCOPES), the dummy authenticator with PASSWORD, and the pod
+    profiles. install_z2jh adds the hub's image."""
     return {
         "hub": {
-            "image": {"name": repository, "tag": tag, "pullPolicy": "Never"},
             # sqlite on a volume: a restarted hub pod keeps its users' servers.
             "db": {"type": "sqlite-pvc"},
             "config": {
@@ -177,10 +195,8 @@ def z2jh_overrides(url: str, token: str, password: str, pod_profiles: list[dict]
                 "Authenticator": {"allow_all": True},
                 "BatchNotebookSpawner": {"hub_connect_url": url, "pod_profiles": pod_profiles},
             },
-            "services": {"tester": {"apiToken": token}},
-            "loadRoles": {"tester": {"services": ["tester"], "scopes": ["admin:users",
-                                                                       "admin:servers",
-                                                                       "access:servers"]}},
+            "services": {ADMIN_SERVICE: {"apiToken": token}},
+            "loadRoles": {ADMIN_SERVICE: {"services": [ADMIN_SERVICE], "scopes": ADMIN_SCOPES}},
         },
         "proxy": {
             "service": {"type": "NodePort", "nodePorts": {"http": PROXY_NODE_PORT}},
@@ -215,19 +231,23 @@ def hub_db_volume(node: Node) -> dict:
 
 
 def install_z2jh(node: Node, overrides: dict) -> None:
-    """`helm install` of Zero to JupyterHub with the example values and OVERRIDES (z2jh_overrides;
-    written 0600: they hold the token and the password)."""
-    node.kubectl("apply", "-f", "-", input=json.dumps(hub_db_volume(node)))
-    for image in (build_hub_image(), build_proxy(), build_singleuser()):
+    """`helm upgrade --install` of Zero to JupyterHub with the example values and OVERRIDES
+    (z2jh_overrides; written 0600: they hold the token and the password), with the hub's image
+    built here: a new one rolls the hub's pod."""
+    apply_object(node, hub_db_volume(node))
+    hub = by_id(build_hub_image())
+    for image in (hub, build_proxy(), build_singleuser()):
         load(node.socket, image)
+    repository, tag = hub.rsplit(":", 1)
+    image = {"name": repository, "tag": tag, "pullPolicy": "Never"}
     values = node.state / "z2jh-overrides.yaml"
     values.touch(mode=0o600)
     values.chmod(0o600)
-    values.write_text(yaml.safe_dump(overrides))
+    values.write_text(yaml.safe_dump({**overrides, "hub": {**overrides["hub"], "image": image}}))
     helm(
         node,
-        *("install", "jupyterhub", vendor_z2jh() / "jupyterhub", "-n", HUB_NAMESPACE),
-        *("--create-namespace", "--wait", "--timeout", "8m"),
+        *("upgrade", "--install", "jupyterhub", vendor_z2jh() / "jupyterhub"),
+        *("-n", HUB_NAMESPACE, "--create-namespace", "--wait", "--timeout", "8m"),
         *("-f", Z2JH_VALUES, "-f", values),
     )
 

@@ -54,6 +54,17 @@ def build(
     return built
 
 
+def by_id(name: str) -> str:
+    """`name` tagged with its image id too (`repository:<12 hex>`): a Deployment given this name
+    rolls its pods when the image changes, as a release's new tag does at a site."""
+    wanted = image_id(name)
+    if wanted is None:
+        raise RuntimeError(f"no image {name} to tag")
+    tagged = f"{name.rsplit(':', 1)[0]}:{wanted[:12]}"
+    buildah("tag", name, tagged)
+    return tagged
+
+
 def load(socket: Path, name: str) -> None:
     """Imports `name` into the containerd at `socket` unless it has this very image already."""
     wanted = image_id(name)

@@ -277,6 +277,10 @@ class Node:
         )
         log("node", f"{NODE_NAME} ready at {self.network.node_address}")
 
+    def running(self) -> bool:
+        """Whether any of the node's processes runs (known by pid file and marker)."""
+        return any(daemon.pid() is not None for daemon in self.daemons())
+
     def ready(self) -> bool:
         for daemon in self.daemons():
             if daemon.pid() is None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -16,6 +14,8 @@ from typing import Any
 
 from batchnotebook_operator import GROUP, NOTEBOOKS, VERSION
 from batchnotebook_operator.schedulers.slurm import Slurm
+from devstack.host import OperatorProcess
+from devstack.hub import ProcessHub
 from devstack.processes import wait_until
 from kubernetes import client
 
@@ -88,78 +88,19 @@ def squeue(name: str) -> list[dict]:
     ]
 
 
-class Operator:
-    """The operator as a real process, so tests can kill -9 it and start it again."""
+class Operator(OperatorProcess):
+    """The tests' operator, a real process (devstack.host) so that tests can kill -9 it and start
+    it again; verbose, logging to STATE/logs/operator-<n>.log."""
 
     def __init__(self, kubeconfig: Path, port: int = OPERATOR_PORT) -> None:
-        self.kubeconfig = kubeconfig
-        self.port = port
-        self.process: subprocess.Popen | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        assert not self.healthy_elsewhere(), f"something else already listens on {self.port}"
-        self.starts += 1
-        log = open(STATE / "logs" / f"operator-{self.starts}.log", "w")  # noqa: SIM115
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "BATCHNOTEBOOK_LISTEN": f"127.0.0.1:{self.port}",
-            "BATCHNOTEBOOK_URL_PREFIX": "/services/batchnotebook",
-        }
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "batchnotebook_operator",
-                "--verbose",
-                "--liveness",
-                f"http://127.0.0.1:{self.port + 2}/healthz",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
+        liveness = f"http://127.0.0.1:{port + 2}/healthz"
+        super().__init__(
+            kubeconfig, port, STATE / "logs", args=["--verbose", "--liveness", liveness]
         )
-        wait_for(self.healthy, 60, "the operator to come up")
-
-    def healthy_elsewhere(self) -> bool:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2).close()
-            return True
-        except OSError:
-            return False
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
-                return json.load(r)["ok"]
-        except OSError:
-            if self.process and self.process.poll() is not None:
-                raise AssertionError(f"operator exited with {self.process.returncode}") from None
-            return False
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        if self.process:
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    @property
-    def alive(self) -> bool:
-        return bool(self.process) and self.process.poll() is None
 
 
 class Hub:
-    """JupyterHub + configurable-http-proxy for the tests, started by dev/hub.sh."""
+    """JupyterHub, configurable-http-proxy and the idle culler for the tests (devstack.hub)."""
 
     def __init__(
         self,
@@ -189,22 +130,23 @@ class Hub:
             "HUB_API_TOKEN": self.token,
             "OPERATOR_SERVICE_TOKEN": secrets.token_hex(16),
             "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
+            "IDLE_CULLER_TOKEN": secrets.token_hex(16),
             **(extra_env or {}),
         }
         self.password = settings["DEV_PASSWORD"]
         state.mkdir(parents=True, exist_ok=True)
-        run(REPO / "dev/hub.sh", "stop", state)
+        self.processes = ProcessHub(state, settings, venv=REPO / venv)
+        self.processes.stop()  # a hub an earlier run of this stack left
         (state / "jupyterhub.sqlite").unlink(missing_ok=True)
-        (state / "env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
 
     def start(self) -> None:
-        run(REPO / "dev/hub.sh", "start", self.state)
+        self.processes.start()
 
     def restart(self) -> None:
-        run(REPO / "dev/hub.sh", "restart-hub", self.state)
+        self.processes.restart_hub()
 
     def stop(self) -> None:
-        run(REPO / "dev/hub.sh", "stop", self.state)
+        self.processes.stop()
 
     def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
         request = urllib.request.Request(

@@ -15,16 +15,16 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+from devstack.host import OperatorProcess
 from kubernetes import client, config
 
 from .conftest import GROUP, SSHD_DIR, VERSION, cluster_spec
-from .stack import API_PORT, OPERATOR_PORT, REPO, STATE, Operator, run, squeue, wait_for
+from .stack import API_PORT, OPERATOR_PORT, REPO, STATE, run, squeue, wait_for
 from .test_ssh import ssh_connection
 
 pytestmark = [pytest.mark.cluster]
@@ -235,37 +235,6 @@ def namespace(flavour):
     return RELEASES[flavour]["notebook_namespace"]
 
 
-class ChartOperator(Operator):
-    """The operator as the chart's Deployment runs it (its arguments, its namespace), but as a
-    local process with the ServiceAccount's token: there is no kubelet here."""
-
-    def __init__(self, kubeconfig: Path, namespace: str, args: list[str]) -> None:
-        super().__init__(kubeconfig, port=CHART_OPERATOR_PORT)
-        self.namespace = namespace
-        self.args = args
-
-    def start(self) -> None:
-        assert not self.healthy_elsewhere(), f"something else already listens on {self.port}"
-        self.starts += 1
-        self.log_path = PLANE / f"operator-{self.namespace}-{self.starts}.log"
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "BATCHNOTEBOOK_LISTEN": f"127.0.0.1:{self.port}",
-            "BATCHNOTEBOOK_URL_PREFIX": "/services/batchnotebook",
-            "BATCHNOTEBOOK_NAMESPACE": self.namespace,
-        }
-        with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "batchnotebook_operator", *self.args],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-            )
-        wait_for(self.healthy, 60, "the operator to come up")
-
-
 def deployment_args(flavour: str, liveness: str) -> list[str]:
     spec = RELEASES[flavour]
     manifest = helm("get", "manifest", spec["release"], "-n", spec["namespace"]).stdout
@@ -279,7 +248,16 @@ def deployment_args(flavour: str, liveness: str) -> list[str]:
 def operator(flavour, slurm):
     namespace, account = service_account(flavour)
     args = deployment_args(flavour, f"http://127.0.0.1:{CHART_OPERATOR_PORT + 2}/healthz")
-    running = ChartOperator(token_kubeconfig(namespace, account), namespace, args)
+    # The operator as the chart's Deployment runs it (its arguments, its namespace), but as a
+    # local process with the ServiceAccount's token: there is no kubelet here.
+    running = OperatorProcess(
+        token_kubeconfig(namespace, account),
+        CHART_OPERATOR_PORT,
+        PLANE,
+        name=f"operator-{namespace}",
+        args=args,
+        env={"BATCHNOTEBOOK_NAMESPACE": namespace},
+    )
     running.start()
     yield running
     running.stop()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
-import shlex
 import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
@@ -41,7 +40,7 @@ def hub(kubeconfig, core):
         kubeconfig,
         NAMESPACE,
         state=STATE / "hub-pods",
-        extra_env={"POD_PROFILES": shlex.quote(json.dumps(profiles))},
+        extra_env={"POD_PROFILES": json.dumps(profiles)},
     )
     running.start()
     yield running
