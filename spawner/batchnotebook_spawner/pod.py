@@ -143,8 +143,14 @@ class PodServer:
             setattr(self.child, attribute, getattr(parent, attribute))
         return await self.child.start()
 
-    async def poll(self) -> int | None:
-        return await self.child.poll()
+    async def poll(self, parent: Any) -> int | None:
+        running = await self.child.poll()
+        # KubeSpawner moves the server to the pod's new address (a pod restarted, e.g. with its
+        # node) on its own Server object, which writes through to the database but is not the
+        # parent's: the hub routes and checks by the parent's, which would keep the old address.
+        if running is None and parent.server and self.child.server:
+            parent.server.ip, parent.server.port = self.child.server.ip, self.child.server.port
+        return running
 
     async def stop(self, now: bool) -> None:
         await self.child.stop(now=now)

@@ -370,7 +370,7 @@ class BatchNotebookSpawner(Spawner):
 
     async def poll(self) -> int | None:
         if self.pod_server:
-            return await self.pod_server.poll()
+            return await self.pod_server.poll(self)
         notebook = await self.notebook()
         if notebook is None:
             return 0

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 from batchnotebook_spawner import BatchNotebookSpawner
 from batchnotebook_spawner.pod import PodServer, TokenSecret, chosen_pod_profile
+from jupyterhub import orm
 from tornado import web
 from traitlets import TraitError
 from traitlets.config import Config
@@ -120,6 +121,28 @@ async def test_the_state_says_a_pod_runs_and_a_restarted_hub_follows_it(spawner,
     restarted.clear_state()
     assert restarted.pod_server is None
     assert "notebook" in restarted.get_state()  # the next start may choose a batch profile
+
+
+async def test_a_restarted_hub_follows_a_pod_to_its_new_address(spawner, monkeypatch):
+    """The pod restarted (its node did) while the hub did: KubeSpawner's poll finds the new
+    address, and the hub's own Server object, which it checks and routes by, must have it too
+    (it kept the old one and waited http_timeout on it, then stopped a running server)."""
+    spawner.orm_spawner = orm.Spawner(
+        name="",
+        server=orm.Server(
+            proto="http", ip="10.244.1.6", port=8888, base_url="/user/alice/", cookie_name="c"
+        ),
+    )
+    spawner.pod_server = PodServer(spawner, LOCAL)
+    assert spawner.server.url == "http://10.244.1.6:8888/user/alice/"  # the hub reads it first
+
+    async def poll_finding_the_pod_moved() -> None:  # what KubeSpawner.poll does then
+        spawner.pod_server.child.server.ip = "10.244.1.14"
+
+    monkeypatch.setattr(spawner.pod_server.child, "poll", poll_finding_the_pod_moved)
+    assert await spawner.poll() is None
+    assert await spawner.get_url() == "http://10.244.1.14:8888/user/alice/"
+    assert spawner.server.url == "http://10.244.1.14:8888/user/alice/"
 
 
 async def test_the_api_token_goes_into_a_secret_not_the_pods_spec(spawner):

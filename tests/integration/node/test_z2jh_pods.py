@@ -11,9 +11,10 @@ import json
 import pytest
 from batchnotebook_operator import GROUP
 from devstack.deploy import HUB_NAMESPACE, NOTEBOOKS
+from devstack.paths import BIN
 from devstack.standins import build_singleuser
 
-from ..stack import wait_for
+from ..stack import run, wait_for
 from .z2jh import POD_PROFILE, pods_of, reachable, ready_server, replace_pod, server_of
 
 pytestmark = [pytest.mark.node, pytest.mark.e2e]
@@ -75,3 +76,50 @@ def test_a_pod_profile_runs_a_real_pod_reached_through_the_proxy_pod(z2jh):
     wait_for(lambda: server_of(z2jh, "carol") is None, 120, "carol's server to stop")
     wait_for(lambda: not pods_of(z2jh, "carol"), 120, "carol's pod to be deleted")
     assert secret(z2jh, reference["name"]) is None
+
+
+def test_a_new_hub_pod_follows_a_pod_server_to_its_new_address(z2jh):
+    """The server's pod gets a new sandbox, and with it a new address (as when its node
+    restarts), while the hub is down: the new hub pod must check and route to the new address
+    (it waited http_timeout on the old one, then shut a running server down)."""
+    node = z2jh.node
+    ready_server(z2jh, "dave", {"pod": POD_PROFILE})
+    [pod] = pods_of(z2jh, "dave")
+    node.kubectl("-n", HUB_NAMESPACE, "scale", "deployment/hub", "--replicas=0")
+    node.kubectl("-n", HUB_NAMESPACE, "wait", "--for=delete", "pod", "-l", "component=hub",
+                 "--timeout=120s")  # fmt: skip
+    kill_sandbox(node, pod["metadata"]["uid"])
+
+    def moved() -> dict | None:
+        [now] = pods_of(z2jh, "dave")
+        address, ready = now["status"].get("podIP"), now["status"].get("containerStatuses", [{}])
+        return now if address and address != pod["status"]["podIP"] and ready[0].get("ready") \
+            else None  # fmt: skip
+
+    wait_for(moved, 120, "dave's pod to run again at a new address")
+    node.kubectl("-n", HUB_NAMESPACE, "scale", "deployment/hub", "--replicas=1")
+    node.kubectl("-n", HUB_NAMESPACE, "rollout", "status", "deployment/hub", "--timeout=300s")
+    server = wait_for(
+        lambda: (s := server_of(z2jh, "dave")) and s.get("ready") and s,
+        120,  # well within http_timeout (300 s): the old address would still be waited on
+        "the new hub to know dave's pod server",
+    )
+    wait_for(lambda: reachable(z2jh, server), 60, "the proxy to route to dave's pod")
+    assert [p["metadata"]["uid"] for p in pods_of(z2jh, "dave")] == [pod["metadata"]["uid"]]
+    code, answer = z2jh.api("DELETE", "/users/dave/server")
+    assert code in (202, 204), answer
+    wait_for(lambda: not pods_of(z2jh, "dave"), 120, "dave's pod to be deleted")
+
+
+def kill_sandbox(node, pod_uid: str) -> None:
+    """SIGKILL to the pod's sandbox (its pause process): the kubelet makes a new sandbox, with a
+    new address, and restarts the pod's containers in it."""
+    ctr = [str(BIN / "ctr"), "--address", str(node.socket), "--namespace", "k8s.io"]
+    listed = run(*ctr, "containers", "list", "--quiet").stdout.split()
+    for container in listed:
+        labels = json.loads(run(*ctr, "containers", "info", container).stdout)["Labels"]
+        if labels.get("io.kubernetes.pod.uid") == pod_uid and \
+                labels.get("io.cri-containerd.kind") == "sandbox":  # fmt: skip
+            run(*ctr, "tasks", "kill", "--signal", "SIGKILL", container)
+            return
+    raise AssertionError(f"no sandbox of pod {pod_uid} among {len(listed)} containers")
