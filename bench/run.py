@@ -16,6 +16,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from devstack import controlplane
+from devstack.controlplane import ControlPlane
+
 from tests.integration.stack import REPO, kubectl
 from tests.integration.stack import run as run_command
 
@@ -38,18 +41,16 @@ BATCHSPAWNER_MAX_N = 100
 def start_control_plane(settings: Settings) -> Path:
     directory = settings.state / "controlplane"
     # A fresh etcd: objects an interrupted run left would be followed by the next operator.
-    run_command(REPO / "dev/controlplane.sh", "stop", directory, check=False)
+    controlplane.stop(directory)
     shutil.rmtree(directory, ignore_errors=True)
-    run_command(REPO / "dev/controlplane.sh", "build")
-    run_command(REPO / "dev/controlplane.sh", "start", directory, str(settings.api_port))
-    kubeconfig = directory / "kubeconfig"
+    kubeconfig = ControlPlane(directory, settings.api_port).start()
     kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", REPO / "crds")
     kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     return kubeconfig
 
 
 def stop_control_plane(settings: Settings) -> None:
-    run_command(REPO / "dev/controlplane.sh", "stop", settings.state / "controlplane", check=False)
+    controlplane.stop(settings.state / "controlplane")
 
 
 def ensure_partition() -> None:

@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
-# A real Kubernetes control plane (etcd + kube-apiserver) without a container engine.
+# The binaries of a real Kubernetes (etcd, kube-apiserver and the node's) without a container
+# engine, built from the Go module proxy into the cache; dev/devstack/controlplane.py runs them.
 #
 #   dev/controlplane.sh build            build/install Kubernetes (server and node), etcd, kubectl
-#   dev/controlplane.sh start DIR PORT   start one stack in DIR; apiserver on PORT, etcd on PORT+1/PORT+2
-#   dev/controlplane.sh stop DIR         stop that stack (by its pid files only)
-#   dev/controlplane.sh status DIR       print "running" and exit 0 if it is up and ready
 #
-# DIR is relative to the repo root unless absolute. See dev/README.md and the control-plane notes.
+# See dev/README.md and the control-plane notes.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -24,13 +22,10 @@ KUBECTL_PYPI_VERSION=1.37.1
 
 CACHE=${BATCHNOTEBOOK_CACHE:-$HOME/.cache/batchnotebook}
 BIN=$CACHE/bin
-REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 
-READY_TIMEOUT=90   # seconds to wait for /readyz
-STOP_TIMEOUT=15    # seconds between SIGTERM and SIGKILL
 
 usage() {
-	sed -n '4,7s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+	sed -n '5,5s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 	exit 2
 }
 
@@ -196,235 +191,12 @@ cmd_build() {
 	log "binaries ready in $BIN ($((SECONDS - started)) s)"
 }
 
-# ---- run ---------------------------------------------------------------------------------------
-
-# Absolute state dir: relative names are taken from the repo root, not the caller's cwd.
-state_dir() {
-	local d=$1
-	[[ $d == /* ]] || d=$REPO_ROOT/$d
-	if [[ -d $d ]]; then (cd "$d" && pwd -P); else printf '%s' "$d"; fi
-}
-
-# Each process is known by its pid file and an argument naming its stack's directory
-# (pidfile_runs): a stale pid file that now names some other process, or another stack's
-# apiserver, is never taken for ours.
-
-# Waits up to SECS for READY while DIR's NAME runs; dies with the tail of its log if it exits
-# or the time runs out.
-wait_component() { # DIR NAME SECS ID... -- READY...
-	local dir=$1 name=$2 secs=$3 status=0
-	shift 3
-	wait_ready "$secs" pidfile_runs "$dir/run/$name.pid" "$@" || status=$?
-	case $status in
-	0) ;;
-	2) die_with_logs "$name exited" "$dir/logs/$name.log" ;;
-	*) die_with_logs "$name not ready after $secs s" "$dir/logs/$name.log" ;;
-	esac
-}
-
-token_of() { cut -d, -f1 "$1/controlplane/tokens.csv"; }
-
-readyz() {
-	curl -ksf --max-time 5 -H "Authorization: Bearer $(token_of "$1")" \
-		"https://127.0.0.1:$2/readyz" >/dev/null 2>&1
-}
-
-# Secrets and keys are made once and kept, so tokens and kubeconfigs stay valid across restarts.
-ensure_credentials() {
-	local cp=$1/controlplane
-	mkdir -p "$cp/certs"
-	chmod 700 "$cp"
-	if [[ ! -s $cp/tokens.csv ]]; then
-		printf '%s,admin,admin,"system:masters"\n' "$(openssl rand -hex 32)" >"$cp/tokens.csv.tmp"
-		chmod 600 "$cp/tokens.csv.tmp"
-		mv -f "$cp/tokens.csv.tmp" "$cp/tokens.csv"
-	fi
-	if [[ ! -s $cp/sa.key ]]; then
-		openssl genrsa -out "$cp/sa.key.tmp" 2048 2>/dev/null
-		chmod 600 "$cp/sa.key.tmp"
-		mv -f "$cp/sa.key.tmp" "$cp/sa.key"
-	fi
-}
-
-write_kubeconfig() { # DIR PORT ADDRESS
-	local dir=$1 port=$2 address=$3 name
-	name=batchnotebook-$(basename "$dir" | tr -cd 'a-zA-Z0-9-')
-	cat >"$dir/kubeconfig.tmp" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: $name
-  cluster:
-    server: https://$address:$port
-    certificate-authority: $dir/controlplane/certs/apiserver.crt
-users:
-- name: admin
-  user:
-    token: $(token_of "$dir")
-contexts:
-- name: $name
-  context:
-    cluster: $name
-    user: admin
-    namespace: default
-current-context: $name
-EOF
-	chmod 600 "$dir/kubeconfig.tmp"
-	mv -f "$dir/kubeconfig.tmp" "$dir/kubeconfig"
-}
-
-cmd_start() {
-	[[ $# -eq 2 ]] || usage
-	local dir port=$2 eport pport cp i
-	if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1024 || port + 2 > 65535)); then
-		die "bad port: $port"
-	fi
-	eport=$((port + 1))
-	pport=$((port + 2))
-	cmd_build
-	dir=$(state_dir "$1")
-	mkdir -p "$dir"
-	dir=$(state_dir "$dir") # canonical: the pid checks match on these paths
-	cp=$dir/controlplane
-	mkdir -p "$dir/run" "$dir/logs"
-	ensure_credentials "$dir"
-	mkdir -p "$cp/etcd-data"
-	chmod 700 "$cp/etcd-data" # etcd wants its data dir private
-
-	local etcd_id=(--data-dir="$cp/etcd-data")
-	local api_id=(--cert-dir="$cp/certs")
-	# A stack already running from DIR on other ports would get a kubeconfig that lies.
-	if pidfile_runs "$dir/run/etcd.pid" "${etcd_id[@]}" &&
-		! pidfile_runs "$dir/run/etcd.pid" --listen-client-urls="http://127.0.0.1:$eport"; then
-		die "etcd of $dir is running on other ports; stop it first"
-	fi
-	if pidfile_runs "$dir/run/kube-apiserver.pid" "${api_id[@]}" &&
-		! pidfile_runs "$dir/run/kube-apiserver.pid" --secure-port="$port"; then
-		die "kube-apiserver of $dir is running on another port; stop it first"
-	fi
-
-	if ! pidfile_runs "$dir/run/etcd.pid" "${etcd_id[@]}"; then
-		for i in $eport $pport; do
-			port_listening "$i" && die "port $i (etcd) is already in use by another process"
-		done
-		spawn "$dir/run/etcd.pid" "$dir/logs/etcd.log" "$(etcd_bin)" \
-			--name=batchnotebook \
-			"${etcd_id[@]}" \
-			--listen-client-urls="http://127.0.0.1:$eport" \
-			--advertise-client-urls="http://127.0.0.1:$eport" \
-			--listen-peer-urls="http://127.0.0.1:$pport" \
-			--initial-advertise-peer-urls="http://127.0.0.1:$pport" \
-			--initial-cluster="batchnotebook=http://127.0.0.1:$pport" \
-			--unsafe-no-fsync
-		log "etcd started (pid $(<"$dir/run/etcd.pid"), client port $eport)"
-	fi
-	# The apiserver retries etcd itself, but an etcd that died is better reported as such.
-	wait_component "$dir" etcd 30 "${etcd_id[@]}" -- curl -sf --max-time 2 "http://127.0.0.1:$eport/health"
-
-	# Without a node: --advertise-address because without a default route the apiserver cannot
-	# pick one and fails; --endpoint-reconciler-type=none because it refuses a loopback address
-	# in the endpoints of the `kubernetes` Service ("may not be in the loopback range") and
-	# exits; no ServiceAccount admission because no controller-manager creates default SAs.
-	local node_flags=(
-		--bind-address=127.0.0.1
-		--advertise-address=127.0.0.1
-		--endpoint-reconciler-type=none
-		--service-cluster-ip-range=10.0.0.0/24
-		--disable-admission-plugins=ServiceAccount
-	)
-	if [[ -n ${BATCHNOTEBOOK_NODE_HOST_ADDRESS:-} ]]; then
-		# A node runs beside it (dev/devstack/node.py): pods reach the API server at this
-		# machine's end of the node's veth pair, the controller-manager makes ServiceAccounts,
-		# and the API server shows the kubelet a client certificate of the node's CA.
-		local pki=$dir/node/pki
-		node_flags=(
-			--bind-address=0.0.0.0
-			--advertise-address="$BATCHNOTEBOOK_NODE_HOST_ADDRESS"
-			--service-cluster-ip-range=10.96.0.0/16
-			--kubelet-client-certificate="$pki/apiserver-kubelet-client.crt"
-			--kubelet-client-key="$pki/apiserver-kubelet-client.key"
-			--kubelet-certificate-authority="$pki/ca.crt"
-			--kubelet-preferred-address-types=InternalIP
-		)
-	fi
-	# The API server makes its serving certificate once, for the address it advertises: a state
-	# directory that ran without a node (or with another) gets a new one.
-	local advertised=${BATCHNOTEBOOK_NODE_HOST_ADDRESS:-127.0.0.1}
-	if [[ -f $cp/certs/apiserver.crt ]] \
-		&& ! openssl x509 -in "$cp/certs/apiserver.crt" -noout -checkip "$advertised" | grep -q ' does match'; then
-		stop_one kube-apiserver "$dir/run/kube-apiserver.pid" "${api_id[@]}"
-		rm -f "$cp/certs/apiserver.crt" "$cp/certs/apiserver.key"
-	fi
-	if ! pidfile_runs "$dir/run/kube-apiserver.pid" "${api_id[@]}"; then
-		port_listening "$port" && die "port $port (kube-apiserver) is already in use by another process"
-		# The service-account flags make TokenRequest (kubectl create token) work; tokens carry
-		# both audiences, the in-cluster one first as on a real cluster.
-		spawn "$dir/run/kube-apiserver.pid" "$dir/logs/kube-apiserver.log" "$(apiserver_bin)" \
-			--etcd-servers="http://127.0.0.1:$eport" \
-			"${node_flags[@]}" \
-			--secure-port="$port" \
-			"${api_id[@]}" \
-			--token-auth-file="$cp/tokens.csv" \
-			--authorization-mode=RBAC \
-			--service-account-issuer="https://127.0.0.1:$port" \
-			--service-account-key-file="$cp/sa.key" \
-			--service-account-signing-key-file="$cp/sa.key" \
-			--api-audiences="https://kubernetes.default.svc.cluster.local,https://127.0.0.1:$port" \
-			--allow-privileged=true
-		log "kube-apiserver started (pid $(<"$dir/run/kube-apiserver.pid"), port $port)"
-	fi
-	wait_component "$dir" kube-apiserver "$READY_TIMEOUT" "${api_id[@]}" -- readyz "$dir" "$port"
-	# The self-signed serving certificate names the advertised address (and the Service's).
-	write_kubeconfig "$dir" "$port" "${BATCHNOTEBOOK_NODE_HOST_ADDRESS:-127.0.0.1}"
-	log "ready: KUBECONFIG=$dir/kubeconfig"
-}
-
-# SIGTERM, then SIGKILL after STOP_TIMEOUT; only a pid whose command line is ours is signalled.
-stop_one() { # NAME PIDFILE ID...
-	if pidfile_runs "${@:2}"; then
-		log "stopping $1 (pid $(pidfile_pid "$2"))"
-	fi
-	stop_pidfile "$1" "$2" "$STOP_TIMEOUT" "${@:3}"
-}
-
-cmd_stop() {
-	[[ $# -eq 1 ]] || usage
-	local dir
-	dir=$(state_dir "$1")
-	# The apiserver first, so it never runs against a missing etcd.
-	stop_one kube-apiserver "$dir/run/kube-apiserver.pid" --cert-dir="$dir/controlplane/certs"
-	stop_one etcd "$dir/run/etcd.pid" --data-dir="$dir/controlplane/etcd-data"
-}
-
-cmd_status() {
-	[[ $# -eq 1 ]] || usage
-	local dir port
-	dir=$(state_dir "$1")
-	if ! pidfile_runs "$dir/run/etcd.pid" --data-dir="$dir/controlplane/etcd-data"; then
-		echo "stopped (etcd not running)"
-		return 1
-	fi
-	if ! pidfile_runs "$dir/run/kube-apiserver.pid" --cert-dir="$dir/controlplane/certs"; then
-		echo "stopped (kube-apiserver not running)"
-		return 1
-	fi
-	port=$(tr '\0' '\n' <"/proc/$(<"$dir/run/kube-apiserver.pid")/cmdline" | sed -n 's/^--secure-port=//p')
-	if ! readyz "$dir" "$port"; then
-		echo "not ready (kube-apiserver on port $port does not answer /readyz)"
-		return 1
-	fi
-	echo "running"
-}
-
 main() {
 	[[ $# -ge 1 ]] || usage
 	local cmd=$1
 	shift
 	case $cmd in
 	build) cmd_build "$@" ;;
-	start) cmd_start "$@" ;;
-	stop) cmd_stop "$@" ;;
-	status) cmd_status "$@" ;;
 	-h | --help | help) usage ;;
 	*) usage ;;
 	esac

@@ -23,7 +23,7 @@ cleanup() {
 	# What pytest would have stopped, had it not been killed: the process hubs, the control
 	# plane, and the node's stack of tests/integration/node/.
 	PYTHONPATH=dev .venv/bin/python -m devstack stop-hubs "$state" || true
-	dev/controlplane.sh stop "$state" || true
+	PYTHONPATH=dev .venv/bin/python -m devstack down "$state" || true
 	PYTHONPATH=dev .venv/bin/python -m devstack down "$state-node" || true
 }
 trap cleanup EXIT

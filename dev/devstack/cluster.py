@@ -1,17 +1,17 @@
-"""A whole Kubernetes of the local stack: the control plane of dev/controlplane.sh with a real
+"""A whole Kubernetes of the local stack: the control plane (controlplane.py) with a real
 node beside it (node.py), in one state directory."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from . import controlplane
+from .controlplane import ControlPlane
 from .deploy import stop_login_node
 from .network import NodeNetwork
 from .node import Node
-from .paths import REPO
 from .pki import ensure_certificate
-from .processes import log, run
+from .processes import log
 
 # Which state directory holds each network index: two stacks on one index would share (and tear
 # down) one namespace and cgroup tree. On tmpfs, so a claim goes with a reboot, as namespaces do.
@@ -48,10 +48,6 @@ def claim(index: int, state: Path) -> int:
     return index
 
 
-def controlplane(*args: str | Path, env: dict[str, str] | None = None) -> None:
-    run([REPO / "dev" / "controlplane.sh", *args], env={**os.environ, **(env or {})})
-
-
 def up(state: Path, api_port: int) -> Node:
     """Starts what is not running yet; returns the node, Ready, with CoreDNS serving."""
     state = state.resolve()
@@ -65,12 +61,7 @@ def up(state: Path, api_port: int) -> Node:
         "/O=system:masters/CN=kube-apiserver-kubelet-client",
         client=True,
     )
-    controlplane(
-        "start",
-        state,
-        str(api_port),
-        env={"BATCHNOTEBOOK_NODE_HOST_ADDRESS": node.network.host_address},
-    )
+    ControlPlane(state, api_port, node.network.host_address).start()
     node.start()
     log("cluster", f"KUBECONFIG={state / 'kubeconfig'}; NodePorts on {node.network.node_address}")
     return node
@@ -87,4 +78,4 @@ def down(state: Path) -> None:
         owner = claimant(node.network.index)
         if owner == state or (owner is None and node.running()):
             node.stop()
-    controlplane("stop", state)
+    controlplane.stop(state)

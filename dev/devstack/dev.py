@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from . import cluster
+from . import cluster, controlplane
 from .deploy import (
     ADMIN_SERVICE,
     PROXY_NODE_PORT,
@@ -69,7 +69,7 @@ def forget_nodeless_state(state: Path) -> None:
     range that its etcd keeps: the node's Services cannot be made there. Its objects go."""
     if (state / "controlplane").exists() and not (state / "node" / "index").exists():
         log("dev", f"{state}: made without a node by an older make dev; starting it afresh")
-        cluster.controlplane("stop", state)
+        controlplane.stop(state)
         shutil.rmtree(state / "controlplane")
 
 

@@ -1,4 +1,4 @@
-"""A real single-node Kubernetes beside the control plane that dev/controlplane.sh starts:
+"""A real single-node Kubernetes beside the control plane of controlplane.py:
 containerd with runc and the CNI plugins, the kubelet, kube-proxy, kube-controller-manager and
 kube-scheduler, all in the node's network namespace (network.py), then CoreDNS as a Deployment.
 
@@ -25,7 +25,7 @@ CGROUPS = Path("/sys/fs/cgroup")
 
 @dataclass(frozen=True)
 class Node:
-    state: Path  # the control plane's state directory (dev/controlplane.sh start STATE PORT)
+    state: Path  # the control plane's state directory (controlplane.py)
     api_port: int
     network: NodeNetwork
 

@@ -71,6 +71,13 @@ class Daemon:
             return None
         return pid if any(self.marker in word for word in command_line(pid)) else None
 
+    def runs_with(self, prefix: str) -> bool:
+        """Whether our process runs with this instance's arguments that start with `prefix`
+        (a process of the same stack started with other ports would not)."""
+        pid = self.pid()
+        running = command_line(pid) if pid is not None else []
+        return pid is not None and all(w in running for w in self.argv if w.startswith(prefix))
+
     def start(self) -> int:
         """Starts the process unless ours already runs; returns its pid."""
         if (pid := self.pid()) is not None:

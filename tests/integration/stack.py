@@ -14,6 +14,7 @@ from typing import Any
 
 from batchnotebook_operator import GROUP, NOTEBOOKS, VERSION
 from batchnotebook_operator.schedulers.slurm import Slurm
+from devstack.controlplane import ControlPlane
 from devstack.host import OperatorProcess
 from devstack.hub import ProcessHub
 from devstack.processes import wait_until
@@ -59,9 +60,7 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: flo
 
 
 def start_control_plane() -> Path:
-    run(REPO / "dev/controlplane.sh", "build")
-    run(REPO / "dev/controlplane.sh", "start", STATE, str(API_PORT))
-    kubeconfig = STATE / "kubeconfig"
+    kubeconfig = ControlPlane(STATE, API_PORT).start()
     kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", REPO / "crds")
     kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     return kubeconfig

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from devstack import controlplane
+from devstack.controlplane import ControlPlane
 from devstack.host import OperatorProcess
 from kubernetes import client, config
 
@@ -176,9 +178,9 @@ def tools():
 
 @pytest.fixture(scope="module")
 def kubeconfig(tools):
-    run(REPO / "dev/controlplane.sh", "stop", PLANE)
+    controlplane.stop(PLANE)
     shutil.rmtree(PLANE, ignore_errors=True)
-    run(REPO / "dev/controlplane.sh", "start", PLANE, str(PLANE_PORT))
+    ControlPlane(PLANE, PLANE_PORT).start()
     for spec in RELEASES.values():
         kubectl("create", "namespace", spec["namespace"])
         kubectl("create", "namespace", spec["hub_namespace"])
@@ -198,7 +200,7 @@ def kubeconfig(tools):
             kubectl("create", "namespace", spec["notebook_namespace"])
     kubectl("create", "namespace", OTHER_NAMESPACE)
     yield PLANE / "kubeconfig"
-    run(REPO / "dev/controlplane.sh", "stop", PLANE)
+    controlplane.stop(PLANE)
 
 
 @pytest.fixture(scope="module")

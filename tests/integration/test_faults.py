@@ -6,6 +6,7 @@ import time
 
 import pytest
 from batchnotebook_operator.schedulers.slurm import QUERY_FIELDS
+from devstack.controlplane import ControlPlane
 
 from .stack import API_PORT, REPO, STATE, run, squeue, wait_for
 
@@ -139,9 +140,10 @@ def test_api_server_restart_loses_nothing(
     name = make_notebook(cluster)["metadata"]["name"]
     before = wait_phase(name, "Ready")
 
-    run(REPO / "dev/controlplane.sh", "stop", STATE)
+    plane = ControlPlane(STATE, API_PORT)
+    plane.stop()
     time.sleep(5)  # the operator meanwhile polls Slurm and cannot write: nothing may break
-    run(REPO / "dev/controlplane.sh", "start", STATE, str(API_PORT))
+    plane.start()
 
     assert operator.alive
     wait_for(operator.healthy, 60, "the operator to be healthy again")

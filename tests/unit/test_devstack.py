@@ -57,7 +57,7 @@ def test_down_leaves_alone_the_namespace_of_the_stack_that_claims_the_index(
     monkeypatch.setattr(cluster.Node, "stop", lambda node: stopped.append(node.state))
     monkeypatch.setattr(cluster.Node, "running", lambda node: False)
     monkeypatch.setattr(cluster, "stop_login_node", lambda node: None)
-    monkeypatch.setattr(cluster, "controlplane", lambda *args, **kwargs: None)
+    monkeypatch.setattr(cluster.controlplane, "stop", lambda state: None)
     cluster.down(test_state)
     assert stopped == []
     cluster.down(dev_state)
