@@ -99,11 +99,18 @@ def test_a_new_hub_pod_follows_a_pod_server_to_its_new_address(z2jh):
     wait_for(moved, 120, "dave's pod to run again at a new address")
     node.kubectl("-n", HUB_NAMESPACE, "scale", "deployment/hub", "--replicas=1")
     node.kubectl("-n", HUB_NAMESPACE, "rollout", "status", "deployment/hub", "--timeout=300s")
-    server = wait_for(
-        lambda: (s := server_of(z2jh, "dave")) and s.get("ready") and s,
-        120,  # well within http_timeout (300 s): the old address would still be waited on
-        "the new hub to know dave's pod server",
-    )
+    try:
+        server = wait_for(
+            lambda: (s := server_of(z2jh, "dave")) and s.get("ready") and s,
+            # Within the hub's http_timeout (300 s), after which a hub checking the old address
+            # gives up and stops the server.
+            280,
+            "the new hub to know dave's pod server",
+        )
+    except AssertionError as error:
+        hub_log = node.kubectl("-n", HUB_NAMESPACE, "logs", "deployment/hub", "--tail=40")
+        pods = node.kubectl("-n", NOTEBOOKS, "get", "pods", "-o", "wide")
+        raise AssertionError(f"{error}\n--- hub log\n{hub_log}\n--- pods\n{pods}") from None
     wait_for(lambda: reachable(z2jh, server), 60, "the proxy to route to dave's pod")
     assert [p["metadata"]["uid"] for p in pods_of(z2jh, "dave")] == [pod["metadata"]["uid"]]
     code, answer = z2jh.api("DELETE", "/users/dave/server")
