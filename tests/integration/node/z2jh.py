@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -40,6 +41,16 @@ class ZeroToJupyterHub:
         self.url = f"http://{node.network.node_address}:{PROXY_NODE_PORT}"
 
     def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
+        """The hub's REST API through the proxy. While a new hub pod starts, the proxy answers
+        503 in plain text: a client waits for the hub, as a user's browser retries."""
+        deadline = time.monotonic() + 90
+        while True:
+            code, answer = self._api_once(method, path, body)
+            if code not in (502, 503) or time.monotonic() > deadline:
+                return code, answer
+            time.sleep(1)
+
+    def _api_once(self, method: str, path: str, body: dict | None) -> tuple[int, dict | None]:
         request = urllib.request.Request(
             f"{self.url}/hub/api{path}",
             method=method,
@@ -51,7 +62,11 @@ class ZeroToJupyterHub:
                 text = answer.read()
                 return answer.status, json.loads(text) if text else None
         except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
+            text = error.read()
+            try:
+                return error.code, json.loads(text or b"null")
+            except ValueError:  # the proxy's own error page
+                return error.code, {"message": text.decode(errors="replace")}
 
     def get(self, path: str) -> tuple[int, bytes]:
         request = urllib.request.Request(
