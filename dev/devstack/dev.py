@@ -17,6 +17,7 @@ from . import cluster, controlplane
 from .deploy import (
     ADMIN_SERVICE,
     PROXY_NODE_PORT,
+    SYSTEM,
     install_operator,
     install_z2jh,
     slurmrestd_address,
@@ -120,6 +121,8 @@ def write_env(state: Path, hub_url: str, settings: dict[str, str]) -> None:
         "HUB_URL": hub_url,
         **settings,
         "KUBECONFIG": str(state / "kubeconfig"),
+        # Where the operator runs and keeps its key Secrets: the admin CLI reads them there.
+        "BATCHNOTEBOOK_NAMESPACE": SYSTEM,
         "PATH": f"{REPO / '.venv' / 'bin'}:{BIN}:$PATH",
     }
     env = state / "env"

@@ -81,6 +81,7 @@ def test_make_dev_keeps_its_users_token_and_password_and_writes_them_0600(tmp_pa
     text = env.read_text()
     assert 'export HUB_URL="http://10.201.1.2:30800"\n' in text
     assert f'export KUBECONFIG="{tmp_path / "kubeconfig"}"\n' in text
+    assert 'export BATCHNOTEBOOK_NAMESPACE="batchnotebook-system"\n' in text  # the CLI's Secrets
 
 
 def test_every_make_dev_cluster_is_rendered_whole():
