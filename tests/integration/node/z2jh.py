@@ -42,10 +42,16 @@ class ZeroToJupyterHub:
 
     def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
         """The hub's REST API through the proxy. While a new hub pod starts, the proxy answers
-        503 in plain text: a client waits for the hub, as a user's browser retries."""
+        503 in plain text, or nothing for a while: a client waits for the hub, as a user's
+        browser retries."""
         deadline = time.monotonic() + 90
         while True:
-            code, answer = self._api_once(method, path, body)
+            try:
+                code, answer = self._api_once(method, path, body)
+            except OSError:  # no answer in 30 s, or refused, while the hub starts
+                if time.monotonic() > deadline:
+                    raise
+                continue
             if code not in (502, 503) or time.monotonic() > deadline:
                 return code, answer
             time.sleep(1)
