@@ -7,13 +7,12 @@ only, for the process stacks of the tests and the benchmark."""
 from __future__ import annotations
 
 import secrets
-import socket
 import ssl
 import urllib.request
 from pathlib import Path
 
 from .paths import BIN, REPO
-from .processes import Daemon, log, run
+from .processes import Daemon, http_answers, listens, log, run
 
 READY_SECONDS = 90
 # The argument that names the stack of each process (processes.Daemon).
@@ -95,7 +94,7 @@ class ControlPlane:
         if self.etcd.pid() is None:
             self._port_free(self.port + 1, self.port + 2)
             self.etcd.start()
-        self.etcd.wait_ready(lambda: self._answers(f"http://127.0.0.1:{self.port + 1}/health"), 30)
+        self.etcd.wait_ready(lambda: http_answers(f"http://127.0.0.1:{self.port + 1}/health"), 30)
         self._forget_certificate_of_another_address()
         if self.apiserver.pid() is None:
             self._port_free(self.port)
@@ -176,19 +175,10 @@ current-context: {name}
         )
 
     @staticmethod
-    def _answers(url: str) -> bool:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-        except OSError:
-            return False
-        return True
-
-    @staticmethod
     def _port_free(*ports: int) -> None:
         for port in ports:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    raise RuntimeError(f"port {port} is already in use by another process")
+            if listens("127.0.0.1", port):
+                raise RuntimeError(f"port {port} is already in use by another process")
 
 
 def stop(state: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import yaml
 from .images import by_id, load
 from .node import Node
 from .paths import BIN, REPO
-from .processes import Daemon, run
+from .processes import Daemon, listens, run
 from .product import build_hub_image, build_operator_image
 from .standins import build_proxy, build_singleuser, vendor_z2jh
 
@@ -30,6 +29,7 @@ PROXY_NODE_PORT = 30800
 Z2JH_VALUES = REPO / "charts/batchnotebook/examples/z2jh-values.yaml"
 JWT_KEY = Path("/var/spool/slurm/jwt_hs256.key")  # dev/slurm.sh's: slurmrestd checks tokens with it
 REST_USER = "slurmrest"  # dev/slurm.sh's: slurmrestd refuses to run as root
+SLURMREST_PORT = 6820  # Slurm's usual port, on the node network's address (not loopback's)
 
 
 def helm(node: Node, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -83,16 +83,7 @@ def slurmrestd(node: Node) -> Daemon:
 def slurmrestd_address(node: Node) -> str:
     # Slurm's usual port, on an address of the node's network only (the machine's own slurmrestd
     # has 127.0.0.1:6820).
-    return f"{node.network.host_address}:6820"
-
-
-def answers(address: str) -> bool:
-    host, port = address.rsplit(":", 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=1).close()
-    except OSError:
-        return False
-    return True
+    return f"{node.network.host_address}:{SLURMREST_PORT}"
 
 
 def slurmrest_connection(node: Node) -> dict:
@@ -120,7 +111,7 @@ def install_operator(node: Node, *values: str) -> None:
     sshd(node, "start")
     rest = slurmrestd(node)
     rest.start()
-    rest.wait_ready(lambda: answers(slurmrestd_address(node)), 30)
+    rest.wait_ready(lambda: listens(node.network.host_address, SLURMREST_PORT), 30)
     apply_object(node, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM}})
     apply_secret(node, "hpc-ssh", "ssh-privatekey", node.state / "sshd" / "id_ed25519")
     apply_secret(node, "slurm-jwt", "jwt_hs256.key", JWT_KEY)

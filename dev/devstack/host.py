@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .paths import REPO
-from .processes import wait_until
+from .processes import http_answers, wait_until
 
 
 class OperatorProcess:
@@ -65,11 +65,7 @@ class OperatorProcess:
 
     def answers(self) -> bool:
         """Whether anything serves the operator's health endpoint on its port."""
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2).close()
-        except OSError:
-            return False
-        return True
+        return http_answers(f"http://127.0.0.1:{self.port}/healthz")
 
     def healthy(self) -> bool:
         if self.process and self.process.poll() is not None:

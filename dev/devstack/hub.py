@@ -7,12 +7,10 @@ on its own so that it outlives a restarted hub, as Zero to JupyterHub's proxy po
 from __future__ import annotations
 
 import shutil
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from .paths import CACHE, REPO
-from .processes import Daemon, run
+from .processes import Daemon, http_answers, run
 
 CHP_VERSION = "5.3.0"
 CHP = (
@@ -26,16 +24,6 @@ CONFIG = REPO / "dev" / "jupyterhub_config.py"
 
 def install() -> None:
     run([REPO / "dev" / "hub.sh", "install"])
-
-
-def answers(url: str, ok_only: bool) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=2).close()
-    except urllib.error.HTTPError:
-        return not ok_only  # an error page is an answer
-    except OSError:
-        return False
-    return True
 
 
 class ProcessHub:
@@ -89,14 +77,14 @@ class ProcessHub:
     def start(self) -> None:
         """Starts what does not run yet, each once the one before answers."""
         self.proxy.start()
-        self.proxy.wait_ready(lambda: answers(f"{self.url}/", ok_only=False), 30)
+        self.proxy.wait_ready(lambda: http_answers(f"{self.url}/", ok_only=False), 30)
         self.start_hub()
         if self.culler:
             self.culler.start()
 
     def start_hub(self) -> None:
         self.hub.start()
-        self.hub.wait_ready(lambda: answers(f"{self.url}/hub/health", ok_only=True), 90)
+        self.hub.wait_ready(lambda: http_answers(f"{self.url}/hub/health"), 90)
 
     def restart_hub(self) -> None:
         """Only the hub: the proxy, the culler and the servers stay."""

@@ -7,8 +7,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,26 @@ def wait_until(check: Callable[[], T], seconds: float, what: str, every: float =
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {seconds:g} s waiting for {what}")
         time.sleep(every)
+
+
+def listens(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections at host:port."""
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def http_answers(url: str, ok_only: bool = True) -> bool:
+    """Whether `url` answers (with a success, or with anything when not `ok_only`)."""
+    try:
+        urllib.request.urlopen(url, timeout=2).close()
+    except urllib.error.HTTPError:
+        return not ok_only  # an error page is an answer
+    except OSError:
+        return False
+    return True
 
 
 def command_line(pid: int) -> list[str]:
