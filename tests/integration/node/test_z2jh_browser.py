@@ -68,8 +68,20 @@ def lands_in_jupyterlab(page: Any, screenshot: str) -> None:
 
 def stop_from_the_home_page(page: Any, z2jh) -> None:
     page.goto(f"{z2jh.url}/hub/home")
-    page.click("#stop")  # the home page's button, which calls the REST API
+    # The button calls the REST API from home.js, which require.js may bind after the page has
+    # loaded: a click before that does nothing (a CI run waited 180 s for a stop never sent).
+    wait_for(lambda: stop_button_answered(page), 30, "the home page's stop button to answer")
     wait_for(lambda: server_of(z2jh, USER) is None, 180, f"{USER}'s server to stop")
+
+
+def stop_button_answered(page: Any) -> bool:
+    """Click Stop unless it has answered: home.js's handler disables Start while it sends the
+    stop, and hides Stop once the hub has taken it."""
+    if page.is_hidden("#stop") or page.get_attribute("#start", "disabled") is not None:
+        return True
+    page.click("#stop")
+    page.wait_for_timeout(1_000)
+    return False
 
 
 def test_a_slurm_profile_from_the_browser_waits_in_the_queue_then_opens_jupyterlab(
