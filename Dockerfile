@@ -11,10 +11,11 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG HUB_BASE_IMAGE=quay.io/jupyterhub/k8s-hub:4.4.0
 
-# ---- the project as a wheel (operator and spawner packages, one distribution) ----------------
+# ---- the project as a wheel (api, operator and spawner packages, one distribution) -----------
 FROM ${PYTHON_IMAGE} AS wheel
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY api ./api
 COPY operator ./operator
 COPY spawner ./spawner
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
@@ -23,7 +24,8 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 FROM ${PYTHON_IMAGE} AS operator-venv
 COPY --from=wheel /wheels /wheels
 RUN python -m venv /opt/batchnotebook \
-    && /opt/batchnotebook/bin/pip install --no-cache-dir /wheels/*.whl
+    && wheel=$(echo /wheels/*.whl) \
+    && /opt/batchnotebook/bin/pip install --no-cache-dir "$wheel[operator]"
 
 # ---- the operator ---------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS operator
@@ -50,11 +52,12 @@ EXPOSE 8080 8081
 ENTRYPOINT ["batchnotebook-operator"]
 
 # ---- the hub: Zero to JupyterHub's image plus the spawner ------------------------------------
-# --no-deps: the spawner needs what the hub image has (JupyterHub, KubeSpawner, kubernetes_asyncio,
-# Jinja2); the operator's own dependencies (kopf, asyncssh, ...) stay out of the hub.
+# Without the operator extra: the spawner imports only batchnotebook_api and what the hub image
+# has (JupyterHub, KubeSpawner, kubernetes_asyncio, Jinja2); kopf, asyncssh and the rest of the
+# operator's dependencies stay out of the hub.
 FROM ${HUB_BASE_IMAGE} AS hub
 USER 0
 COPY --from=wheel /wheels /tmp/wheels
-RUN pip install --no-cache-dir --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels
+RUN pip install --no-cache-dir /tmp/wheels/*.whl && rm -rf /tmp/wheels
 # The base image's unprivileged user (jovyan).
 USER 1000

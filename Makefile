@@ -29,7 +29,7 @@ docs:           ## regenerate docs/configuration.md from the CRD schemas
 N ?= 10 100 1000
 bench:          ## measure scale and speed beside batchspawner: bench/results/results.md + PNGs
 	@dev/python.sh
-	.venv/bin/python -c 'import matplotlib' 2>/dev/null || .venv/bin/pip install --quiet -e '.[hub,test,bench]'
+	.venv/bin/python -c 'import matplotlib' 2>/dev/null || .venv/bin/pip install --quiet -e '.[operator,hub,test,bench]'
 	@dev/slurm.sh install
 	@dev/slurm.sh start
 	@dev/hub.sh install

@@ -24,7 +24,6 @@ from typing import Any
 from devstack.host import OperatorProcess
 from devstack.hub import ProcessHub
 from devstack.hub import install as install_proxy
-
 from tests.integration.stack import REPO, STAND_IN, delete_notebook, run, wait_for
 
 from . import counting

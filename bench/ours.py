@@ -12,9 +12,9 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from devstack.host import OperatorProcess
 from kubernetes import client
 
+from devstack.host import OperatorProcess
 from tests.integration.stack import JOB_PYTHON, STAND_IN, delete_notebook, wait_for
 
 from . import counting

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from devstack import controlplane
 from devstack.controlplane import ControlPlane
-
 from tests.integration.stack import REPO, kubectl
 from tests.integration.stack import run as run_command
 

@@ -7,7 +7,7 @@ cd "$REPO_ROOT"
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 stamp=.venv/.installed-$(cat pyproject.toml dev/python.sh | sha256sum | cut -c1-16)
 if [[ ! -f $stamp ]]; then
-	.venv/bin/pip install --quiet --disable-pip-version-check -e '.[hub,test,bench]'
+	.venv/bin/pip install --quiet --disable-pip-version-check -e '.[operator,hub,test,bench]'
 	rm -f .venv/.installed-*
 	touch "$stamp"
 fi

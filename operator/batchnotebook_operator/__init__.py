@@ -1,8 +1,5 @@
-"""BatchNotebook operator: runs Jupyter servers as jobs on external HPC batch schedulers."""
+"""BatchNotebook operator: runs Jupyter servers as jobs on external HPC batch schedulers.
 
-GROUP = "batchnotebook.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-NOTEBOOKS = "batchnotebooks"
-CLUSTERS = "batchclusters"
-REPORT_TOKEN_KEY = "BATCHNOTEBOOK_REPORT_TOKEN"
+What it shares with the hub's spawner (names, phases, conditions, the user-options contract) is
+in batchnotebook_api; docs/glossary.md defines the words the code uses in a sense of its own.
+"""

@@ -12,7 +12,9 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Histogram
 
-from . import accounts, envfile
+from batchnotebook_api import accounts
+
+from . import envfile
 from .errors import SchedulerUnavailable, SubmissionRefused
 from .kube import Kube
 from .model import Availability, JobStatus, availability

@@ -17,7 +17,7 @@ import json
 import re
 import shlex
 
-from .errors import InvalidOptions
+from batchnotebook_api.errors import InvalidOptions
 
 #: Where the files live, relative to the user's home.
 DIRECTORY = ".batchnotebook/env"

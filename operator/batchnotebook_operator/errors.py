@@ -7,7 +7,3 @@ class SchedulerUnavailable(Exception):
 
 class SubmissionRefused(Exception):
     """The scheduler answered and refused the job; the message is its own error text."""
-
-
-class InvalidOptions(ValueError):
-    """A user's options break the profile's rules; the message says which and why."""

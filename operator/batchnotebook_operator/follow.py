@@ -1,6 +1,9 @@
 """Pure logic: what a notebook's status becomes when the scheduler reports on its job.
 
-Kept free of I/O so that every transition is unit-tested; the poller only applies the result.
+Kept free of I/O and of the clock (`now` is an argument) so that every transition is unit-tested;
+the cluster's poller only applies the result. `from_job` is the state machine: one function per
+state the scheduler reports (queued, running, ended), each returning the fields it wants written.
+The words are in messages.py, the host checks in hosts.py.
 """
 
 from __future__ import annotations
@@ -8,8 +11,19 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field, replace
 
-from .model import ENDED_PHASE, JobState, JobStatus, Phase, QueuePlace, condition, timestamp
-from .texts import duration_text, parse_timestamp, seconds_between
+from batchnotebook_api.status import (
+    Condition,
+    ConditionType,
+    Phase,
+    Reason,
+    condition,
+    is_true,
+)
+from batchnotebook_api.times import parse_timestamp, seconds_between, timestamp
+
+from . import messages
+from .hosts import notebook_url, rewrite_host, same_host
+from .model import ENDED_PHASE, JobState, JobStatus, QueuePlace
 
 # Both the queue and accounting must have forgotten a job for this long before it counts as gone:
 # accounting lags the queue by a few seconds.
@@ -25,6 +39,55 @@ ROUTED_PHASES = (Phase.STARTING, Phase.READY, Phase.STOPPING)
 # A waiting notebook's place in its partition's queue, from the last availability snapshot.
 QUEUE_PLACE_FIELDS = ("queuePosition", "queueLength", "queuePartition")
 NOT_IN_QUEUE = dict.fromkeys(QUEUE_PLACE_FIELDS)
+
+Event = tuple[str, str, str]  # (type, reason, message)
+
+
+@dataclass
+class Transition:
+    """A status patch plus the events that tell the story."""
+
+    status: dict = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    cancel_job: bool = False  # the operator ends the notebook: its job must not run on
+
+    def __bool__(self) -> bool:
+        return bool(self.status)
+
+
+@dataclass
+class Change:
+    """What one report makes of a notebook, built up by the state's function."""
+
+    wanted: dict
+    conditions: list[Condition]
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Report:
+    """A scheduler's word on one notebook's job, and what judging it needs."""
+
+    status: dict
+    job: JobStatus
+    now: dt.datetime
+    generation: int | None = None
+    host_rules: dict | None = None
+    walltime_warning_seconds: int = DEFAULT_WALLTIME_WARNING_SECONDS
+
+    @property
+    def phase(self) -> Phase:
+        return Phase(self.status.get("phase") or Phase.PENDING.value)
+
+    def condition(
+        self,
+        conditions: list[Condition],
+        type_: ConditionType,
+        status: bool,
+        reason: Reason,
+        message: str,
+    ) -> list[Condition]:
+        return condition(conditions, type_, status, reason, message, self.generation, self.now)
 
 
 def queue_place(status: dict, places: dict[str, QueuePlace]) -> Transition:
@@ -46,28 +109,17 @@ def queue_place(status: dict, places: dict[str, QueuePlace]) -> Transition:
 
 
 def queue_wait_exceeded(
-    status: dict,
-    max_wait_seconds: int,
-    now: dt.datetime,
-    generation: int | None = None,
+    status: dict, max_wait_seconds: int, now: dt.datetime, generation: int | None = None
 ) -> Transition:
     """A Queued notebook that waited longer than its profile allows fails (its job is cancelled
     by the caller); any other notebook is left alone."""
     waited = seconds_between(status.get("submittedAt"), now)
     if status.get("phase") != Phase.QUEUED.value or waited <= max_wait_seconds:
         return Transition()
-    reason = status.get("schedulerReason")
-    message = (
-        f"waited {duration_text(waited)} in the queue"
-        + (f" ({reason})" if reason else "")
-        + f", the profile allows {duration_text(max_wait_seconds)}; cancelled"
-    )
-    return replace(
-        ended_by_operator(
-            status, "MaxQueueWait", message, f"job {status.get('jobId')}: {message}", generation
-        ),
-        cancel_job=True,
-    )
+    message = messages.queue_wait_exceeded(waited, status.get("schedulerReason"), max_wait_seconds)
+    event = f"job {status.get('jobId')}: {message}"
+    ending = ended_by_operator(status, Reason.MAX_QUEUE_WAIT, message, event, generation, now)
+    return replace(ending, cancel_job=True)
 
 
 def needs_log_tail(status: dict, transition: Transition) -> bool:
@@ -94,40 +146,6 @@ def job_output_path(output: str, job_id: str) -> str:
     return output.replace("%j", job_id)
 
 
-@dataclass
-class Transition:
-    """A status patch plus the events that tell the story."""
-
-    status: dict = field(default_factory=dict)
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
-    cancel_job: bool = False  # the operator ends the notebook: its job must not run on
-
-    def __bool__(self) -> bool:
-        return bool(self.status)
-
-
-def rewrite_host(host: str, rules: dict | None) -> str:
-    suffix = (rules or {}).get("domainSuffix")
-    if suffix and host and "." not in host and ":" not in host:  # short names, not IPv6
-        return host + suffix
-    return host
-
-
-def same_host(exec_host: str, reported: str, rules: dict | None) -> bool:
-    """Whether a report names the scheduler's host: full names after hostRewrite, so `node01`
-    with domainSuffix `.cluster.example` is `node01.cluster.example`, and never
-    `node01.attacker.example`."""
-
-    def full(host: str) -> str:
-        return rewrite_host(host.strip(), rules).lower().rstrip(".")
-
-    return bool(exec_host and reported) and full(exec_host) == full(reported)
-
-
-def notebook_url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
 def _changed(status: dict, wanted: dict) -> dict:
     return {k: v for k, v in wanted.items() if status.get(k) != v}
 
@@ -137,7 +155,9 @@ def _worth_writing(status: dict, wanted: dict) -> dict:
     return {k: v for k, v in wanted.items() if v is not None or status.get(k) is not None}
 
 
-def ready_fields(status: dict, generation: int | None, host_rules: dict | None = None) -> dict:
+def ready_fields(
+    status: dict, generation: int | None, now: dt.datetime, host_rules: dict | None = None
+) -> dict:
     """Fields that make a Starting notebook Ready, if its report matches the scheduler's host.
     The URL is always built from the scheduler's host (execHost), never the report's."""
     host, port = status.get("execHost"), status.get("reportedPort")
@@ -148,15 +168,16 @@ def ready_fields(status: dict, generation: int | None, host_rules: dict | None =
         "phase": Phase.READY.value,
         "port": port,
         "url": notebook_url(host, port),
-        "readyAt": status.get("readyAt") or timestamp(),
+        "readyAt": status.get("readyAt") or timestamp(now),
         "message": f"Jupyter is ready on {host}:{port}",
         "conditions": condition(
             status.get("conditions", []),
-            "Ready",
+            ConditionType.READY,
             True,
-            "JupyterReported",
+            Reason.JUPYTER_REPORTED,
             f"listening on {host}:{port}",
             generation,
+            now,
         ),
     }
 
@@ -173,28 +194,23 @@ def walltime_end(
     return None
 
 
-def walltime_warning(
-    ends_at: str, conditions: list[dict], warning_seconds: int, generation: int | None
-) -> tuple[list[dict], list[tuple[str, str, str]]]:
-    """Once a Ready notebook is within warning_seconds of its walltime's end: the WalltimeEnding
+def walltime_warning(report: Report, ends_at: str, conditions: list[Condition]) -> Change:
+    """Once a Ready notebook is within the warning of its walltime's end: the WalltimeEnding
     condition and one Warning event."""
-    left = (parse_timestamp(ends_at) - dt.datetime.now(dt.UTC)).total_seconds()
-    already = any(
-        c.get("type") == "WalltimeEnding" and c.get("status") == "True" for c in conditions
+    left = (parse_timestamp(ends_at) - report.now).total_seconds()
+    warning = report.walltime_warning_seconds
+    if is_true(conditions, ConditionType.WALLTIME_ENDING) or warning <= 0 or left > warning:
+        return Change({}, conditions)
+    message = messages.walltime_ending(ends_at, left)
+    conditions = report.condition(
+        conditions, ConditionType.WALLTIME_ENDING, True, Reason.WALLTIME_ENDING, message
     )
-    if already or warning_seconds <= 0 or left > warning_seconds:
-        return conditions, []
-    message = (
-        f"the walltime ends at {ends_at} (in {duration_text(left)}): the server will be stopped "
-        "shortly before, save your work"
-    )
-    conditions = condition(
-        conditions, "WalltimeEnding", True, "WalltimeEnding", message, generation
-    )
-    return conditions, [("Warning", "WalltimeEnding", message)]
+    return Change({}, conditions, [("Warning", Reason.WALLTIME_ENDING, message)])
 
 
-def kept_estimate(written: str | None, estimate: dt.datetime | None) -> str | None:
+def kept_estimate(
+    written: str | None, estimate: dt.datetime | None, now: dt.datetime
+) -> str | None:
     """The expected start to write for a waiting job: Slurm's backfill moves a far-off estimate
     on every cycle (hours ahead, by an hour at a time), and writing each move rewrote every waiting
     notebook's status every minute.  The written estimate stays unless the new one differs by
@@ -202,49 +218,16 @@ def kept_estimate(written: str | None, estimate: dt.datetime | None) -> str | No
     if estimate is None or written is None:
         return timestamp(estimate) if estimate else None
     before = parse_timestamp(written)
-    wait = (min(before, estimate) - dt.datetime.now(dt.UTC)).total_seconds()
+    wait = (min(before, estimate) - now).total_seconds()
     if abs((estimate - before).total_seconds()) <= max(60.0, wait / 4):
         return written
     return timestamp(estimate)
 
 
-def host_refused(
-    status: dict,
-    conditions: list[dict],
-    job: JobStatus,
-    host: str,
-    reason: str,
-    generation: int | None,
-) -> tuple[dict, list[dict], list[tuple[str, str, str]]]:
-    """What a running job whose execution host the cluster's execHosts policy refuses makes of
-    its notebook (the fields, conditions and events from_job writes): it stays Starting without
-    an execHost (so neither a poll nor a report can build a URL), the Ready condition says why,
-    and one Warning event tells it (again only if the host or reason changes)."""
-    message = (
-        f"the scheduler says job {job.job_id} runs on {host}, which this cluster does not "
-        f"allow ({reason}); not routing there"
-    )
-    previous = next((c for c in conditions if c.get("type") == "Ready"), {})
-    conditions = condition(conditions, "Running", True, "JobRunning", f"on {host}", generation)
-    conditions = condition(conditions, "Ready", False, "HostRefused", message, generation)
-    fields = NOT_IN_QUEUE | {
-        "phase": Phase.STARTING.value,
-        "execHost": None,
-        "port": None,
-        "url": None,
-        "startedAt": status.get("startedAt") or timestamp(),
-        "expectedStartTime": None,
-        "message": message,
-    }
-    events = []
-    if (previous.get("reason"), previous.get("message")) != ("HostRefused", message):
-        events.append(("Warning", "HostRefused", message))
-    return fields, conditions, events
-
-
 def from_job(
     status: dict,
     job: JobStatus,
+    now: dt.datetime,
     host_rules: dict | None = None,
     generation: int | None = None,
     walltime_warning_seconds: int = DEFAULT_WALLTIME_WARNING_SECONDS,
@@ -252,123 +235,152 @@ def from_job(
 ) -> Transition:
     """The transition a notebook makes when the scheduler reports `job`. `refused_hosts`: the
     execution hosts (after hostRewrite) the cluster's execHosts policy refuses, and why."""
-    phase = Phase(status.get("phase", Phase.PENDING.value))
-    conditions = condition(
-        status.get("conditions", []), "SchedulerReachable", True, "Answered", "", generation
+    report = Report(status, job, now, generation, host_rules, walltime_warning_seconds)
+    phase = report.phase
+    conditions = report.condition(
+        status.get("conditions", []),
+        ConditionType.SCHEDULER_REACHABLE,
+        True,
+        Reason.ANSWERED,
+        "",
     )
-    wanted: dict = {
-        "schedulerState": job.raw_state,
-        "schedulerReason": job.reason,
-        "lastSeenAt": timestamp(),
-    }
-    events: list[tuple[str, str, str]] = []
     host = rewrite_host(job.exec_host, host_rules)
     refusal = (refused_hosts or {}).get(host)  # never routed to, never written (hosts.py)
+    seen = {"schedulerState": job.raw_state, "schedulerReason": job.reason}
     if phase.terminal or job.state is JobState.UNKNOWN:
-        wanted.pop("lastSeenAt")
+        change = Change(seen, conditions)
     elif refusal and job.state is JobState.RUNNING and phase.before_ready:
         # A notebook before Ready has no URL yet: a refused host keeps it from getting one.
-        fields, conditions, events = host_refused(
-            status, conditions, job, host, refusal, generation
-        )
-        wanted |= fields
+        change = _host_refused(report, conditions, host, refusal)
     elif job.state is JobState.PENDING and phase in ROUTED_PHASES and job.suspended:
         # Stopped where it runs: its process keeps the port, and the route stays with it.
-        wanted["message"] = f"job {job.job_id} is suspended ({job.raw_state}), Jupyter waits"
+        change = Change({"message": messages.suspended(job)}, conditions)
     elif job.state is JobState.PENDING and phase in ROUTED_PHASES:
         # Requeued, evicted or rerun: the host and port the hub routes to are free for anyone on
         # that node to bind, so the route goes now, with the job (a new start would be a new
         # server the user did not ask for).
-        message = (
-            f"the scheduler put job {job.job_id} back in the queue ({job.raw_state}"
-            + (f": {job.reason}" if job.reason else "")
-            + "); the server is stopped, start a new one"
-        )
-        return replace(
-            ended_by_operator(status, "JobRequeued", message, message, generation),
-            cancel_job=True,
-        )
+        message = messages.requeued(job)
+        ending = ended_by_operator(status, Reason.JOB_REQUEUED, message, message, generation, now)
+        return replace(ending, cancel_job=True)
     elif job.state is JobState.PENDING:
-        expected = kept_estimate(status.get("expectedStartTime"), job.expected_start)
-        wanted |= {
-            "phase": Phase.QUEUED.value,
-            "expectedStartTime": expected,
-            "message": f"queued: {job.reason or 'waiting'}"
-            + (f", expected to start {expected}" if expected else ""),
-        }
-        if status.get("schedulerReason") != job.reason and job.reason:
-            events.append(("Normal", "Queued", f"job {job.job_id} waits: {job.reason}"))
+        change = _queued(report, conditions)
     elif job.state in (JobState.RUNNING, JobState.COMPLETING):
-        if refusal:
-            host = ""  # a Ready notebook keeps the host its URL was built from
-        wanted |= NOT_IN_QUEUE | {
-            "execHost": host or status.get("execHost"),
-            "startedAt": status.get("startedAt") or timestamp(),
-            "expectedStartTime": None,
-        }
-        if job.state is JobState.COMPLETING:
-            wanted |= {"phase": Phase.STOPPING.value, "message": "the job is ending"}
-        elif phase in (Phase.PENDING, Phase.QUEUED):
-            wanted |= {
-                "phase": Phase.STARTING.value,
-                "message": f"running on {host}, waiting for Jupyter to start",
-            }
-            events.append(("Normal", "Running", f"job {job.job_id} runs on {host}"))
-            conditions = condition(
-                conditions, "Running", True, "JobRunning", f"on {host}", generation
-            )
-        if phase is not Phase.READY and job.state is JobState.RUNNING:
-            ready = ready_fields(
-                {**status, **wanted, "conditions": conditions}, generation, host_rules
-            )
-            if ready:
-                conditions = ready.pop("conditions")
-                wanted |= ready
-                events.append(("Normal", "Ready", ready["message"]))
-        ends_at = walltime_end(job, wanted["startedAt"], status.get("walltimeSeconds"))
-        if ends_at:
-            wanted["endsAt"] = ends_at
-            if wanted.get("phase", phase) == Phase.READY.value:
-                conditions, warnings = walltime_warning(
-                    ends_at, conditions, walltime_warning_seconds, generation
-                )
-                events += warnings
-    else:  # ended
-        new_phase = ENDED_PHASE[job.state]
-        detail = job.reason or job.raw_state
-        message = {
-            Phase.COMPLETED: f"the job ended ({detail})",
-            Phase.CANCELLED: f"the job was cancelled ({detail})",
-            Phase.FAILED: f"the job failed: {detail}",
-        }[new_phase]
-        if job.exit_code is not None:
-            message += f", exit code {job.exit_code}"
-        warned = any(
-            c.get("type") == "WalltimeEnding" and c.get("status") == "True" for c in conditions
-        )
-        if warned and new_phase is Phase.COMPLETED:
-            message = f"the server was stopped before its walltime ended ({status.get('endsAt')})"
-        wanted |= NOT_IN_QUEUE | {
-            "phase": new_phase.value,
-            "finishedAt": status.get("finishedAt") or timestamp(),
-            "exitCode": job.exit_code,
-            "message": message,
-        }
-        conditions = condition(conditions, "Running", False, new_phase.value, message, generation)
-        conditions = condition(conditions, "Ready", False, new_phase.value, message, generation)
-        events.append(
-            (
-                "Warning" if new_phase is Phase.FAILED else "Normal",
-                new_phase.value,
-                f"job {job.job_id}: {message}",
-            )
-        )
-    patch = _changed(status, _worth_writing(status, wanted))
-    if patch.keys() - {"lastSeenAt"} or conditions != status.get("conditions", []):
-        patch["conditions"] = conditions
+        change = _running(report, conditions, "" if refusal else host)
+    else:
+        change = _ended(report, conditions)
+    if not (phase.terminal or job.state is JobState.UNKNOWN):
+        change.wanted = {**seen, "lastSeenAt": timestamp(now), **change.wanted}
+    else:
+        change.wanted = {**seen, **change.wanted}
+    patch = _changed(status, _worth_writing(status, change.wanted))
+    if patch.keys() - {"lastSeenAt"} or change.conditions != status.get("conditions", []):
+        patch["conditions"] = change.conditions
     else:
         patch.pop("lastSeenAt", None)  # nothing else changed: no write
-    return Transition(patch, events)
+    return Transition(patch, change.events)
+
+
+def _host_refused(report: Report, conditions: list[Condition], host: str, reason: str) -> Change:
+    """A running job whose execution host the cluster's execHosts policy refuses: its notebook
+    stays Starting without an execHost (so neither a poll nor a report can build a URL), the Ready
+    condition says why, and one Warning event tells it (again only if the host or reason
+    changes)."""
+    message = messages.host_refused(report.job.job_id, host, reason)
+    previous = next((c for c in conditions if c.get("type") == ConditionType.READY), {})
+    conditions = report.condition(
+        conditions, ConditionType.RUNNING, True, Reason.JOB_RUNNING, f"on {host}"
+    )
+    conditions = report.condition(
+        conditions, ConditionType.READY, False, Reason.HOST_REFUSED, message
+    )
+    wanted = NOT_IN_QUEUE | {
+        "phase": Phase.STARTING.value,
+        "execHost": None,
+        "port": None,
+        "url": None,
+        "startedAt": report.status.get("startedAt") or timestamp(report.now),
+        "expectedStartTime": None,
+        "message": message,
+    }
+    events: list[Event] = []
+    if (previous.get("reason"), previous.get("message")) != (Reason.HOST_REFUSED, message):
+        events.append(("Warning", Reason.HOST_REFUSED, message))
+    return Change(wanted, conditions, events)
+
+
+def _queued(report: Report, conditions: list[Condition]) -> Change:
+    job, status = report.job, report.status
+    expected = kept_estimate(status.get("expectedStartTime"), job.expected_start, report.now)
+    wanted = {
+        "phase": Phase.QUEUED.value,
+        "expectedStartTime": expected,
+        "message": messages.queued(job, expected),
+    }
+    events: list[Event] = []
+    if status.get("schedulerReason") != job.reason and job.reason:
+        events.append(("Normal", "Queued", f"job {job.job_id} waits: {job.reason}"))
+    return Change(wanted, conditions, events)
+
+
+def _running(report: Report, conditions: list[Condition], host: str) -> Change:
+    """A running (or completing) job; `host` is empty where the execHosts policy refuses it (a
+    Ready notebook keeps the host its URL was built from)."""
+    job, status, phase = report.job, report.status, report.phase
+    wanted: dict = NOT_IN_QUEUE | {
+        "execHost": host or status.get("execHost"),
+        "startedAt": status.get("startedAt") or timestamp(report.now),
+        "expectedStartTime": None,
+    }
+    events: list[Event] = []
+    if job.state is JobState.COMPLETING:
+        wanted |= {"phase": Phase.STOPPING.value, "message": "the job is ending"}
+    elif phase in (Phase.PENDING, Phase.QUEUED):
+        wanted |= {
+            "phase": Phase.STARTING.value,
+            "message": f"running on {host}, waiting for Jupyter to start",
+        }
+        events.append(("Normal", "Running", f"job {job.job_id} runs on {host}"))
+        conditions = report.condition(
+            conditions, ConditionType.RUNNING, True, Reason.JOB_RUNNING, f"on {host}"
+        )
+    if phase is not Phase.READY and job.state is JobState.RUNNING:
+        ready = ready_fields(
+            {**status, **wanted, "conditions": conditions},
+            report.generation,
+            report.now,
+            report.host_rules,
+        )
+        if ready:
+            conditions = ready.pop("conditions")
+            wanted |= ready
+            events.append(("Normal", "Ready", ready["message"]))
+    ends_at = walltime_end(job, wanted["startedAt"], status.get("walltimeSeconds"))
+    if ends_at:
+        wanted["endsAt"] = ends_at
+        if wanted.get("phase", phase) == Phase.READY.value:
+            warning = walltime_warning(report, ends_at, conditions)
+            conditions = warning.conditions
+            events += warning.events
+    return Change(wanted, conditions, events)
+
+
+def _ended(report: Report, conditions: list[Condition]) -> Change:
+    job, status = report.job, report.status
+    phase = ENDED_PHASE[job.state]
+    message = messages.ended(job, phase)
+    if is_true(conditions, ConditionType.WALLTIME_ENDING) and phase is Phase.COMPLETED:
+        message = messages.stopped_before_walltime(status.get("endsAt"))
+    wanted = NOT_IN_QUEUE | {
+        "phase": phase.value,
+        "finishedAt": status.get("finishedAt") or timestamp(report.now),
+        "exitCode": job.exit_code,
+        "message": message,
+    }
+    reason = Reason(phase.value)
+    conditions = report.condition(conditions, ConditionType.RUNNING, False, reason, message)
+    conditions = report.condition(conditions, ConditionType.READY, False, reason, message)
+    kind = "Warning" if phase is Phase.FAILED else "Normal"
+    return Change(wanted, conditions, [(kind, phase.value, f"job {job.job_id}: {message}")])
 
 
 def withdrawn_route(status: dict, ending: Transition) -> Transition:
@@ -388,15 +400,18 @@ def withdrawn_route(status: dict, ending: Transition) -> Transition:
     )
 
 
-def unreachable(status: dict, message: str, generation: int | None = None) -> Transition:
+def unreachable(
+    status: dict, message: str, now: dt.datetime, generation: int | None = None
+) -> Transition:
     """The scheduler did not answer: say so, change nothing else."""
     conditions = condition(
         status.get("conditions", []),
-        "SchedulerReachable",
+        ConditionType.SCHEDULER_REACHABLE,
         False,
-        "NoAnswer",
+        Reason.NO_ANSWER,
         message[:500],
         generation,
+        now,
     )
     if conditions == status.get("conditions", []):
         return Transition()
@@ -404,30 +419,36 @@ def unreachable(status: dict, message: str, generation: int | None = None) -> Tr
 
 
 def vanished(
-    status: dict, job_id: str, seconds_unseen: float, generation: int | None = None
+    status: dict,
+    job_id: str,
+    seconds_unseen: float,
+    now: dt.datetime,
+    generation: int | None = None,
 ) -> Transition:
     """Neither the queue nor accounting knows the job."""
     if seconds_unseen < VANISHED_AFTER_SECONDS or Phase(status.get("phase", "Pending")).terminal:
         return Transition()
-    message = (
-        f"the scheduler no longer knows job {job_id} (not in the queue nor in accounting "
-        f"for {int(seconds_unseen)} s)"
-    )
-    return ended_by_operator(status, "JobNotFound", message, message, generation)
+    message = messages.vanished(job_id, seconds_unseen)
+    return ended_by_operator(status, Reason.JOB_NOT_FOUND, message, message, generation, now)
 
 
 def ended_by_operator(
-    status: dict, reason: str, message: str, event: str, generation: int | None
+    status: dict,
+    reason: Reason,
+    message: str,
+    event: str,
+    generation: int | None,
+    now: dt.datetime,
 ) -> Transition:
     """The operator, not the scheduler, ends a notebook as Failed, and says why."""
     conditions = condition(
-        status.get("conditions", []), "Ready", False, reason, message, generation
+        status.get("conditions", []), ConditionType.READY, False, reason, message, generation, now
     )
     return Transition(
         {
             "phase": Phase.FAILED.value,
             "message": message,
-            "finishedAt": timestamp(),
+            "finishedAt": timestamp(now),
             "conditions": conditions,
         }
         | _worth_writing(status, NOT_IN_QUEUE),

@@ -17,7 +17,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from .follow import rewrite_host
 from .model import JobState, JobStatus
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -35,6 +34,29 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # an IPv4 address inside an IPv6 
 # Letters, digits, hyphens, underscores (some sites' node names have them) and dots: nothing that
 # could change what the URL means (`user@host`, `host/path`, `host:port`).
 _HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_-]{1,63})*$")
+
+
+def rewrite_host(host: str, rules: dict | None) -> str:
+    """A short host name with the cluster's hostRewrite domainSuffix (IPv6 literals left alone)."""
+    suffix = (rules or {}).get("domainSuffix")
+    if suffix and host and "." not in host and ":" not in host:
+        return host + suffix
+    return host
+
+
+def same_host(exec_host: str, reported: str, rules: dict | None) -> bool:
+    """Whether a report names the scheduler's host: full names after hostRewrite, so `node01`
+    with domainSuffix `.cluster.example` is `node01.cluster.example`, and never
+    `node01.attacker.example`."""
+
+    def full(host: str) -> str:
+        return rewrite_host(host.strip(), rules).lower().rstrip(".")
+
+    return bool(exec_host and reported) and full(exec_host) == full(reported)
+
+
+def notebook_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 @dataclass(frozen=True)

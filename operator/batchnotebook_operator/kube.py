@@ -9,8 +9,8 @@ import secrets
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from . import API_VERSION, CLUSTERS, GROUP, NOTEBOOKS, VERSION
-from .model import timestamp
+from batchnotebook_api import API_VERSION, CLUSTERS, GROUP, NOTEBOOKS, VERSION
+from batchnotebook_api.times import now, timestamp
 
 COMPONENT = "batchnotebook-operator"
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class Kube:
     async def event(self, ref: dict, type_: str, reason: str, message: str) -> None:
         """Post a core/v1 Event about `ref` (a body or anything with apiVersion, kind, metadata)."""
         meta = ref["metadata"]
-        when = timestamp()
+        when = timestamp(now())
         try:
             await self._create_event(meta, ref, when, type_, reason, message)
         except ApiException as error:  # a lost event must not stop the reconciliation

@@ -10,8 +10,8 @@ from contextlib import suppress
 
 from prometheus_client import Gauge, Histogram
 
-from .model import Phase
-from .texts import parse_timestamp
+from batchnotebook_api.status import Phase
+from batchnotebook_api.times import parse_timestamp
 
 WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600)
 QUEUE_WAIT = Histogram(

@@ -6,6 +6,9 @@ import datetime as dt
 import enum
 from dataclasses import dataclass, field, replace
 
+from batchnotebook_api.status import Phase
+from batchnotebook_api.times import now
+
 
 class JobState(enum.StrEnum):
     """What every scheduler's states map onto."""
@@ -21,26 +24,6 @@ class JobState(enum.StrEnum):
     @property
     def ended(self) -> bool:
         return self in (JobState.FINISHED, JobState.FAILED, JobState.CANCELLED)
-
-
-class Phase(enum.StrEnum):
-    PENDING = "Pending"
-    QUEUED = "Queued"
-    STARTING = "Starting"
-    READY = "Ready"
-    STOPPING = "Stopping"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-    CANCELLED = "Cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (Phase.COMPLETED, Phase.FAILED, Phase.CANCELLED)
-
-    @property
-    def before_ready(self) -> bool:
-        """Not Ready yet and not ended: waiting in a queue or starting, with no URL."""
-        return self in (Phase.PENDING, Phase.QUEUED, Phase.STARTING)
 
 
 ENDED_PHASE = {
@@ -91,46 +74,6 @@ class JobStatus:
             or self.submitted_at is None
             or (self.submitted_at >= created - CLOCK_SKEW)
         )
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def timestamp(when: dt.datetime | None = None) -> str:
-    """RFC 3339 in UTC, as Kubernetes writes it."""
-    return (when or now()).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def condition(
-    conditions: list[dict],
-    type_: str,
-    status: bool | None,
-    reason: str,
-    message: str = "",
-    generation: int | None = None,
-) -> list[dict]:
-    """Return conditions with one set, keeping lastTransitionTime when the status is unchanged."""
-    value = {True: "True", False: "False", None: "Unknown"}[status]
-    previous = next((c for c in conditions if c.get("type") == type_), None)
-    changed_at = (
-        previous["lastTransitionTime"]
-        if previous and previous.get("status") == value and previous.get("lastTransitionTime")
-        else timestamp()
-    )
-    new = {
-        "type": type_,
-        "status": value,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": changed_at,
-    }
-    if generation is not None:
-        new["observedGeneration"] = generation
-    if previous is None:
-        return [*conditions, new]
-    # In place: a list that only changes order would look changed and cost a write every poll.
-    return [new if c is previous else c for c in conditions]
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,11 @@ ownerReference to the notebook's uid, which the spawner adds once the notebook e
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # the spawner imports this module, and needs none of the operator's API client
-    from .kube import Kube
+from batchnotebook_api import NOTEBOOK_KIND, own_secret_name
 
-OWNER_KIND = "BatchNotebook"
+from .kube import Kube
 
 
 class SecretNotOwned(Exception):
@@ -25,11 +24,6 @@ class SecretNotOwned(Exception):
     def __init__(self, message: str, *, final: bool = True) -> None:
         super().__init__(message)
         self.final = final
-
-
-def own_secret_name(notebook_name: str) -> str:
-    """The name of the Secret the spawner makes for the BatchNotebook `notebook_name`."""
-    return f"{notebook_name}-env"
 
 
 def _field(thing: Any, snake: str, camel: str) -> Any:
@@ -46,7 +40,7 @@ def owner_uids(secret: Any) -> set[str]:
     return {
         _field(reference, "uid", "uid")
         for reference in references
-        if _field(reference, "kind", "kind") == OWNER_KIND
+        if _field(reference, "kind", "kind") == NOTEBOOK_KIND
     }
 
 

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
+from batchnotebook_api.errors import InvalidOptions
+from batchnotebook_api.options import Resources
+
 from . import envfile
-from .errors import InvalidOptions
-from .profiles import Resources
 
 if TYPE_CHECKING:
     from .schedulers import Scheduler

@@ -25,9 +25,11 @@ import jwt
 import yarl
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from . import accounts
+from batchnotebook_api import accounts
+from batchnotebook_api.errors import InvalidOptions
+
 from .client import COMMANDS, LATENCY, SchedulerClient, notebook_turns
-from .errors import InvalidOptions, SchedulerUnavailable, SubmissionRefused
+from .errors import SchedulerUnavailable, SubmissionRefused
 from .kube import Kube
 from .model import Availability, JobState, JobStatus, PartitionLoad, QueuedJob, availability
 from .schedulers.base import first_exec_host

@@ -18,10 +18,11 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
-from batchnotebook_operator import CLUSTERS, GROUP, VERSION
-from batchnotebook_operator.model import now
-from batchnotebook_operator.profiles import OPTION_KEYS, RESOURCE_KEYS, for_groups
 from jinja2 import Environment, select_autoescape
+
+from batchnotebook_api import CLUSTERS, GROUP, VERSION
+from batchnotebook_api.options import OPTION_KEYS, RESOURCE_KEYS, for_groups
+from batchnotebook_api.times import now
 
 _env = Environment(autoescape=select_autoescape(default=True))
 _form = _env.from_string((resources.files(__package__) / "templates" / "form.html").read_text())

@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from importlib import resources
 
-from batchnotebook_operator.texts import duration_text, parse_timestamp
+from batchnotebook_api.texts import duration_text
+from batchnotebook_api.times import parse_timestamp
 
 TEMPLATES = str(resources.files(__package__) / "templates" / "hub")
 

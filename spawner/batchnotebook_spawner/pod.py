@@ -18,8 +18,6 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from batchnotebook_operator import GROUP
-from batchnotebook_operator.errors import InvalidOptions
 from jupyterhub.utils import maybe_future
 from kubernetes_asyncio.client import (
     ApiException,
@@ -32,6 +30,9 @@ from kubespawner import KubeSpawner
 from kubespawner.slugs import safe_slug
 from tornado import web
 from traitlets import Dict, List, TraitError
+
+from batchnotebook_api import GROUP
+from batchnotebook_api.errors import InvalidOptions
 
 from .form import profile_allowed, user_group_names
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from batchnotebook_operator.model import Phase
+from batchnotebook_api.status import Phase
 
 WAITING = frozenset(phase.value for phase in Phase if phase.before_ready)
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from batchnotebook_operator import GROUP, NOTEBOOKS, VERSION
 from kubespawner.reflector import NamespacedResourceReflector
+
+from batchnotebook_api import GROUP, NOTEBOOKS, VERSION
 
 
 class _NotebookList:

@@ -18,31 +18,28 @@ import os
 import secrets
 from typing import Any, ClassVar
 
-from batchnotebook_operator import (
-    API_VERSION,
-    CLUSTERS,
-    GROUP,
-    NOTEBOOKS,
-    REPORT_TOKEN_KEY,
-    VERSION,
-)
-from batchnotebook_operator.errors import InvalidOptions
-from batchnotebook_operator.model import Phase, now
-from batchnotebook_operator.notebook_secret import own_secret_name
-from batchnotebook_operator.profiles import (
-    find_profile,
-    for_groups,
-    resolve,
-    split_options,
-    unix_user_of,
-)
-from batchnotebook_operator.texts import progress_message
 from jupyterhub.spawner import Spawner
 from kubernetes_asyncio.client import ApiException
 from kubespawner.clients import load_config, shared_client
 from kubespawner.slugs import multi_slug, safe_slug
 from tornado import web
 from traitlets import Dict, Float, Integer, Unicode, default
+
+from batchnotebook_api import (
+    API_VERSION,
+    CLUSTERS,
+    GROUP,
+    NOTEBOOK_KIND,
+    NOTEBOOKS,
+    REPORT_TOKEN_KEY,
+    VERSION,
+    own_secret_name,
+)
+from batchnotebook_api.errors import InvalidOptions
+from batchnotebook_api.options import find_profile, for_groups, resolve, split_options, unix_user_of
+from batchnotebook_api.status import REFUSALS, ConditionType, Phase
+from batchnotebook_api.texts import progress_message
+from batchnotebook_api.times import now
 
 from .form import (
     options_from_form,
@@ -297,7 +294,7 @@ class BatchNotebookSpawner(Spawner):
             NOTEBOOKS,
             {
                 "apiVersion": API_VERSION,
-                "kind": "BatchNotebook",
+                "kind": NOTEBOOK_KIND,
                 "metadata": metadata,
                 "spec": spec,
             },
@@ -311,7 +308,7 @@ class BatchNotebookSpawner(Spawner):
                     "ownerReferences": [
                         {
                             "apiVersion": API_VERSION,
-                            "kind": "BatchNotebook",
+                            "kind": NOTEBOOK_KIND,
                             "name": self.resource_name,
                             "uid": notebook["metadata"]["uid"],
                         }
@@ -353,12 +350,11 @@ class BatchNotebookSpawner(Spawner):
             (
                 c.get("reason")
                 for c in status.get("conditions", [])
-                if c.get("type") == "Submitted" and c.get("status") == "False"
+                if c.get("type") == ConditionType.SUBMITTED and c.get("status") == "False"
             ),
             "",
         )
-        refusals = ("SubmissionRefused", "InvalidSpec", "AccountRefused", "SecretNotOwned")
-        code = 400 if reason in refusals else 500
+        code = 400 if reason in REFUSALS else 500
         raise web.HTTPError(code, "The server could not start: %s", status.get("message"))
 
     async def _remove_leftovers(self) -> None:

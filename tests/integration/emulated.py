@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from batchnotebook_operator import GROUP, VERSION
+from batchnotebook_api import GROUP, VERSION
 
 from .stack import REPO, STATE
 
@@ -44,6 +44,10 @@ def cluster_unreachable(custom, cluster: str) -> str:
         .get("conditions", [])
     )
     return next(
-        (c["message"] for c in conditions if c["type"] == "Reachable" and c["status"] == "False"),
+        (
+            c["message"]
+            for c in conditions
+            if c["type"] == "SchedulerReachable" and c["status"] == "False"
+        ),
         "",
     )

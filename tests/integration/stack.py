@@ -12,13 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from batchnotebook_operator import GROUP, NOTEBOOKS, VERSION
+from kubernetes import client
+
+from batchnotebook_api import GROUP, NOTEBOOKS, VERSION
 from batchnotebook_operator.schedulers.slurm import Slurm
 from devstack.controlplane import ControlPlane
 from devstack.host import OperatorProcess
 from devstack.hub import ProcessHub
 from devstack.processes import wait_until
-from kubernetes import client
 
 REPO = Path(__file__).resolve().parents[2]
 # Several suites may run at once (e.g. `make test` and a developer's run): each takes its own

@@ -8,6 +8,7 @@ import base64
 import time
 
 import pytest
+
 from batchnotebook_operator.schedulers.slurm import Slurm
 
 from .conftest import GROUP, VERSION

@@ -12,7 +12,8 @@ import datetime as dt
 import json
 
 import pytest
-from batchnotebook_operator.texts import progress_message
+
+from batchnotebook_api.texts import progress_message
 
 from .conftest import GROUP, VERSION
 from .emulated import SPOOL, emulated_cluster

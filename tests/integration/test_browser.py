@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 from batchnotebook_operator.schedulers.slurm import Slurm
 
 from .browser import ARTIFACTS, browser_page, log_in

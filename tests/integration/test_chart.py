@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes import client, config
+
 from devstack import controlplane
 from devstack.controlplane import ControlPlane
 from devstack.host import OperatorProcess
-from kubernetes import client, config
 
 from .conftest import GROUP, SSHD_DIR, VERSION, cluster_spec
 from .stack import API_PORT, OPERATOR_PORT, REPO, STATE, run, squeue, wait_for

@@ -33,7 +33,8 @@ def reachable(custom, cluster: str) -> str | None:
         "status", {}
     )
     return next(
-        (c["status"] for c in status.get("conditions", []) if c["type"] == "Reachable"), None
+        (c["status"] for c in status.get("conditions", []) if c["type"] == "SchedulerReachable"),
+        None,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from batchnotebook_operator.schedulers.slurm import QUERY_FIELDS
 from devstack.controlplane import ControlPlane
 
@@ -56,7 +57,7 @@ def test_slurmctld_down_for_30_seconds(
                 "batchnotebook.dev", "v1alpha1", "batchclusters", cluster
             ).get("status", {})
             return any(
-                c["type"] == "Reachable" and c["status"] == "False"
+                c["type"] == "SchedulerReachable" and c["status"] == "False"
                 for c in status.get("conditions", [])
             )
 

@@ -10,6 +10,7 @@ import time
 import urllib.request
 
 import pytest
+
 from batchnotebook_operator.model import JobState, JobStatus
 from batchnotebook_operator.schedulers import BACKENDS
 

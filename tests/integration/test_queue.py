@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+
+from batchnotebook_api.texts import progress_message
 from batchnotebook_operator.schedulers.slurm import Slurm
-from batchnotebook_operator.texts import progress_message
 
 from .conftest import GROUP, VERSION, cluster_spec
 from .stack import JOB_PYTHON, squeue, wait_for

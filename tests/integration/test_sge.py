@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 
 import pytest
+
 from batchnotebook_operator.schedulers.sge import GridEngine
 
 from .conftest import GROUP, VERSION
@@ -95,7 +96,7 @@ def cluster_reachable(custom, cluster: str) -> str | None:
     status = custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", cluster).get(
         "status", {}
     )
-    return conditions(status).get("Reachable")
+    return conditions(status).get("SchedulerReachable")
 
 
 def test_lifecycle_submit_run_ready_delete(

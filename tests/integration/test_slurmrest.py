@@ -11,6 +11,7 @@ import time
 import urllib.request
 
 import pytest
+
 from batchnotebook_operator.errors import SchedulerUnavailable
 from batchnotebook_operator.slurmrest import SlurmRestClient
 
@@ -58,7 +59,7 @@ def cluster_condition(custom, cluster: str) -> dict:
     status = custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", cluster).get(
         "status", {}
     )
-    return next((c for c in status.get("conditions", []) if c["type"] == "Reachable"), {})
+    return next((c for c in status.get("conditions", []) if c["type"] == "SchedulerReachable"), {})
 
 
 def conditions(status: dict) -> dict[str, str]:

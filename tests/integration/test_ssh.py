@@ -63,7 +63,7 @@ def reachable(custom, cluster: str) -> dict:
     status = custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", cluster).get(
         "status", {}
     )
-    return next((c for c in status.get("conditions", []) if c["type"] == "Reachable"), {})
+    return next((c for c in status.get("conditions", []) if c["type"] == "SchedulerReachable"), {})
 
 
 def conditions(status: dict) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import kopf
+
 from batchnotebook_operator.handlers import notebooks
 
 

@@ -9,15 +9,16 @@ from pathlib import Path
 import kopf
 import pytest
 import yaml
-from batchnotebook_operator import accounts
-from batchnotebook_operator.accounts import AccountRefused
+from kopf_calls import submit
+
+from batchnotebook_api import accounts
+from batchnotebook_api.accounts import AccountRefused
+from batchnotebook_api.options import notebook_resources, unix_user_of
 from batchnotebook_operator.client import ClusterClient
 from batchnotebook_operator.handlers import notebooks
-from batchnotebook_operator.profiles import notebook_resources, unix_user_of
 from batchnotebook_operator.registry import registry
 from batchnotebook_operator.slurmrest import SlurmRestClient, TokenSigner
 from batchnotebook_operator.transports import CommandResult
-from kopf_calls import submit
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = {"name": "small", "defaults": {"cpus": 1}}

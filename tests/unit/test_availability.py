@@ -9,6 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
+
+from batchnotebook_api.texts import progress_message
+from batchnotebook_api.times import now
 from batchnotebook_operator.client import ClusterClient
 from batchnotebook_operator.errors import SchedulerUnavailable
 from batchnotebook_operator.follow import from_job, queue_place
@@ -24,7 +27,6 @@ from batchnotebook_operator.schedulers import BACKENDS
 from batchnotebook_operator.schedulers.sge import GridEngine
 from batchnotebook_operator.schedulers.slurm import Slurm, gpu_count
 from batchnotebook_operator.slurmrest import parse_partition_loads, parse_queued_jobs
-from batchnotebook_operator.texts import progress_message
 from batchnotebook_operator.transports import CommandResult
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -254,14 +256,14 @@ def test_leaving_the_queue_clears_the_place():
         "queueLength": 4,
         "queuePartition": "debug",
     }
-    running = from_job(status, JobStatus("7", JobState.RUNNING, "RUNNING", exec_host="vm"))
+    running = from_job(status, JobStatus("7", JobState.RUNNING, "RUNNING", exec_host="vm"), now())
     assert running.status["phase"] == "Starting"
     assert {k: running.status[k] for k in ("queuePosition", "queueLength", "queuePartition")} == {
         "queuePosition": None,
         "queueLength": None,
         "queuePartition": None,
     }
-    still = from_job(status, JobStatus("7", JobState.PENDING, "PENDING", reason="Priority"))
+    still = from_job(status, JobStatus("7", JobState.PENDING, "PENDING", reason="Priority"), now())
     assert "queuePosition" not in still.status
 
 

@@ -10,11 +10,12 @@ from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
+from kubernetes_asyncio.client.exceptions import ApiException
+
 from batchnotebook_operator import cli
 from batchnotebook_operator.cli import doctor, status
 from batchnotebook_operator.errors import SchedulerUnavailable
 from batchnotebook_operator.model import JobState, JobStatus
-from kubernetes_asyncio.client.exceptions import ApiException
 
 PROFILE = {
     "name": "small",
@@ -287,7 +288,7 @@ AT = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
         (
             {
                 "lastPollTime": "2026-01-01T11:59:58Z",
-                "conditions": [{"type": "Reachable", "status": "True"}],
+                "conditions": [{"type": "SchedulerReachable", "status": "True"}],
             },
             "OK",
             "polls; the scheduler answered 2s ago",
@@ -296,7 +297,7 @@ AT = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
             {
                 "lastPollTime": "2026-01-01T11:59:50Z",
                 "conditions": [
-                    {"type": "Reachable", "status": "False", "message": "squeue timed out"}
+                    {"type": "SchedulerReachable", "status": "False", "message": "squeue timed out"}
                 ],
             },
             "FAIL",
@@ -305,7 +306,7 @@ AT = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
         (
             {
                 "lastPollTime": "2026-01-01T11:50:00Z",
-                "conditions": [{"type": "Reachable", "status": "True"}],
+                "conditions": [{"type": "SchedulerReachable", "status": "True"}],
             },
             "WARN",
             "last poll 10m ago, one every 10s expected: is the operator up?",

@@ -83,8 +83,12 @@ def test_the_hub_image_installs_the_project_wheel():
     hub = stages()["hub"]
     assert hub[0] == ("FROM", "${HUB_BASE_IMAGE}")
     run = " ".join(rest for word, rest in hub if word == "RUN")
-    # --no-deps: the hub image has what the spawner needs; the operator's dependencies stay out.
-    assert "pip install --no-cache-dir --no-deps /tmp/wheels/*.whl" in run
+    # Without the operator extra: the spawner needs only batchnotebook_api and what the hub image
+    # has; the operator's dependencies stay out.
+    assert "pip install --no-cache-dir /tmp/wheels/*.whl" in run
+    assert "[operator]" not in run
+    operator_venv = " ".join(rest for word, rest in stages()["operator-venv"] if word == "RUN")
+    assert '"$wheel[operator]"' in operator_venv
 
 
 def test_the_build_context_holds_the_sources_only():
@@ -108,7 +112,8 @@ def test_the_build_context_holds_the_sources_only():
                 included = negated
         return included
 
-    for path in ("pyproject.toml", "README.md", "operator/batchnotebook_operator/kube.py"):
+    sources = ("api/batchnotebook_api/status.py", "operator/batchnotebook_operator/kube.py")
+    for path in ("pyproject.toml", "README.md", *sources):
         assert sent(path), path
     for path in (".venv/bin/python", ".git/config", ".test/kubeconfig", "tests/unit/x.py"):
         assert not sent(path), path

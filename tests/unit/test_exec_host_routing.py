@@ -12,7 +12,9 @@ import uuid
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from batchnotebook_operator import REPORT_TOKEN_KEY
+
+from batchnotebook_api import REPORT_TOKEN_KEY
+from batchnotebook_api.times import now
 from batchnotebook_operator.follow import from_job, ready_fields, same_host
 from batchnotebook_operator.handlers import clusters, report_auth, reports
 from batchnotebook_operator.model import JobState, JobStatus
@@ -149,7 +151,9 @@ async def test_an_allowed_exec_host_still_becomes_ready(monkeypatch, dns):
 def test_a_ready_notebook_keeps_its_url_when_its_host_is_rewritten():
     ready = {"phase": "Ready", "execHost": "node01.cluster.example", "conditions": []}
     job = JobStatus("42", JobState.RUNNING, "RUNNING", exec_host="169.254.169.254")
-    transition = from_job(ready, job, refused_hosts={"169.254.169.254": "link-local address"})
+    transition = from_job(
+        ready, job, now(), refused_hosts={"169.254.169.254": "link-local address"}
+    )
     assert "execHost" not in transition.status and "url" not in transition.status
 
 
@@ -162,7 +166,7 @@ def test_reports_are_compared_by_full_name():
     assert not same_host("node01", "node01.attacker.example", None)
     assert not same_host("node01.cluster.example", "node01.attacker.example", rules)
     status = {"execHost": "node01", "reportedHost": "node01.attacker.example", "reportedPort": 1}
-    assert ready_fields(status, 1, rules) == {}
+    assert ready_fields(status, 1, now(), rules) == {}
 
 
 def report_app() -> web.Application:

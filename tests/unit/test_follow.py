@@ -1,5 +1,7 @@
 import datetime as dt
 
+from batchnotebook_api.texts import duration_text, plain_reason, progress_message, when_text
+from batchnotebook_api.times import now
 from batchnotebook_operator.follow import (
     from_job,
     job_output_path,
@@ -11,7 +13,6 @@ from batchnotebook_operator.follow import (
     with_log_tail,
 )
 from batchnotebook_operator.model import JobState, JobStatus
-from batchnotebook_operator.texts import duration_text, plain_reason, progress_message, when_text
 
 
 def job(state, **kw):
@@ -27,6 +28,7 @@ def test_queued_with_reason_and_expected_start():
     t = from_job(
         {"phase": "Queued", "jobId": "7"},
         job(JobState.PENDING, raw="PENDING", reason="Resources", expected_start=start),
+        now(),
     )
     assert "phase" not in t.status and t.status["schedulerReason"] == "Resources"
     assert t.status["expectedStartTime"] == "2026-11-23T03:00:00Z"
@@ -35,18 +37,20 @@ def test_queued_with_reason_and_expected_start():
 
 
 def test_nothing_changed_means_no_write():
-    first = from_job({"phase": "Queued"}, job(JobState.PENDING, raw="PENDING", reason="Priority"))
+    first = from_job(
+        {"phase": "Queued"}, job(JobState.PENDING, raw="PENDING", reason="Priority"), now()
+    )
     status = {"phase": "Queued", **first.status}
-    again = from_job(status, job(JobState.PENDING, raw="PENDING", reason="Priority"))
+    again = from_job(status, job(JobState.PENDING, raw="PENDING", reason="Priority"), now())
     assert not again and again.events == []
 
 
 def test_running_then_ready_when_report_matches():
-    t = from_job({"phase": "Queued"}, job(JobState.RUNNING, exec_host="vm"))
+    t = from_job({"phase": "Queued"}, job(JobState.RUNNING, exec_host="vm"), now())
     assert t.status["phase"] == "Starting" and t.status["execHost"] == "vm"
     assert conditions(t.status)["Running"] == "True"
     status = {"phase": "Starting", **t.status, "reportedHost": "VM.", "reportedPort": 8888}
-    ready = from_job(status, job(JobState.RUNNING, exec_host="vm"))
+    ready = from_job(status, job(JobState.RUNNING, exec_host="vm"), now())
     assert ready.status["phase"] == "Ready" and ready.status["url"] == "http://vm:8888"
     assert conditions(ready.status)["Ready"] == "True"
 
@@ -58,13 +62,14 @@ def test_report_from_another_host_is_not_ready():
         "reportedHost": "node2",
         "reportedPort": 8888,
     }
-    assert ready_fields(status, 1) == {}
+    assert ready_fields(status, 1, now()) == {}
 
 
 def test_host_rewrite():
     t = from_job(
         {"phase": "Queued"},
         job(JobState.RUNNING, exec_host="node1"),
+        now(),
         {"domainSuffix": ".cluster.example.org"},
     )
     assert t.status["execHost"] == "node1.cluster.example.org"
@@ -76,27 +81,27 @@ def test_ended_states():
         (JobState.FAILED, "Failed"),
         (JobState.CANCELLED, "Cancelled"),
     ):
-        t = from_job({"phase": "Ready"}, job(state, exit_code=3, reason="x"))
+        t = from_job({"phase": "Ready"}, job(state, exit_code=3, reason="x"), now())
         assert t.status["phase"] == phase and t.status["exitCode"] == 3
         assert t.status["finishedAt"]
 
 
 def test_unknown_state_changes_nothing_but_reachability():
-    t = from_job({"phase": "Ready", "conditions": []}, job(JobState.UNKNOWN, raw="WEIRD"))
+    t = from_job({"phase": "Ready", "conditions": []}, job(JobState.UNKNOWN, raw="WEIRD"), now())
     assert "phase" not in t.status
 
 
 def test_unreachable_scheduler_never_ends_a_notebook():
-    t = unreachable({"phase": "Ready"}, "Unable to contact slurm controller")
+    t = unreachable({"phase": "Ready"}, "Unable to contact slurm controller", now())
     assert set(t.status) == {"conditions"}
     assert conditions(t.status)["SchedulerReachable"] == "False"
-    again = unreachable({"phase": "Ready", **t.status}, "Unable to contact slurm controller")
+    again = unreachable({"phase": "Ready", **t.status}, "Unable to contact slurm controller", now())
     assert not again
 
 
 def test_vanished_only_after_grace():
-    assert not vanished({"phase": "Ready"}, "7", 30)
-    t = vanished({"phase": "Ready"}, "7", 600)
+    assert not vanished({"phase": "Ready"}, "7", 30, now())
+    t = vanished({"phase": "Ready"}, "7", 600, now())
     assert t.status["phase"] == "Failed" and "no longer knows job 7" in t.status["message"]
 
 
@@ -154,7 +159,7 @@ def test_queue_wait_exceeded_only_when_queued_too_long():
 
 
 def test_log_tail_joins_a_failure_of_a_started_job():
-    failed = from_job({"phase": "Starting"}, job(JobState.FAILED, raw="FAILED", exit_code=3))
+    failed = from_job({"phase": "Starting"}, job(JobState.FAILED, raw="FAILED", exit_code=3), now())
     assert needs_log_tail({"phase": "Starting"}, failed)
     assert needs_log_tail({"phase": "Queued"}, failed)  # crashed before a poll saw it run
     assert not needs_log_tail({"phase": "Failed"}, failed)

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
+from tornado import web
+
 from batchnotebook_spawner import BatchNotebookSpawner
 from batchnotebook_spawner.form import (
     OptionsFromLink,
@@ -16,7 +18,6 @@ from batchnotebook_spawner.form import (
     options_from_query,
     render_form,
 )
-from tornado import web
 
 SMALL = {
     "name": "small",

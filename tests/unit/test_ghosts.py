@@ -5,6 +5,7 @@ import asyncio
 
 import kopf
 import pytest
+
 from batchnotebook_operator.follow import Transition
 from batchnotebook_operator.handlers import clusters
 from batchnotebook_operator.registry import registry

@@ -7,11 +7,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from batchnotebook_operator.errors import InvalidOptions
-from batchnotebook_operator.profiles import for_groups, resolve
+from tornado import web
+
+from batchnotebook_api.errors import InvalidOptions
+from batchnotebook_api.options import for_groups, resolve
 from batchnotebook_spawner import BatchNotebookSpawner
 from batchnotebook_spawner.form import render_form
-from tornado import web
 
 COURSE = {
     "name": "course",

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import jinja2
 import jupyterhub
+
 from batchnotebook_spawner import TEMPLATES
 from batchnotebook_spawner.home import time_left_text
 

@@ -7,6 +7,7 @@ import asyncio
 import socket
 
 import pytest
+
 from batchnotebook_operator.hosts import (
     check,
     policy_from_spec,

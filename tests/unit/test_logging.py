@@ -6,6 +6,7 @@ import json
 import logging
 
 import pytest
+
 from batchnotebook_operator.__main__ import configure_logging, parse_args
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from batchnotebook_operator.metrics import count_phases, forget_cluster, observe_status_change
 from prometheus_client import REGISTRY
+
+from batchnotebook_operator.metrics import count_phases, forget_cluster, observe_status_change
 
 
 def sample(name: str, **labels: str) -> float | None:

@@ -9,15 +9,12 @@ import base64
 import kopf
 import kopf_calls
 import pytest
-from batchnotebook_operator.notebook_secret import (
-    SecretNotOwned,
-    own_secret_data,
-    own_secret_name,
-    owns,
-)
-from batchnotebook_operator.registry import registry
 from kubernetes_asyncio.client import V1ObjectMeta, V1OwnerReference, V1Secret
 from test_accounts import LOCAL, IdTransport, client_with
+
+from batchnotebook_api import own_secret_name
+from batchnotebook_operator.notebook_secret import SecretNotOwned, own_secret_data, owns
+from batchnotebook_operator.registry import registry
 
 TOKEN = base64.b64encode(b"alices-token").decode()
 

@@ -1,6 +1,7 @@
 import datetime as dt
 
 import pytest
+
 from batchnotebook_operator.errors import SchedulerUnavailable, SubmissionRefused
 from batchnotebook_operator.model import JobState
 from batchnotebook_operator.schedulers import BACKENDS

@@ -8,12 +8,13 @@ import base64
 from types import SimpleNamespace
 
 import pytest
-from batchnotebook_spawner import BatchNotebookSpawner
-from batchnotebook_spawner.pod import PodServer, TokenSecret, chosen_pod_profile
 from jupyterhub import orm
 from tornado import web
 from traitlets import TraitError
 from traitlets.config import Config
+
+from batchnotebook_spawner import BatchNotebookSpawner
+from batchnotebook_spawner.pod import PodServer, TokenSecret, chosen_pod_profile
 
 LOCAL = {
     "name": "local",

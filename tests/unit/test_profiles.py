@@ -1,6 +1,7 @@
 import pytest
-from batchnotebook_operator.errors import InvalidOptions
-from batchnotebook_operator.profiles import find_profile, resolve, split_options
+
+from batchnotebook_api.errors import InvalidOptions
+from batchnotebook_api.options import find_profile, resolve, split_options
 
 CLUSTER = {
     "profiles": [

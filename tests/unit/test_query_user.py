@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from batchnotebook_operator import accounts
-from batchnotebook_operator.accounts import AccountRefused
+
+from batchnotebook_api import accounts
+from batchnotebook_api.accounts import AccountRefused
 from batchnotebook_operator.slurmrest import SlurmRestClient, TokenSigner
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,9 +4,10 @@ still starting) or a watch that gave up is replaced by a fresh one on the next c
 from __future__ import annotations
 
 import pytest
+from kubernetes_asyncio.client import ApiException
+
 from batchnotebook_spawner import BatchNotebookSpawner
 from batchnotebook_spawner.reflector import NotebookReflector
-from kubernetes_asyncio.client import ApiException
 
 
 @pytest.fixture

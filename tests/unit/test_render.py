@@ -2,8 +2,9 @@ import shlex
 import subprocess
 
 import pytest
-from batchnotebook_operator.errors import InvalidOptions
-from batchnotebook_operator.profiles import Resources
+
+from batchnotebook_api.errors import InvalidOptions
+from batchnotebook_api.options import Resources
 from batchnotebook_operator.render import JobRequest, render
 from batchnotebook_operator.schedulers import BACKENDS
 

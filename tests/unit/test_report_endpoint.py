@@ -9,7 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from batchnotebook_operator import REPORT_TOKEN_KEY
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from batchnotebook_api import REPORT_TOKEN_KEY
 from batchnotebook_operator.handlers import report_auth, reports
 from batchnotebook_operator.handlers.report_auth import (
     MAX_BODY_BYTES,
@@ -21,7 +23,6 @@ from batchnotebook_operator.handlers.report_auth import (
     parse_json,
 )
 from batchnotebook_operator.registry import registry
-from kubernetes_asyncio.client.exceptions import ApiException
 
 PREFIX = "/services/batchnotebook"
 TOKEN = "the-right-token"

@@ -8,6 +8,8 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
+
+from batchnotebook_api.times import now
 from batchnotebook_operator.errors import SchedulerUnavailable
 from batchnotebook_operator.follow import from_job
 from batchnotebook_operator.handlers import clusters
@@ -31,7 +33,7 @@ REQUEUED = JobStatus("41", JobState.PENDING, "REQUEUED", "bnb-x", "alice", reaso
 
 @pytest.mark.parametrize("phase", ["Starting", "Ready", "Stopping"])
 def test_a_routed_notebook_whose_job_is_requeued_fails_and_its_job_is_cancelled(phase):
-    transition = from_job({**READY, "phase": phase}, REQUEUED)
+    transition = from_job({**READY, "phase": phase}, REQUEUED, now())
     assert transition.status["phase"] == "Failed"
     assert transition.cancel_job
     assert "back in the queue (REQUEUED: BeginTime)" in transition.status["message"]
@@ -41,7 +43,7 @@ def test_a_routed_notebook_whose_job_is_requeued_fails_and_its_job_is_cancelled(
 
 
 def test_a_queued_notebook_waits_as_before():
-    transition = from_job({**READY, "phase": "Queued"}, REQUEUED)
+    transition = from_job({**READY, "phase": "Queued"}, REQUEUED, now())
     assert "phase" not in transition.status and not transition.cancel_job
 
 
@@ -91,7 +93,7 @@ def notebook() -> dict:
 
 async def test_the_requeued_job_is_cancelled_and_the_notebook_fails(kube):
     client = Client(reachable=True)
-    transition = from_job(READY, REQUEUED)
+    transition = from_job(READY, REQUEUED, now())
     await clusters._settle(client, {}, notebook(), transition, transition, asyncio.Semaphore(1))
     assert client.cancelled == [(["41"], "alice")]
     assert kube.patches[-1]["phase"] == "Failed"
@@ -99,12 +101,12 @@ async def test_the_requeued_job_is_cancelled_and_the_notebook_fails(kube):
 
 async def test_a_cancel_that_does_not_reach_the_scheduler_still_withdraws_the_route(kube):
     client = Client(reachable=False)
-    transition = from_job(READY, REQUEUED)
+    transition = from_job(READY, REQUEUED, now())
     await clusters._settle(client, {}, notebook(), transition, transition, asyncio.Semaphore(1))
     patch = kube.patches[-1]
     assert patch["phase"] == "Stopping" and patch["url"] is None and patch["port"] is None
     # Stopping is still routed: the next round sees the requeue again and retries the cancel.
-    assert from_job({**READY, **patch}, REQUEUED).cancel_job
+    assert from_job({**READY, **patch}, REQUEUED, now()).cancel_job
 
 
 @pytest.mark.parametrize(
@@ -146,7 +148,7 @@ def test_a_suspended_job_keeps_its_route(backend, raw):
     """Suspended where it runs (gang scheduling, LSF load thresholds): its process still holds
     the port, so it is not a requeue and the server is not stopped."""
     job = BACKENDS[backend]().marked(JobStatus("41", JobState.PENDING, raw, "bnb-x", "alice"))
-    transition = from_job(READY, job)
+    transition = from_job(READY, job, now())
     assert job.suspended and not transition.cancel_job
     assert "phase" not in transition.status and "url" not in transition.status
     assert "suspended" in transition.status["message"]
@@ -158,7 +160,7 @@ def test_a_suspended_job_keeps_its_route(backend, raw):
 )
 def test_back_in_the_queue_is_not_suspended(backend, raw):
     job = BACKENDS[backend]().marked(JobStatus("41", JobState.PENDING, raw, "bnb-x", "alice"))
-    assert not job.suspended and from_job(READY, job).cancel_job
+    assert not job.suspended and from_job(READY, job, now()).cancel_job
 
 
 async def test_a_restarted_hub_learns_the_address_once_the_queued_job_runs(monkeypatch):

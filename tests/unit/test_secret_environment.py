@@ -16,19 +16,21 @@ from pathlib import Path
 
 import kopf
 import pytest
-from batchnotebook_operator import REPORT_TOKEN_KEY, envfile
+from kopf_calls import submit
+from test_launcher import Receiver
+
+from batchnotebook_api import REPORT_TOKEN_KEY
+from batchnotebook_api.errors import InvalidOptions
+from batchnotebook_api.options import Resources
+from batchnotebook_operator import envfile
 from batchnotebook_operator.cli import doctor
 from batchnotebook_operator.client import ClusterClient
-from batchnotebook_operator.errors import InvalidOptions
 from batchnotebook_operator.handlers import notebooks
-from batchnotebook_operator.profiles import Resources
 from batchnotebook_operator.registry import registry
 from batchnotebook_operator.render import callback_problem, job_script
 from batchnotebook_operator.schedulers import BACKENDS
 from batchnotebook_operator.transports import CommandResult
 from batchnotebook_operator.transports.local import LocalTransport
-from kopf_calls import submit
-from test_launcher import Receiver
 
 UID = "0b1c2d3e-0000-4000-8000-00000000abcd"
 HUB_TOKEN = "hub-TOKEN-5e1f0c"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+from batchnotebook_api.times import now, timestamp
 from batchnotebook_operator.follow import kept_estimate
 from batchnotebook_operator.handlers.clusters import next_round, wanting_a_round
-from batchnotebook_operator.model import timestamp
 
 
 def in_hours(hours: float) -> dt.datetime:
@@ -17,13 +17,15 @@ def in_hours(hours: float) -> dt.datetime:
 
 def test_a_nudged_far_off_estimate_is_kept_and_a_real_move_is_written():
     written = timestamp(in_hours(10))
-    assert kept_estimate(written, in_hours(9.5)) == written  # 30 min on a 10 h wait: kept
+    assert kept_estimate(written, in_hours(9.5), now()) == written  # 30 min on a 10 h wait: kept
     moved = in_hours(5)
-    assert kept_estimate(written, moved) == timestamp(moved)  # 5 h earlier: the user must know
+    assert kept_estimate(written, moved, now()) == timestamp(
+        moved
+    )  # 5 h earlier: the user must know
     soon = timestamp(in_hours(0.1))
-    assert kept_estimate(soon, in_hours(0.1) + dt.timedelta(seconds=90)) != soon  # > 1 min
-    assert kept_estimate(None, moved) == timestamp(moved)
-    assert kept_estimate(written, None) is None
+    assert kept_estimate(soon, in_hours(0.1) + dt.timedelta(seconds=90), now()) != soon  # > 1 min
+    assert kept_estimate(None, moved, now()) == timestamp(moved)
+    assert kept_estimate(written, None, now()) is None
 
 
 NOTEBOOKS = [
@@ -46,7 +48,7 @@ def ended() -> list[dict]:
 
 
 def test_reported_but_not_ready_and_just_ended_but_not_over_want_a_round():
-    assert wanting_a_round(NOTEBOOKS + ended()) == {("a", "reported"), ("e", "ended")}
+    assert wanting_a_round(NOTEBOOKS + ended(), now()) == {("a", "reported"), ("e", "ended")}
 
 
 class Stopped:

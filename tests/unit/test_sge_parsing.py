@@ -4,9 +4,10 @@ issue trackers; see tests/fixtures/sge/README.md."""
 import subprocess
 
 import pytest
+
+from batchnotebook_api.options import Resources
 from batchnotebook_operator.errors import SchedulerUnavailable, SubmissionRefused
 from batchnotebook_operator.model import JobState
-from batchnotebook_operator.profiles import Resources
 from batchnotebook_operator.render import JobRequest, render
 from batchnotebook_operator.schedulers import BACKENDS
 from batchnotebook_operator.transports import CommandResult

@@ -13,9 +13,13 @@ from pathlib import Path
 import jwt
 import pytest
 from aiohttp import web
-from batchnotebook_operator.errors import InvalidOptions, SchedulerUnavailable, SubmissionRefused
+from kubernetes_asyncio.client.exceptions import ApiException
+from prometheus_client import REGISTRY
+
+from batchnotebook_api.errors import InvalidOptions
+from batchnotebook_api.options import Resources
+from batchnotebook_operator.errors import SchedulerUnavailable, SubmissionRefused
 from batchnotebook_operator.model import JobState
-from batchnotebook_operator.profiles import Resources
 from batchnotebook_operator.render import JobRequest, job_script, render
 from batchnotebook_operator.slurmrest import (
     JOB_PATH,
@@ -27,8 +31,6 @@ from batchnotebook_operator.slurmrest import (
     parse_jobs,
     script_directives,
 )
-from kubernetes_asyncio.client.exceptions import ApiException
-from prometheus_client import REGISTRY
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "slurmrest"
 KEY = bytes(range(32))

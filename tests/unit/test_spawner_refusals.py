@@ -6,9 +6,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from tornado import web
+
 from batchnotebook_spawner import BatchNotebookSpawner
 from batchnotebook_spawner.queue_cap import queue_refusal, waiting_notebooks
-from tornado import web
 
 CLUSTER = {"profiles": [{"name": "small", "defaults": {"cpus": 1}}]}
 OPTIONS = {"cluster": "local", "profile": "small"}

@@ -2,9 +2,10 @@
 attributes silently changes the hub's behaviour (a method named `_failed` once made every new
 spawner look failed and broke polling)."""
 
-from batchnotebook_spawner import BatchNotebookSpawner
 from jupyterhub.spawner import Spawner
 from traitlets import HasTraits
+
+from batchnotebook_spawner import BatchNotebookSpawner
 
 INTENDED = {
     "start",

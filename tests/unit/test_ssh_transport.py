@@ -18,6 +18,7 @@ import time
 
 import asyncssh
 import pytest
+
 from batchnotebook_operator.errors import SchedulerUnavailable
 from batchnotebook_operator.transports import ssh
 from batchnotebook_operator.transports.ssh import (

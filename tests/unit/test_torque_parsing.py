@@ -1,4 +1,5 @@
 import pytest
+
 from batchnotebook_operator.errors import SchedulerUnavailable, SubmissionRefused
 from batchnotebook_operator.model import JobState
 from batchnotebook_operator.schedulers import BACKENDS

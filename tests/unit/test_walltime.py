@@ -5,10 +5,12 @@ import datetime as dt
 import sys
 
 import pytest
-from batchnotebook_operator.follow import from_job, walltime_end
-from batchnotebook_operator.model import JobState, JobStatus, timestamp
-from batchnotebook_operator.render import stop_after_seconds
 from test_launcher import STAND_IN, Receiver, run_launcher
+
+from batchnotebook_api.times import now, timestamp
+from batchnotebook_operator.follow import from_job, walltime_end
+from batchnotebook_operator.model import JobState, JobStatus
+from batchnotebook_operator.render import stop_after_seconds
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -53,7 +55,7 @@ def test_ends_at_prefers_the_schedulers_own_end():
 
 def test_running_notebook_gets_ends_at_and_no_warning_while_far():
     status = ready_status(startedAt=timestamp(NOW - dt.timedelta(minutes=5)))
-    transition = from_job(status, running(), walltime_warning_seconds=600)
+    transition = from_job(status, running(), now(), walltime_warning_seconds=600)
     assert transition.status["endsAt"] == timestamp(NOW + dt.timedelta(minutes=55))
     assert "WalltimeEnding" not in types(transition.status)
     assert not transition.events
@@ -61,27 +63,29 @@ def test_running_notebook_gets_ends_at_and_no_warning_while_far():
 
 def test_warning_once_when_the_end_is_near():
     status = ready_status()  # 5 min left
-    first = from_job(status, running(), walltime_warning_seconds=600)
+    first = from_job(status, running(), now(), walltime_warning_seconds=600)
     assert types(first.status)["WalltimeEnding"] == "True"
     [(kind, reason, message)] = first.events
     assert (kind, reason) == ("Warning", "WalltimeEnding")
     assert "save your work" in message and first.status["endsAt"] in message
-    again = from_job({**status, **first.status}, running(), walltime_warning_seconds=600)
+    again = from_job({**status, **first.status}, running(), now(), walltime_warning_seconds=600)
     assert not again.events and "conditions" not in again.status
 
 
 def test_no_warning_before_ready_nor_when_disabled():
-    starting = from_job(ready_status(phase="Starting"), running(), walltime_warning_seconds=600)
+    starting = from_job(
+        ready_status(phase="Starting"), running(), now(), walltime_warning_seconds=600
+    )
     assert "WalltimeEnding" not in types(starting.status)
-    disabled = from_job(ready_status(), running(), walltime_warning_seconds=0)
+    disabled = from_job(ready_status(), running(), now(), walltime_warning_seconds=0)
     assert "WalltimeEnding" not in types(disabled.status) and not disabled.events
 
 
 def test_a_stop_after_the_warning_ends_completed_with_a_clear_message():
     status = ready_status()
-    warned = {**status, **from_job(status, running(), walltime_warning_seconds=600).status}
+    warned = {**status, **from_job(status, running(), now(), walltime_warning_seconds=600).status}
     ended = JobStatus(job_id="7", state=JobState.FINISHED, raw_state="COMPLETED", exit_code=0)
-    transition = from_job(warned, ended)
+    transition = from_job(warned, ended, now())
     assert transition.status["phase"] == "Completed"
     assert transition.status["message"].startswith("the server was stopped before its walltime")
     assert warned["endsAt"] in transition.status["message"]

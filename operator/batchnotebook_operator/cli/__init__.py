@@ -17,7 +17,8 @@ from pathlib import Path
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from ..errors import InvalidOptions
+from batchnotebook_api.errors import InvalidOptions
+
 from ..kube import Kube
 from . import doctor, script, status
 

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from .. import CLUSTERS, GROUP, VERSION
+from batchnotebook_api import CLUSTERS, GROUP, VERSION
+from batchnotebook_api.errors import InvalidOptions
+from batchnotebook_api.options import resolve
+from batchnotebook_api.status import ConditionType
+from batchnotebook_api.times import now
+
 from ..client import make_client
-from ..errors import InvalidOptions
 from ..kube import Kube
-from ..model import now
-from ..profiles import resolve
 from ..render import HEREDOC_END, callback_problem
 from .script import PLACEHOLDER_UID, SAMPLE_USER, sample_script, scheduler_of
 from .status import duration, parse_time
@@ -63,8 +65,11 @@ async def check_connection(name: str, spec: dict, kube: Kube) -> Check:
 
 
 def check_polling(name: str, spec: dict, status: dict, at: dt.datetime) -> Check:
-    """What the operator last wrote: the Reachable condition and when it polled."""
-    reachable = next((c for c in status.get("conditions", []) if c["type"] == "Reachable"), None)
+    """What the operator last wrote: the SchedulerReachable condition and when it polled."""
+    conditions = status.get("conditions", [])
+    reachable = next(
+        (c for c in conditions if c["type"] == ConditionType.SCHEDULER_REACHABLE), None
+    )
     last_poll = status.get("lastPollTime")
     if reachable is None or not last_poll:
         return Check(

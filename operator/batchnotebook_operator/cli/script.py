@@ -10,11 +10,9 @@ from collections.abc import Iterable
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import CLUSTERS, GROUP, VERSION
-from ..client import SchedulerClient, make_client
-from ..errors import InvalidOptions
-from ..kube import Kube
-from ..profiles import (
+from batchnotebook_api import CLUSTERS, GROUP, VERSION
+from batchnotebook_api.errors import InvalidOptions
+from batchnotebook_api.options import (
     find_profile,
     for_groups,
     notebook_resources,
@@ -22,6 +20,9 @@ from ..profiles import (
     split_options,
     unix_user_of,
 )
+
+from ..client import SchedulerClient, make_client
+from ..kube import Kube
 from ..render import job_script
 from ..schedulers import Scheduler
 

@@ -11,11 +11,14 @@ import logging
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
-from .. import CLUSTERS, GROUP, NOTEBOOKS, VERSION
+from batchnotebook_api import CLUSTERS, GROUP, NOTEBOOKS, VERSION
+from batchnotebook_api.status import Phase
+from batchnotebook_api.times import now
+
 from ..client import make_client
 from ..errors import SchedulerUnavailable
 from ..kube import Kube
-from ..model import JobStatus, Phase, now
+from ..model import JobStatus
 
 log = logging.getLogger(__name__)
 COLUMNS = (

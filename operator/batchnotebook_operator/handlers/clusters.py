@@ -11,7 +11,11 @@ from typing import Any
 
 import kopf
 
-from .. import API_VERSION, CLUSTERS, GROUP, VERSION
+from batchnotebook_api import API_VERSION, CLUSTERS, GROUP, VERSION
+from batchnotebook_api.options import walltime_seconds
+from batchnotebook_api.status import ConditionType, Phase, Reason, condition
+from batchnotebook_api.times import now, seconds_between, timestamp
+
 from ..client import SchedulerClient
 from ..errors import SchedulerUnavailable
 from ..follow import (
@@ -29,10 +33,8 @@ from ..follow import (
 )
 from ..hosts import refused_hosts
 from ..metrics import count_phases, forget_cluster, observe_status_change
-from ..model import JobStatus, Phase, condition, now, timestamp
-from ..profiles import walltime_seconds
+from ..model import JobStatus
 from ..registry import registry
-from ..texts import seconds_between
 
 log = logging.getLogger(__name__)
 MIN_SECONDS_BETWEEN_POLLS = 1.0  # between two rounds' starts, however many reports come
@@ -82,12 +84,9 @@ def _ref(notebook: dict) -> dict:
     }
 
 
-def _seconds_since(*stamps: str | None) -> float:
-    for stamp in stamps:
-        if stamp:
-            then = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-            return (dt.datetime.now(dt.UTC) - then).total_seconds()
-    return 0.0
+def _seconds_since(moment: dt.datetime, *stamps: str | None) -> float:
+    """Seconds since the first of `stamps` that is set."""
+    return seconds_between(next((stamp for stamp in stamps if stamp), None), moment)
 
 
 async def _apply(notebook: dict, transition: Transition, limit: asyncio.Semaphore) -> None:
@@ -113,13 +112,13 @@ def max_queue_wait_seconds(spec: dict, profile_name: str | None) -> int | None:
     return None
 
 
-def _overdue(spec: dict, notebook: dict, transition: Transition) -> Transition:
+def _overdue(spec: dict, notebook: dict, transition: Transition, moment: dt.datetime) -> Transition:
     """The failure of a notebook that waited in the queue longer than its profile allows."""
     max_wait = max_queue_wait_seconds(spec, notebook.get("profile"))
     if max_wait is None:
         return Transition()
     status = {**notebook["status"], **transition.status}
-    return queue_wait_exceeded(status, max_wait, now(), notebook["generation"])
+    return queue_wait_exceeded(status, max_wait, moment, notebook["generation"])
 
 
 async def _settle(
@@ -168,6 +167,7 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
     if not active:
         return 0
     limit = asyncio.Semaphore(PARALLEL_PATCHES)
+    moment = now()
     try:
         listed = await client.query(
             [n["status"]["jobName"] for n in active], [n["status"]["jobId"] for n in active]
@@ -175,7 +175,7 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
     except SchedulerUnavailable as error:
         await asyncio.gather(
             *(
-                _apply(n, unreachable(n["status"], str(error), n["generation"]), limit)
+                _apply(n, unreachable(n["status"], str(error), moment, n["generation"]), limit)
                 for n in active
             )
         )
@@ -215,6 +215,7 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
             transition = from_job(
                 status,
                 job,
+                moment,
                 spec.get("hostRewrite"),
                 notebook["generation"],
                 spec.get("walltimeWarningSeconds", DEFAULT_WALLTIME_WARNING_SECONDS),
@@ -225,12 +226,13 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
             transition = vanished(
                 status,
                 status["jobId"],
-                _seconds_since(status.get("lastSeenAt"), status.get("submittedAt")),
+                _seconds_since(moment, status.get("lastSeenAt"), status.get("submittedAt")),
+                moment,
                 notebook["generation"],
             )
         else:
             transition = Transition()
-        overdue = _overdue(spec, notebook, transition)
+        overdue = _overdue(spec, notebook, transition, moment)
         if transition or overdue:  # a round costs nothing for a notebook that did not change
             changes.append(_settle(client, spec, notebook, transition, overdue, limit))
     await asyncio.gather(*changes)
@@ -256,15 +258,12 @@ async def snapshot(client: SchedulerClient, notebooks: list[dict]) -> dict:
     }
 
 
-def wanting_a_round(
-    notebooks: Iterable[dict], moment: dt.datetime | None = None
-) -> set[tuple[str, str]]:
+def wanting_a_round(notebooks: Iterable[dict], moment: dt.datetime) -> set[tuple[str, str]]:
     """(uid, why) of each notebook whose job said something only the scheduler can confirm:
     "reported", its port came before any poll saw the job run (or while a round was writing the
     host), so only the next round's word on the execution host stands between it and Ready;
     "ended", Jupyter exited, so the job is ending and the round tells how (for ENDED_FOLLOW_SECONDS:
     the scheduler may still show the job running, or completing, for a moment)."""
-    moment = moment or now()
     wanted = set()
     for n in notebooks:  # ten times a second over every notebook: kept cheap
         status = n["status"]
@@ -293,10 +292,11 @@ async def next_round(
     forward, so one that never gets a host costs one extra query, not one a second; an end, a
     round a second until the scheduler says how the job ended (a few seconds at most). Reports
     arriving together share the round."""
-    hurried.intersection_update(wanting_a_round(notebooks()))  # forget the done and the deleted
+    # Forget the done and the deleted.
+    hurried.intersection_update(wanting_a_round(notebooks(), now()))
     while not stopped and (moment := time.monotonic()) < due:
         if moment >= earliest:
-            waiting = wanting_a_round(notebooks()) - hurried
+            waiting = wanting_a_round(notebooks(), now()) - hurried
             if waiting:
                 hurried |= {want for want in waiting if want[1] == "reported"}
                 return
@@ -315,7 +315,9 @@ async def follow_cluster(
 ) -> None:
     checked_version_at = float("-inf")  # the first round asks, however young the monotonic clock
     snapshot_at = float("-inf")
-    cluster_status: dict = {"conditions": list(status.get("conditions", []))}
+    # Without the "Reachable" condition of 0.1.0, now SchedulerReachable as on a BatchNotebook.
+    conditions = [c for c in status.get("conditions", []) if c.get("type") != "Reachable"]
+    cluster_status: dict = {"conditions": conditions}
     hurried: set[tuple[str, str]] = set()  # reports that already brought a round forward
     try:
         while not stopped:
@@ -335,26 +337,28 @@ async def follow_cluster(
                 answered = True
                 reachable = condition(
                     cluster_status["conditions"],
-                    "Reachable",
+                    ConditionType.SCHEDULER_REACHABLE,
                     True,
-                    "Answered",
+                    Reason.ANSWERED,
                     "the scheduler answered the last query",
                     meta.get("generation"),
+                    now(),
                 )
             except SchedulerUnavailable as error:
                 reachable = condition(
                     cluster_status["conditions"],
-                    "Reachable",
+                    ConditionType.SCHEDULER_REACHABLE,
                     False,
-                    "NoAnswer",
+                    Reason.NO_ANSWER,
                     str(error)[:500],
                     meta.get("generation"),
+                    now(),
                 )
             except Exception:  # one bad round must not stop following the cluster
                 log.exception("cluster %s: poll failed", name)
                 reachable = cluster_status["conditions"]
             # Its own cadence, and never in a round the scheduler was silent: a snapshot changes
-            # neither a notebook's phase nor the Reachable condition.
+            # neither a notebook's phase nor the SchedulerReachable condition.
             every = float(
                 spec.get("availabilityIntervalSeconds", DEFAULT_AVAILABILITY_INTERVAL_SECONDS)
             )
@@ -366,7 +370,7 @@ async def follow_cluster(
                     log.exception("cluster %s: availability snapshot failed", name)
             elapsed = time.monotonic() - started
             update |= {
-                "lastPollTime": timestamp(),
+                "lastPollTime": timestamp(now()),
                 "lastPollDurationSeconds": round(elapsed, 3),
                 "conditions": reachable,
             }

@@ -9,16 +9,19 @@ from typing import Any, NoReturn
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import GROUP, NOTEBOOKS, REPORT_TOKEN_KEY, VERSION, accounts
-from ..accounts import AccountRefused
+from batchnotebook_api import GROUP, NOTEBOOKS, REPORT_TOKEN_KEY, VERSION, accounts
+from batchnotebook_api.accounts import AccountRefused
+from batchnotebook_api.errors import InvalidOptions
+from batchnotebook_api.options import notebook_resources
+from batchnotebook_api.status import ConditionType, Phase, Reason, condition
+from batchnotebook_api.times import now, parse_timestamp, timestamp
+
 from ..client import SchedulerClient
-from ..errors import InvalidOptions, SchedulerUnavailable, SubmissionRefused
-from ..model import JobState, JobStatus, Phase, condition, timestamp
+from ..errors import SchedulerUnavailable, SubmissionRefused
+from ..model import JobState, JobStatus
 from ..notebook_secret import SecretNotOwned, own_secret_data
-from ..profiles import notebook_resources
 from ..registry import registry
 from ..render import callback_problem, job_script
-from ..texts import parse_timestamp
 from .report_auth import report_tokens
 
 # Deleting waits this many attempts (one per poll interval) for the scheduler to confirm that the
@@ -57,14 +60,17 @@ def cluster_spec(clusters_by_name: Mapping[str, Iterable[dict]], name: str) -> d
     return found[0] if found else None
 
 
-async def fail(body: kopf.Body, reason: str, message: str) -> None:
+async def fail(body: kopf.Body, reason: Reason, message: str) -> NoReturn:
+    """The notebook fails for good (nothing was submitted): status, Event, and kopf stops."""
+    moment = now()
     conditions = condition(
         body.status.get("conditions", []),
-        "Submitted",
+        ConditionType.SUBMITTED,
         False,
         reason,
         message,
         body.meta.get("generation"),
+        moment,
     )
     await registry.kube.patch_notebook_status(
         body.meta["namespace"],
@@ -72,7 +78,7 @@ async def fail(body: kopf.Body, reason: str, message: str) -> None:
         {
             "phase": Phase.FAILED.value,
             "message": message,
-            "finishedAt": timestamp(),
+            "finishedAt": timestamp(moment),
             "conditions": conditions,
             "observedGeneration": body.meta.get("generation"),
         },
@@ -91,7 +97,7 @@ async def check_account(
         async with client.turns:
             await client.check_account(unix_user)
     except AccountRefused as error:
-        await fail(body, "AccountRefused", str(error))
+        await fail(body, Reason.ACCOUNT_REFUSED, str(error))
     except SchedulerUnavailable as error:
         await wait_for_the_scheduler(body, f"to look up the account {unix_user}", error, interval)
 
@@ -109,11 +115,12 @@ async def wait_for_the_scheduler(
             "message": f"waiting for the scheduler {purpose}: {error}",
             "conditions": condition(
                 body.status.get("conditions", []),
-                "SchedulerReachable",
+                ConditionType.SCHEDULER_REACHABLE,
                 False,
-                "NoAnswer",
+                Reason.NO_ANSWER,
                 str(error)[:500],
                 body.meta.get("generation"),
+                now(),
             ),
         },
     )
@@ -140,15 +147,15 @@ async def submit(
     cluster_name = spec["clusterName"]
     cluster = cluster_spec(clusters_by_name, cluster_name)
     if cluster is None:
-        await fail(body, "UnknownCluster", f"there is no BatchCluster named {cluster_name!r}")
+        await fail(body, Reason.UNKNOWN_CLUSTER, f"there is no BatchCluster named {cluster_name!r}")
     try:
         resources = notebook_resources(cluster_name, cluster, spec)
     except AccountRefused as error:
-        await fail(body, "AccountRefused", str(error))
+        await fail(body, Reason.ACCOUNT_REFUSED, str(error))
     except InvalidOptions as error:
-        await fail(body, "InvalidSpec", str(error))
+        await fail(body, Reason.INVALID_SPEC, str(error))
     if problem := callback_problem(cluster):  # the job's report would carry its token
-        await fail(body, "InsecureCallback", problem)
+        await fail(body, Reason.INSECURE_CALLBACK, problem)
 
     client = registry.client(cluster_name, cluster)
     tag = client.scheduler.job_name(uid)
@@ -160,7 +167,7 @@ async def submit(
     except SecretNotOwned as error:
         if not error.final and retry < 10:  # the spawner gives it an owner right after creating
             raise kopf.TemporaryError(str(error), delay=2) from error
-        await fail(body, "SecretNotOwned", f"refused to use the Secret: {error}")
+        await fail(body, Reason.SECRET_NOT_OWNED, f"refused to use the Secret: {error}")
     except ApiException as error:
         if error.status == 404 and retry < 10:
             await registry.kube.patch_notebook_status(
@@ -175,11 +182,15 @@ async def submit(
                 f"Secret {spec['envSecretName']} not found yet", delay=2
             ) from error
         await fail(
-            body, "SecretMissing", f"cannot read Secret {spec['envSecretName']}: {error.reason}"
+            body,
+            Reason.SECRET_MISSING,
+            f"cannot read Secret {spec['envSecretName']}: {error.reason}",
         )
     if not environment.get(REPORT_TOKEN_KEY):
         await fail(
-            body, "SecretIncomplete", f"Secret {spec['envSecretName']} has no {REPORT_TOKEN_KEY}"
+            body,
+            Reason.SECRET_INCOMPLETE,
+            f"Secret {spec['envSecretName']} has no {REPORT_TOKEN_KEY}",
         )
     report_tokens.remember(uid, environment[REPORT_TOKEN_KEY])  # the report endpoint's cache
 
@@ -191,7 +202,7 @@ async def submit(
         # Written before the submit, never after; and before taking a turn, which it would
         # otherwise hold for an API round trip while the burst waits.
         await registry.kube.patch_notebook_status(
-            namespace, name, {"submitAttemptedAt": timestamp()}
+            namespace, name, {"submitAttemptedAt": timestamp(now())}
         )
     try:
         async with client.turns:
@@ -216,20 +227,22 @@ async def submit(
                 )
                 how = "submitted"
     except SubmissionRefused as error:
-        await fail(body, "SubmissionRefused", f"the scheduler refused the job: {error}")
+        await fail(body, Reason.SUBMISSION_REFUSED, f"the scheduler refused the job: {error}")
     except InvalidOptions as error:
-        await fail(body, "InvalidTemplate", str(error))
+        await fail(body, Reason.INVALID_TEMPLATE, str(error))
     except SchedulerUnavailable as error:
         await wait_for_the_scheduler(body, "to take the job", error, interval)
 
     logger.info("job %s %s as %s", job_id, how, spec["unixUser"])
+    moment = now()
     conditions = condition(
         status.get("conditions", []),
-        "Submitted",
+        ConditionType.SUBMITTED,
         True,
-        "JobSubmitted",
+        Reason.JOB_SUBMITTED,
         f"job {job_id}",
         body.meta.get("generation"),
+        moment,
     )
     await registry.kube.patch_notebook_status(
         namespace,
@@ -238,7 +251,7 @@ async def submit(
             "phase": Phase.QUEUED.value,
             "jobId": job_id,
             "jobName": tag,
-            "submittedAt": status.get("submittedAt") or timestamp(),
+            "submittedAt": status.get("submittedAt") or timestamp(moment),
             "walltimeSeconds": resources.walltime_seconds,
             "message": f"job {job_id} {how} to {cluster_name}, waiting for the scheduler",
             "conditions": conditions,

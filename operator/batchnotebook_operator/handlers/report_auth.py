@@ -24,9 +24,10 @@ import kopf
 from aiohttp import web
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from .. import GROUP, NOTEBOOKS, REPORT_TOKEN_KEY, VERSION
+from batchnotebook_api import GROUP, NOTEBOOKS, REPORT_TOKEN_KEY, VERSION
+from batchnotebook_api.status import Phase
+
 from ..kube import Kube
-from ..model import Phase
 from ..notebook_secret import SecretNotOwned, own_secret_data
 from ..registry import registry
 

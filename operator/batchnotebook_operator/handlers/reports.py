@@ -21,10 +21,13 @@ import kopf
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..follow import ready_fields, same_host
-from ..hosts import check, policy_from_spec
+from batchnotebook_api.status import Phase, Reason
+from batchnotebook_api.times import now, timestamp
+
+from .. import messages
+from ..follow import ready_fields
+from ..hosts import check, policy_from_spec, same_host
 from ..metrics import observe_status_change
-from ..model import Phase, timestamp
 from ..registry import registry
 from . import report_auth
 from .notebooks import cluster_spec
@@ -84,15 +87,12 @@ async def report(request: web.Request) -> web.Response:
 
     update = {"reportedHost": host, "reportedPort": port}
     if status.get("phase") != Phase.READY.value:
-        ready = ready_fields({**status, **update}, generation, rules)
+        ready = ready_fields({**status, **update}, generation, now(), rules)
         # Checked again at the moment of Ready: the policy may have changed since the poll.
         refusal = await check(exec_host, policy_from_spec(spec)) if ready else None
         if refusal:
-            message = (
-                f"the scheduler says job {status.get('jobId')} runs on {exec_host}, which this "
-                f"cluster does not allow ({refusal}); not routing there"
-            )
-            await limited_event(notebook, "Warning", "HostRefused", message)
+            message = messages.host_refused(status.get("jobId"), exec_host, refusal)
+            await limited_event(notebook, "Warning", Reason.HOST_REFUSED, message)
             return _error(403, message)
         update |= ready
     if all(status.get(key) == value for key, value in update.items()):
@@ -127,7 +127,7 @@ async def report_ended(request: web.Request) -> web.Response:
     meta = notebook["metadata"]
     if not notebook.get("status", {}).get("endReportedAt"):
         await registry.kube.patch_notebook_status(
-            meta["namespace"], meta["name"], {"endReportedAt": timestamp()}
+            meta["namespace"], meta["name"], {"endReportedAt": timestamp(now())}
         )
     return web.json_response({"accepted": True}, status=202)
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import kopf
 
-from .. import GROUP
+from batchnotebook_api import FINALIZER, GROUP
+
 from ..kube import Kube
 from ..registry import registry
 
@@ -15,7 +16,7 @@ from ..registry import registry
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Our own annotations and finalizer, so `kubectl describe` says whose they are.
-    settings.persistence.finalizer = f"{GROUP}/job"
+    settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+
 from devstack import cluster
 
 from ..stack import API_PORT, STATE

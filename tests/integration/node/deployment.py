@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
+
 from devstack.deploy import OPERATOR_SERVICE, SYSTEM, install_operator, uninstall_operator
 from devstack.images import load
 from devstack.node import Node

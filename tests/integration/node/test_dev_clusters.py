@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from devstack.deploy import NOTEBOOKS
 from devstack.dev import CLUSTERS, placeholders, render
 
@@ -49,8 +50,8 @@ def test_a_make_dev_cluster_serves_a_notebook_through_the_proxy_pod(
         server = ready_server(z2jh, USER, {"cluster": name, "profile": "small"}, server_name)
         assert reachable(z2jh, server)
         status = json.loads(node.kubectl("get", "bcl", name, "-o", "jsonpath={.status}"))
-        assert {"type": "Reachable", "status": "True"}.items() <= next(
-            c for c in status["conditions"] if c["type"] == "Reachable"
+        assert {"type": "SchedulerReachable", "status": "True"}.items() <= next(
+            c for c in status["conditions"] if c["type"] == "SchedulerReachable"
         ).items()
         [notebook] = notebooks_on(node, name)
         assert notebook["spec"]["unixUser"] == USER

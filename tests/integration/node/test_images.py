@@ -5,6 +5,7 @@ spawner and without the operator's dependencies. An unchanged tree rebuilds noth
 from __future__ import annotations
 
 import pytest
+
 from devstack.images import image_id
 from devstack.product import build_hub_image, build_operator_image
 

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from devstack.images import load
 from devstack.standins import build_python_standin
 

@@ -13,6 +13,7 @@ import secrets
 import uuid
 
 import pytest
+
 from devstack.deploy import (
     NOTEBOOKS,
     OPERATOR_SERVICE,
@@ -96,7 +97,7 @@ def test_from_its_pod_it_submits_and_takes_the_report_through_its_service(operat
         reachable = json.loads(
             node.kubectl("get", "bcl", cluster, "-o", "jsonpath={.status.conditions}")
         )
-        assert {c["type"]: c["status"] for c in reachable}["Reachable"] == "True"
+        assert {c["type"]: c["status"] for c in reachable}["SchedulerReachable"] == "True"
     finally:
         node.kubectl("-n", NOTEBOOKS, "delete", "bnb", name, "--timeout=120s")
     wait_for(

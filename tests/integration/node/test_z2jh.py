@@ -10,6 +10,7 @@ import urllib.request
 import uuid
 
 import pytest
+
 from devstack.deploy import HUB_NAMESPACE, NOTEBOOKS, helm
 
 from ..stack import REPO, squeue, wait_for

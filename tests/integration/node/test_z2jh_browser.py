@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from devstack.deploy import NOTEBOOKS
 from playwright.sync_api import Error as PlaywrightError
+
+from devstack.deploy import NOTEBOOKS
 
 from ..browser import ARTIFACTS, browser_page, log_in
 from ..stack import squeue, wait_for

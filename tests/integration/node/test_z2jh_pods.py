@@ -9,7 +9,8 @@ import base64
 import json
 
 import pytest
-from batchnotebook_operator import GROUP
+
+from batchnotebook_api import GROUP
 from devstack.deploy import HUB_NAMESPACE, NOTEBOOKS
 from devstack.paths import BIN
 from devstack.standins import build_singleuser

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from .model import Phase
+from .status import Phase
+from .times import parse_timestamp, seconds_between
 
 # Schedulers' reason codes for a waiting job, in the words a user understands.
 PLAIN_REASONS = {
@@ -43,14 +44,6 @@ def duration_text(seconds: float) -> str:
         return f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h" + (f" {minutes} min" if minutes else "")
-
-
-def parse_timestamp(stamp: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
-def seconds_between(stamp: str | None, now: dt.datetime) -> float:
-    return (now - parse_timestamp(stamp)).total_seconds() if stamp else 0.0
 
 
 def when_text(stamp: str, now: dt.datetime) -> str:
