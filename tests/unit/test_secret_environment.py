@@ -18,7 +18,7 @@ import kopf
 import pytest
 from batchnotebook_operator import REPORT_TOKEN_KEY, envfile
 from batchnotebook_operator.cli import doctor
-from batchnotebook_operator.client import ClusterClient
+from batchnotebook_operator.clients.commandline import CommandLineClient
 from batchnotebook_operator.errors import InvalidOptions
 from batchnotebook_operator.handlers import notebooks
 from batchnotebook_operator.profiles import Resources
@@ -68,8 +68,8 @@ class RecordingTransport:
         pass
 
 
-def client_for(backend: str, transport) -> ClusterClient:
-    client = ClusterClient("c", {**CLUSTER, "scheduler": backend})
+def client_for(backend: str, transport) -> CommandLineClient:
+    client = CommandLineClient("c", {**CLUSTER, "scheduler": backend})
     client.transport = transport
     return client
 
@@ -197,7 +197,7 @@ def receiver_cluster(receiver: Receiver, seen: Path, **overrides) -> dict:
 
 async def stage_and_run(home: Path, cluster: dict) -> tuple[subprocess.CompletedProcess, Path]:
     """Stage as submit() does, then run the script as the scheduler would."""
-    client = ClusterClient("c", cluster)
+    client = CommandLineClient("c", cluster)
     client.transport = local_transport()
     staged = await client.transport.run(
         envfile.write_argv(UID), user=getpass.getuser(), stdin=envfile.content(SECRETS)

@@ -13,20 +13,14 @@ from pathlib import Path
 import jwt
 import pytest
 from aiohttp import web
+from batchnotebook_operator.clients.slurmrest.client import JOB_PATH, Answer, SlurmRestClient
+from batchnotebook_operator.clients.slurmrest.directives import job_properties, script_directives
+from batchnotebook_operator.clients.slurmrest.token import TokenSigner
 from batchnotebook_operator.errors import InvalidOptions, SchedulerUnavailable, SubmissionRefused
 from batchnotebook_operator.model import JobState
 from batchnotebook_operator.profiles import Resources
 from batchnotebook_operator.render import JobRequest, job_script, render
-from batchnotebook_operator.slurmrest import (
-    JOB_PATH,
-    Answer,
-    SlurmRestClient,
-    TokenSigner,
-    job_properties,
-    parse_accounting,
-    parse_jobs,
-    script_directives,
-)
+from batchnotebook_operator.schedulers.slurm_json import parse_accounting, parse_jobs
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from .. import CLUSTERS, GROUP, VERSION
-from ..client import make_client
+from ..clients import make_client
 from ..errors import InvalidOptions
 from ..kube import Kube
 from ..model import now

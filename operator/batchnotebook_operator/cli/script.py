@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import CLUSTERS, GROUP, VERSION
-from ..client import SchedulerClient, make_client
+from ..clients import SchedulerClient, make_client
 from ..errors import InvalidOptions
 from ..kube import Kube
 from ..profiles import (

@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 
 from .. import CLUSTERS, GROUP, NOTEBOOKS, VERSION
-from ..client import make_client
+from ..clients import make_client
 from ..errors import SchedulerUnavailable
 from ..kube import Kube
 from ..model import JobStatus, Phase, now

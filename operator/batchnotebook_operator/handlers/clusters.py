@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 
 from .. import API_VERSION, CLUSTERS, GROUP, VERSION
-from ..client import SchedulerClient
+from ..clients import SchedulerClient
 from ..errors import SchedulerUnavailable
 from ..follow import (
     DEFAULT_WALLTIME_WARNING_SECONDS,

@@ -11,7 +11,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import GROUP, NOTEBOOKS, REPORT_TOKEN_KEY, VERSION, accounts
 from ..accounts import AccountRefused
-from ..client import SchedulerClient
+from ..clients import SchedulerClient
 from ..errors import InvalidOptions, SchedulerUnavailable, SubmissionRefused
 from ..model import JobState, JobStatus, Phase, condition, timestamp
 from ..notebook_secret import SecretNotOwned, own_secret_data
