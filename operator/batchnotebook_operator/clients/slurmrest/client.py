@@ -136,6 +136,8 @@ class SlurmRestClient(SchedulerClient):
         rest = connection.get("slurmrest", {})
         #: The Slurm dialect, for job names and the default job template.
         self.scheduler = Slurm(spec.get("commands"))
+        # The CRD refuses this spec, but only when it is written: a BatchCluster stored before
+        # the CRD had the rule is still served, and must fail here rather than act as Slurm.
         self.misconfigured = (
             ""
             if spec.get("scheduler", "slurm") == "slurm"
