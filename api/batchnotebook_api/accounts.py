@@ -2,7 +2,7 @@
 
 Pure: the spawner (before it creates anything), the operator (before it submits) and the
 slurmrestd token signer all ask the same question. Only the uid is left to the operator, which
-can look it up on the cluster (see ClusterClient.check_account).
+can look it up on the cluster (see CommandLineClient.check_account).
 """
 
 from __future__ import annotations

@@ -1,17 +1,33 @@
-"""What the operator tells Prometheus about notebooks (scheduler commands are counted where they
-run, in client.py): how long jobs wait in the queue, how long a spawn takes to be ready, and how
-many notebooks are in each phase per cluster."""
+"""What the operator tells Prometheus: how every scheduler command went and how long it took, how
+long jobs wait in the queue, how long a spawn takes to be ready, and how many notebooks are in
+each phase per cluster."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
-from contextlib import suppress
+import collections
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 
-from prometheus_client import Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from batchnotebook_api.status import Phase
 from batchnotebook_api.times import parse_timestamp
+
+from .errors import SchedulerUnavailable
+
+COMMANDS = Counter(
+    "batchnotebook_scheduler_commands_total",
+    "Scheduler commands run, by outcome",
+    ["cluster", "command", "outcome"],
+)
+LATENCY = Histogram(
+    "batchnotebook_scheduler_command_seconds",
+    "Scheduler command latency",
+    ["cluster", "command"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 
 WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600)
 QUEUE_WAIT = Histogram(
@@ -27,6 +43,29 @@ TIME_TO_READY = Histogram(
     buckets=WAIT_BUCKETS,
 )
 NOTEBOOKS = Gauge("batchnotebook_notebooks", "BatchNotebooks by phase", ["cluster", "phase"])
+
+
+@dataclass
+class CommandOutcome:
+    """Whether the scheduler accepted a command: only the block that read its answer knows."""
+
+    ok: bool = False
+
+
+@contextmanager
+def scheduler_command(cluster: str, command: str) -> Iterator[CommandOutcome]:
+    """Time the block and count it by outcome, the same for every client: "timeout" if it raised
+    SchedulerUnavailable, else "ok" or "error" as the block set `ok`."""
+    outcome = CommandOutcome()
+    started = time.monotonic()
+    try:
+        yield outcome
+    except SchedulerUnavailable:
+        COMMANDS.labels(cluster, command, "timeout").inc()
+        raise
+    finally:
+        LATENCY.labels(cluster, command).observe(time.monotonic() - started)
+    COMMANDS.labels(cluster, command, "ok" if outcome.ok else "error").inc()
 
 
 def _seconds(start: str | None, end: str | None) -> float | None:
@@ -49,7 +88,9 @@ def observe_status_change(cluster: str, created_at: str | None, before: dict, up
 
 
 def count_phases(cluster: str, notebooks: Iterable[dict]) -> None:
-    counts = Counter(n.get("status", {}).get("phase") or Phase.PENDING.value for n in notebooks)
+    counts = collections.Counter(
+        n.get("status", {}).get("phase") or Phase.PENDING.value for n in notebooks
+    )
     for phase in Phase:
         NOTEBOOKS.labels(cluster, phase.value).set(counts.get(phase.value, 0))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from .client import SchedulerClient, make_client
+from .clients import SchedulerClient, make_client
 from .kube import Kube
 
 

@@ -12,8 +12,8 @@ import urllib.request
 
 import pytest
 
+from batchnotebook_operator.clients.slurmrest.client import SlurmRestClient
 from batchnotebook_operator.errors import SchedulerUnavailable
-from batchnotebook_operator.slurmrest import SlurmRestClient
 
 from .conftest import GROUP, OPERATOR_NAMESPACE, VERSION
 from .stack import JOB_PYTHON, run, squeue, wait_for

@@ -14,10 +14,11 @@ from kopf_calls import submit
 from batchnotebook_api import accounts
 from batchnotebook_api.accounts import AccountRefused
 from batchnotebook_api.options import notebook_resources, unix_user_of
-from batchnotebook_operator.client import ClusterClient
+from batchnotebook_operator.clients.commandline import CommandLineClient
+from batchnotebook_operator.clients.slurmrest.client import SlurmRestClient
+from batchnotebook_operator.clients.slurmrest.token import TokenSigner
 from batchnotebook_operator.handlers import notebooks
 from batchnotebook_operator.registry import registry
-from batchnotebook_operator.slurmrest import SlurmRestClient, TokenSigner
 from batchnotebook_operator.transports import CommandResult
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,8 +106,8 @@ class IdTransport:
         pass
 
 
-def client_with(transport, spec=LOCAL) -> ClusterClient:
-    client = ClusterClient("c", spec)
+def client_with(transport, spec=LOCAL) -> CommandLineClient:
+    client = CommandLineClient("c", spec)
     client.transport = transport
     return client
 
@@ -138,7 +139,7 @@ async def test_the_local_transport_asks_the_real_id_command(tmp_path):
     fake_id.write_text('#!/bin/sh\n[ "$3" = daemon2 ] && echo 2 && exit 0\nexit 1\n')
     fake_id.chmod(0o755)
     spec = {**LOCAL, "connection": {"environment": {"PATH": str(tmp_path)}}}
-    client = ClusterClient("c", spec)
+    client = CommandLineClient("c", spec)
     with pytest.raises(AccountRefused, match="uid 2 is below"):
         await client.check_account("daemon2")
     with pytest.raises(AccountRefused, match="no such account"):

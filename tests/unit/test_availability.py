@@ -12,7 +12,7 @@ import pytest
 
 from batchnotebook_api.texts import progress_message
 from batchnotebook_api.times import now
-from batchnotebook_operator.client import ClusterClient
+from batchnotebook_operator.clients.commandline import CommandLineClient
 from batchnotebook_operator.errors import SchedulerUnavailable
 from batchnotebook_operator.follow import from_job, queue_place
 from batchnotebook_operator.model import (
@@ -26,7 +26,7 @@ from batchnotebook_operator.model import (
 from batchnotebook_operator.schedulers import BACKENDS
 from batchnotebook_operator.schedulers.sge import GridEngine
 from batchnotebook_operator.schedulers.slurm import Slurm, gpu_count
-from batchnotebook_operator.slurmrest import parse_partition_loads, parse_queued_jobs
+from batchnotebook_operator.schedulers.slurm_json import parse_partition_loads, parse_queued_jobs
 from batchnotebook_operator.transports import CommandResult
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -210,7 +210,7 @@ class Replies:
 
 
 async def test_a_slurm_snapshot_is_one_sinfo_and_one_squeue():
-    client = ClusterClient("c", {"scheduler": "slurm", "connection": {"type": "local"}})
+    client = CommandLineClient("c", {"scheduler": "slurm", "connection": {"type": "local"}})
     client.transport = Replies(
         {
             "sinfo": fixture("slurm", "sinfo-nodes.txt"),
@@ -227,7 +227,7 @@ async def test_a_slurm_snapshot_is_one_sinfo_and_one_squeue():
     sorted(name for name, backend in BACKENDS.items() if "partitions" not in backend.commands),
 )
 async def test_a_backend_without_partition_commands_reports_none(scheduler):
-    client = ClusterClient("c", {"scheduler": scheduler, "connection": {"type": "local"}})
+    client = CommandLineClient("c", {"scheduler": scheduler, "connection": {"type": "local"}})
     client.transport = Replies({})
     taken = await client.availability()
     assert taken.partitions == () and taken.places == {} and client.transport.calls == []

@@ -2,7 +2,8 @@
 
 import asyncio
 
-from batchnotebook_operator.client import ClusterClient, notebook_turns
+from batchnotebook_operator.clients.base import notebook_turns
+from batchnotebook_operator.clients.commandline import CommandLineClient
 from batchnotebook_operator.transports import CommandResult
 
 
@@ -30,7 +31,7 @@ class SlowScheduler:
 
 async def test_notebooks_take_turns_and_the_poll_does_not_wait():
     spec = {"scheduler": "slurm", "parallelNotebookCommands": 3, "connection": {"type": "local"}}
-    client = ClusterClient("turns", spec)
+    client = CommandLineClient("turns", spec)
     client.transport = scheduler = SlowScheduler()
 
     async def submit() -> str:  # as the create handler does

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from batchnotebook_operator.client import SchedulerClient
+from batchnotebook_operator.clients import SchedulerClient
 from batchnotebook_operator.handlers import clusters
 from batchnotebook_operator.handlers.notebooks import recorded_job
 from batchnotebook_operator.model import Availability, JobState, JobStatus

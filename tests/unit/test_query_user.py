@@ -10,7 +10,8 @@ import yaml
 
 from batchnotebook_api import accounts
 from batchnotebook_api.accounts import AccountRefused
-from batchnotebook_operator.slurmrest import SlurmRestClient, TokenSigner
+from batchnotebook_operator.clients.slurmrest.client import SlurmRestClient
+from batchnotebook_operator.clients.slurmrest.token import TokenSigner
 
 REPO = Path(__file__).resolve().parents[2]
 # A slurmrest BatchCluster that leaves queryUser out.

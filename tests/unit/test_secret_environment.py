@@ -24,7 +24,7 @@ from batchnotebook_api.errors import InvalidOptions
 from batchnotebook_api.options import Resources
 from batchnotebook_operator import envfile
 from batchnotebook_operator.cli import doctor
-from batchnotebook_operator.client import ClusterClient
+from batchnotebook_operator.clients.commandline import CommandLineClient
 from batchnotebook_operator.handlers import notebooks
 from batchnotebook_operator.registry import registry
 from batchnotebook_operator.render import callback_problem, job_script
@@ -70,8 +70,8 @@ class RecordingTransport:
         pass
 
 
-def client_for(backend: str, transport) -> ClusterClient:
-    client = ClusterClient("c", {**CLUSTER, "scheduler": backend})
+def client_for(backend: str, transport) -> CommandLineClient:
+    client = CommandLineClient("c", {**CLUSTER, "scheduler": backend})
     client.transport = transport
     return client
 
@@ -199,7 +199,7 @@ def receiver_cluster(receiver: Receiver, seen: Path, **overrides) -> dict:
 
 async def stage_and_run(home: Path, cluster: dict) -> tuple[subprocess.CompletedProcess, Path]:
     """Stage as submit() does, then run the script as the scheduler would."""
-    client = ClusterClient("c", cluster)
+    client = CommandLineClient("c", cluster)
     client.transport = local_transport()
     staged = await client.transport.run(
         envfile.write_argv(UID), user=getpass.getuser(), stdin=envfile.content(SECRETS)

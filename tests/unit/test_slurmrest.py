@@ -6,33 +6,30 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 import socket
 import time
 from pathlib import Path
 
 import jwt
 import pytest
+import yaml
 from aiohttp import web
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import REGISTRY
 
 from batchnotebook_api.errors import InvalidOptions
 from batchnotebook_api.options import Resources
+from batchnotebook_operator.clients.slurmrest.client import JOB_PATH, Answer, SlurmRestClient
+from batchnotebook_operator.clients.slurmrest.directives import job_properties, script_directives
+from batchnotebook_operator.clients.slurmrest.token import TokenSigner
 from batchnotebook_operator.errors import SchedulerUnavailable, SubmissionRefused
 from batchnotebook_operator.model import JobState
 from batchnotebook_operator.render import JobRequest, job_script, render
-from batchnotebook_operator.slurmrest import (
-    JOB_PATH,
-    Answer,
-    SlurmRestClient,
-    TokenSigner,
-    job_properties,
-    parse_accounting,
-    parse_jobs,
-    script_directives,
-)
+from batchnotebook_operator.schedulers.slurm_json import parse_accounting, parse_jobs
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "slurmrest"
+CLUSTER_CRD = Path(__file__).parents[2] / "crds" / "batchnotebook.dev_batchclusters.yaml"
 KEY = bytes(range(32))
 
 
@@ -567,6 +564,42 @@ async def test_a_slurmrest_connection_needs_slurm():
     client = SlurmRestClient("unit-rest", {**rest_spec(), "scheduler": "pbspro"}, Kube())
     with pytest.raises(SchedulerUnavailable, match="needs scheduler: slurm"):
         await client.version()
+
+
+def cel_holds(rule: str, spec: dict) -> bool:
+    """The few CEL forms the rule uses (has(), ==, !=, !, ||), evaluated in Python on `spec`."""
+
+    def value(path: str):
+        found = spec
+        for name in path.split("."):
+            found = found[name]
+        return found
+
+    def has(path: str) -> bool:
+        try:
+            value(path)
+        except KeyError:
+            return False
+        return True
+
+    python = re.sub(r"has\(self\.([\w.]+)\)", r"has('\1')", rule)
+    python = re.sub(r"self\.([\w.]+)", r"value('\1')", python)
+    python = python.replace("||", " or ").replace("!has", " not has")
+    return eval(python, {"has": has, "value": value})
+
+
+def test_the_crd_refuses_a_slurmrest_connection_to_another_scheduler():
+    """The API server refuses the spec the client above could only fail on at run time."""
+    crd = yaml.safe_load(CLUSTER_CRD.read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    [rule] = [v for v in spec["x-kubernetes-validations"] if "slurmrest" in v["rule"]]
+    assert "slurmrest needs scheduler: slurm" in rule["message"]
+    rest = rest_spec()["connection"]
+    assert not cel_holds(rule["rule"], {"scheduler": "pbspro", "connection": rest})
+    assert cel_holds(rule["rule"], {"scheduler": "slurm", "connection": rest})
+    assert cel_holds(rule["rule"], {"scheduler": "pbspro", "connection": {"type": "ssh"}})
+    assert cel_holds(rule["rule"], {"scheduler": "pbspro", "connection": {}})
+    assert cel_holds(rule["rule"], {"scheduler": "lsf"})
 
 
 async def test_tokens_renew_and_none_arrives_expired(stand_in):

@@ -16,7 +16,7 @@ from batchnotebook_api.options import resolve
 from batchnotebook_api.status import ConditionType
 from batchnotebook_api.times import now
 
-from ..client import make_client
+from ..clients import make_client
 from ..kube import Kube
 from ..render import HEREDOC_END, callback_problem
 from .script import PLACEHOLDER_UID, SAMPLE_USER, sample_script, scheduler_of

@@ -21,7 +21,7 @@ from batchnotebook_api.options import (
     unix_user_of,
 )
 
-from ..client import SchedulerClient, make_client
+from ..clients import SchedulerClient, make_client
 from ..kube import Kube
 from ..render import job_script
 from ..schedulers import Scheduler

@@ -15,7 +15,7 @@ from batchnotebook_api import CLUSTERS, GROUP, NOTEBOOKS, VERSION
 from batchnotebook_api.status import Phase
 from batchnotebook_api.times import now
 
-from ..client import make_client
+from ..clients import make_client
 from ..errors import SchedulerUnavailable
 from ..kube import Kube
 from ..model import JobStatus

@@ -16,7 +16,7 @@ from batchnotebook_api.options import walltime_seconds
 from batchnotebook_api.status import ConditionType, Phase, Reason, condition
 from batchnotebook_api.times import now, seconds_between, timestamp
 
-from ..client import SchedulerClient
+from ..clients import SchedulerClient
 from ..errors import SchedulerUnavailable
 from ..follow import (
     DEFAULT_WALLTIME_WARNING_SECONDS,

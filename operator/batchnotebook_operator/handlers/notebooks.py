@@ -16,7 +16,7 @@ from batchnotebook_api.options import notebook_resources
 from batchnotebook_api.status import ConditionType, Phase, Reason, condition
 from batchnotebook_api.times import now, parse_timestamp, timestamp
 
-from ..client import SchedulerClient
+from ..clients import SchedulerClient
 from ..errors import SchedulerUnavailable, SubmissionRefused
 from ..model import JobState, JobStatus
 from ..notebook_secret import SecretNotOwned, own_secret_data

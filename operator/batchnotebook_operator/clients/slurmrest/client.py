@@ -1,45 +1,42 @@
 """Slurm through slurmrestd (auth/jwt): every call carries a short-lived JWT for the user it acts
-for, signed with the cluster's HS256 key; the one batched query per poll acts for `queryUser`.
-
-slurmrestd 22.05 ignores `#SBATCH` lines in the script it is given: the job's options must travel
-as JSON properties. They are read from the rendered script's own directives (the same script the
-command-line path gives sbatch) and passed verbatim, because slurmrestd parses each value with
-the same code (slurm_opt.c) that parses sbatch's options.
-"""
+for; the one batched query per poll acts for `queryUser`."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
-import shlex
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import jwt
 import yarl
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from batchnotebook_api import accounts
 from batchnotebook_api.errors import InvalidOptions
 
-from .client import COMMANDS, LATENCY, SchedulerClient, notebook_turns
-from .errors import SchedulerUnavailable, SubmissionRefused
-from .kube import Kube
-from .model import Availability, JobState, JobStatus, PartitionLoad, QueuedJob, availability
-from .schedulers.base import first_exec_host
-from .schedulers.slurm import NO_VALUE, STATES, Slurm, gpu_count
-from .transports import operator_namespace
+from ... import metrics
+from ...errors import SchedulerUnavailable, SubmissionRefused
+from ...kube import Kube
+from ...model import Availability, JobStatus, availability
+from ...schedulers.slurm import Slurm
+from ...schedulers.slurm_json import (
+    parse_accounting,
+    parse_jobs,
+    parse_partition_loads,
+    parse_queued_jobs,
+    text_of,
+)
+from ...transports import operator_namespace
+from ..base import SchedulerClient, notebook_turns
+from .directives import job_properties, script_directives
+from .token import TokenSigner
 
 log = logging.getLogger(__name__)
 
-#: Tokens are renewed after this fraction of their lifetime, so none is used close to its end.
-RENEW_AFTER = 0.8
 #: What `sudo -u user sbatch` gives a job on Debian (sudo's secure_path): the same PATH here.
 JOB_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: How far back accounting is searched for a job by name, as the command-line path does.
@@ -65,319 +62,6 @@ NO_ANSWER_NUMBERS = frozenset(
 NOTES = frozenset({9003, 2042})
 # The errors a token signed with the wrong key (or for the wrong user) produces: worth a hint.
 TOKEN_SUSPECT_NUMBERS = frozenset({-1, 1007, 5005}) | frozenset(range(6000, 7000))
-# A node with one of these state flags takes no new job: its CPUs and GPUs are not idle (sinfo
-# counts them as "other").
-UNAVAILABLE_NODE_FLAGS = frozenset({"DRAIN", "NOT_RESPONDING", "MAINTENANCE", "POWERING_DOWN"})
-
-# sbatch option → v0.0.38 job property. Only options that slurmrestd 22.05 was seen to apply as
-# sbatch does are here; any other directive is refused rather than dropped. Left out on purpose:
-# --no-requeue (slurmrestd keeps the job requeueable) and --signal (it refuses B:USR1@60).
-OPTION_PROPERTIES = {
-    "account": "account",
-    "chdir": "current_working_directory",
-    "comment": "comment",
-    "constraint": "constraints",
-    "cpus-per-gpu": "cpus_per_gpu",
-    "cpus-per-task": "cpus_per_task",
-    "dependency": "dependency",
-    "error": "standard_error",
-    "get-user-env": "get_user_environment",
-    "gpus": "gpus",
-    "gpus-per-node": "gpus_per_node",
-    "gpus-per-task": "gpus_per_task",
-    "gres": "gres",
-    "input": "standard_input",
-    "job-name": "name",
-    "licenses": "licenses",
-    "mail-type": "mail_type",
-    "mail-user": "mail_user",
-    "mem": "memory_per_node",
-    "mem-per-cpu": "memory_per_cpu",
-    "mem-per-gpu": "memory_per_gpu",
-    "nice": "nice",
-    "ntasks": "tasks",
-    "ntasks-per-node": "tasks_per_node",
-    "open-mode": "open_mode",
-    "output": "standard_output",
-    "partition": "partition",
-    "qos": "qos",
-    "reservation": "reservation",
-    "time": "time_limit",
-    "time-min": "time_minimum",
-    "wckey": "wckey",
-}
-FLAG_PROPERTIES = {"hold": ("hold", True)}
-# Flags slurmrestd 22.05 does not apply, whose purpose is kept another way, so that the default
-# template works here too: --no-requeue (the job stays requeueable, but the launcher refuses to
-# run a job a second time).
-KEPT_OTHERWISE = frozenset({"no-requeue"})
-SHORT_OPTIONS = {
-    "A": "account",
-    "C": "constraint",
-    "c": "cpus-per-task",
-    "D": "chdir",
-    "d": "dependency",
-    "e": "error",
-    "G": "gpus",
-    "H": "hold",
-    "i": "input",
-    "J": "job-name",
-    "L": "licenses",
-    "n": "ntasks",
-    "o": "output",
-    "p": "partition",
-    "q": "qos",
-    "t": "time",
-}
-
-
-# ---------------------------------------------------------------------------------------------
-# Tokens
-
-
-@dataclass(frozen=True)
-class Token:
-    value: str
-    expires_at: float
-    renew_at: float
-
-
-class TokenSigner:
-    """HS256 JWTs as Slurm's auth/jwt reads them (`sun` = user, `iat`, `exp`), one per user,
-    reused until RENEW_AFTER of their lifetime has passed. A token is a login as that user: none
-    is ever signed for a name the cluster's userMapping denies (root, the scheduler's admin),
-    except the query user's own, which only the client's listings use."""
-
-    def __init__(
-        self,
-        key: bytes,
-        lifetime_seconds: int,
-        clock: Callable[[], float] = time.time,
-        *,
-        cluster_spec: dict | None = None,
-        query_user: str = accounts.DEFAULT_QUERY_USER,
-    ) -> None:
-        if not key:
-            raise ValueError("the JWT key is empty")
-        self.key = key
-        self.lifetime = lifetime_seconds
-        self.clock = clock
-        self.cluster_spec = cluster_spec or {}
-        self.query_user = query_user
-        self._tokens: dict[str, Token] = {}
-
-    def token(self, user: str) -> str:
-        if user != self.query_user:
-            accounts.check(self.cluster_spec, user)  # AccountRefused: no token at all
-        now = self.clock()
-        cached = self._tokens.get(user)
-        if cached is None or now >= cached.renew_at:
-            issued = int(now)
-            value = jwt.encode(
-                {"sun": user, "iat": issued, "exp": issued + self.lifetime},
-                self.key,
-                algorithm="HS256",
-            )
-            cached = Token(value, issued + self.lifetime, issued + self.lifetime * RENEW_AFTER)
-            self._tokens[user] = cached
-        return cached.value
-
-
-# ---------------------------------------------------------------------------------------------
-# The job script's directives → job properties
-
-
-def script_directives(script: str) -> list[str]:
-    """The arguments of the script's `#SBATCH` lines, read as sbatch reads them: up to the first
-    line that is neither blank nor a comment."""
-    arguments: list[str] = []
-    for line in script.splitlines():
-        if line.startswith("#SBATCH"):
-            arguments += shlex.split(line.removeprefix("#SBATCH"), comments=True)
-        elif line.startswith(("#PBS", "#BSUB")):
-            raise InvalidOptions(
-                f"the job script has {line.split()[0]} directives, which sbatch translates but "
-                "slurmrestd does not: use #SBATCH"
-            )
-        elif line.strip() and not line.lstrip().startswith("#"):
-            break
-    return arguments
-
-
-def job_properties(arguments: list[str]) -> dict[str, Any]:
-    """sbatch options → slurmrestd v0.0.38 job properties, values left for Slurm to parse."""
-    properties: dict[str, Any] = {}
-    remaining = list(arguments)
-    while remaining:
-        argument = remaining.pop(0)
-        value: str | None = None
-        if argument.startswith("--"):
-            name, has_value, inline = argument[2:].partition("=")
-            value = inline if has_value else None
-        elif argument.startswith("-") and len(argument) > 1 and argument[1] in SHORT_OPTIONS:
-            name = SHORT_OPTIONS[argument[1]]
-            value = argument[2:] or None
-        else:
-            raise InvalidOptions(f"#SBATCH {argument}: not an option")
-        if name in KEPT_OTHERWISE and value is None:
-            continue
-        if name in FLAG_PROPERTIES:
-            if value is not None:
-                raise InvalidOptions(f"#SBATCH --{name} takes no value")
-            key, flag = FLAG_PROPERTIES[name]
-            properties[key] = flag
-            continue
-        if name not in OPTION_PROPERTIES:
-            raise InvalidOptions(
-                f"#SBATCH --{name} is not passed to slurmrestd by this operator; the options it "
-                f"passes: {', '.join(sorted([*OPTION_PROPERTIES, *FLAG_PROPERTIES]))}"
-            )
-        if value is None:
-            if not remaining:
-                raise InvalidOptions(f"#SBATCH --{name} needs a value")
-            value = remaining.pop(0)
-        properties[OPTION_PROPERTIES[name]] = value
-    return properties
-
-
-# ---------------------------------------------------------------------------------------------
-# Answers
-
-
-def _text(value: Any) -> str:
-    text = str(value).strip() if value is not None else ""
-    return "" if text.lower() in NO_VALUE else text
-
-
-def _state_name(value: Any) -> str:
-    return str(value or "").upper()
-
-
-def _wait_status_exit_code(status: Any) -> int | None:
-    """slurmctld's exit_code is a wait(2) status: a signal becomes 128 + its number."""
-    if not isinstance(status, int):
-        return None
-    signal = status & 0x7F
-    return 128 + signal if signal else status >> 8
-
-
-def _accounting_exit_code(exit_code: Any, state: JobState) -> int | None:
-    if not isinstance(exit_code, dict):
-        return None
-    if exit_code.get("status") == "SIGNALED":
-        signal = (exit_code.get("signal") or {}).get("signal_id")
-        return 128 + signal if isinstance(signal, int) else None
-    code = exit_code.get("return_code")
-    if not isinstance(code, int):
-        return None
-    # dbv0.0.38 in Slurm 22.05 reports a job that exited 3 as SUCCESS/0 (sacct: 3:0): a zero
-    # that contradicts a failed job is unknown, not 0.
-    return None if code == 0 and state is JobState.FAILED else code
-
-
-def _epoch(value: Any) -> dt.datetime | None:
-    """Slurm's seconds since the epoch; 0 or absent: not known."""
-    if isinstance(value, int) and value > 0:
-        return dt.datetime.fromtimestamp(value, dt.UTC)
-    return None
-
-
-def parse_jobs(answer: dict) -> Iterator[JobStatus]:
-    """Every job of `GET /slurm/<version>/jobs` (or `/job/<id>`)."""
-    for job in answer.get("jobs") or []:
-        raw = _state_name(job.get("job_state"))
-        state = STATES.get(raw, JobState.UNKNOWN)
-        pending = state is JobState.PENDING
-        start = job.get("start_time")
-        yield JobStatus(
-            job_id=str(job.get("job_id", "")),
-            name=job.get("name") or "",
-            user=job.get("user_name") or "",
-            state=state,
-            raw_state=raw,
-            reason=_text(job.get("state_reason")),
-            exec_host=""
-            if pending
-            else first_exec_host(_text(job.get("batch_host")) or _text(job.get("nodes"))),
-            expected_start=dt.datetime.fromtimestamp(start, dt.UTC)
-            if pending and isinstance(start, int) and start > 0
-            else None,
-            exit_code=_wait_status_exit_code(job.get("exit_code")) if state.ended else None,
-            submitted_at=_epoch(job.get("submit_time")),
-        )
-
-
-def parse_accounting(answer: dict) -> Iterator[JobStatus]:
-    """Every job of `GET /slurmdb/<version>/jobs`; steps are not jobs and are not read."""
-    for job in answer.get("jobs") or []:
-        job_state = job.get("state")
-        raw = _state_name(job_state.get("current") if isinstance(job_state, dict) else job_state)
-        state = STATES.get(raw, JobState.UNKNOWN)
-        cancelled_by = _text(job.get("kill_request_user"))
-        nodes = _text(job.get("nodes"))
-        yield JobStatus(
-            job_id=str(job.get("job_id", "")),
-            name=job.get("name") or "",
-            user=job.get("user") or "",
-            state=state,
-            raw_state=raw,
-            reason=f"{raw} by {cancelled_by}"
-            if state is JobState.CANCELLED and cancelled_by
-            else _text(job_state.get("reason") if isinstance(job_state, dict) else ""),
-            exec_host="" if nodes == "None assigned" else first_exec_host(nodes),
-            exit_code=_accounting_exit_code(job.get("exit_code"), state),
-            submitted_at=_epoch((job.get("time") or {}).get("submission")),
-        )
-
-
-def parse_partition_loads(partitions: dict, nodes: dict) -> list[PartitionLoad]:
-    """Every partition of `GET /slurm/<version>/partitions`, with the resources of its nodes
-    from `GET /slurm/<version>/nodes`."""
-    loads = {
-        str(p.get("name")): dict.fromkeys(
-            ("cpus_idle", "cpus_total", "gpus_idle", "gpus_total", "nodes_idle", "nodes_total"), 0
-        )
-        | {"state": str(p.get("state") or "").lower()}
-        for p in partitions.get("partitions") or []
-        if p.get("name")
-    }
-    for node in nodes.get("nodes") or []:
-        state = str(node.get("state") or "").lower()
-        usable = state in ("idle", "mixed") and not UNAVAILABLE_NODE_FLAGS & set(
-            node.get("state_flags") or []
-        )
-        cpus, gpus = int(node.get("cpus") or 0), gpu_count(_text(node.get("gres")))
-        idle_gpus = max(0, gpus - gpu_count(_text(node.get("gres_used")))) if usable else 0
-        for name in node.get("partitions") or []:
-            load = loads.get(name)
-            if load is None:
-                continue
-            load["cpus_total"] += cpus
-            load["cpus_idle"] += int(node.get("idle_cpus") or 0) if usable else 0
-            load["gpus_total"] += gpus
-            load["gpus_idle"] += idle_gpus
-            load["nodes_total"] += 1
-            load["nodes_idle"] += usable and state == "idle"
-    return [PartitionLoad(name=name, **load) for name, load in loads.items()]
-
-
-def parse_queued_jobs(answer: dict) -> list[QueuedJob]:
-    """Every pending and running job of `GET /slurm/<version>/jobs`, the pending ones in the
-    order Slurm would start them: highest priority, then earliest submitted."""
-    pending, running = [], []
-    for job in answer.get("jobs") or []:
-        state = STATES.get(_state_name(job.get("job_state")), JobState.UNKNOWN)
-        if state not in (JobState.PENDING, JobState.RUNNING):
-            continue
-        queued = QueuedJob(
-            str(job.get("job_id", "")),
-            tuple(str(job.get("partition") or "").split(",")),
-            state is JobState.PENDING,
-        )
-        order = (-int(job.get("priority") or 0), int(job.get("submit_time") or 0), job["job_id"])
-        (pending if queued.pending else running).append((order, queued))
-    pending.sort(key=lambda entry: entry[0])
-    return [job for _order, job in pending + running]
 
 
 @dataclass(frozen=True)
@@ -433,7 +117,7 @@ class Answer:
         """Slurm's own words, with the request they answer."""
         said = []
         for error in self.problems:
-            description, error_text = _text(error.get("description")), _text(error.get("error"))
+            description, error_text = text_of(error.get("description")), text_of(error.get("error"))
             if description and error_text and not description.endswith(error_text):
                 said.append(f"{description}: {error_text}")
             else:
@@ -443,10 +127,6 @@ class Answer:
         if self.status == 401 or any(self.number(e) in TOKEN_SUSPECT_NUMBERS for e in self.errors):
             hint = " (slurmrestd answers this way to a token signed with the wrong key, too)"
         return f"slurmrestd {self.request}: HTTP {self.status}: {words}{hint}"
-
-
-# ---------------------------------------------------------------------------------------------
-# The client
 
 
 class SlurmRestClient(SchedulerClient):
@@ -459,6 +139,8 @@ class SlurmRestClient(SchedulerClient):
         rest = connection.get("slurmrest", {})
         #: The Slurm dialect, for job names and the default job template.
         self.scheduler = Slurm(spec.get("commands"))
+        # The CRD refuses this spec, but only when it is written: a BatchCluster stored before
+        # the CRD had the rule is still served, and must fail here rather than act as Slurm.
         self.misconfigured = (
             ""
             if spec.get("scheduler", "slurm") == "slurm"
@@ -539,19 +221,18 @@ class SlurmRestClient(SchedulerClient):
             "X-SLURM-USER-NAME": user,
             "X-SLURM-USER-TOKEN": (await self.signer()).token(user),
         }
-        started = time.monotonic()
-        try:
-            async with self.session().request(method, url, headers=headers, json=body) as answer:
-                result = Answer.read(request, answer.status, await answer.read())
-        except (aiohttp.ClientError, TimeoutError) as error:
-            COMMANDS.labels(self.name, command, "timeout").inc()
-            raise SchedulerUnavailable(
-                f"slurmrestd at {self.base_url} did not answer {request}: "
-                f"{error or type(error).__name__}"
-            ) from error
-        finally:
-            LATENCY.labels(self.name, command).observe(time.monotonic() - started)
-        COMMANDS.labels(self.name, command, "ok" if result.ok else "error").inc()
+        with metrics.scheduler_command(self.name, command) as outcome:
+            try:
+                async with self.session().request(
+                    method, url, headers=headers, json=body
+                ) as answer:
+                    result = Answer.read(request, answer.status, await answer.read())
+            except (aiohttp.ClientError, TimeoutError) as error:
+                raise SchedulerUnavailable(
+                    f"slurmrestd at {self.base_url} did not answer {request}: "
+                    f"{error or type(error).__name__}"
+                ) from error
+            outcome.ok = result.ok
         if not result.ok:
             log.info("cluster %s: %s", self.name, result.message()[:500])
         if result.status == 401 or any(

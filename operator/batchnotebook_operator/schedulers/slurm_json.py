@@ -1,0 +1,153 @@
+"""slurmrestd's JSON answers (the v0.0.38 plugins) read into the Slurm dialect's own terms: the
+same states, "no value" words and GPU counts as squeue, sacct and sinfo's text."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+from ..model import JobState, JobStatus, PartitionLoad, QueuedJob
+from .base import first_exec_host
+from .slurm import NO_VALUE, STATES, gpu_count
+
+# A node with one of these state flags takes no new job: its CPUs and GPUs are not idle (sinfo
+# counts them as "other").
+UNAVAILABLE_NODE_FLAGS = frozenset({"DRAIN", "NOT_RESPONDING", "MAINTENANCE", "POWERING_DOWN"})
+
+
+def text_of(value: Any) -> str:
+    """A field's text, "" where Slurm says it has none."""
+    text = str(value).strip() if value is not None else ""
+    return "" if text.lower() in NO_VALUE else text
+
+
+def _state_name(value: Any) -> str:
+    return str(value or "").upper()
+
+
+def _wait_status_exit_code(status: Any) -> int | None:
+    """slurmctld's exit_code is a wait(2) status: a signal becomes 128 + its number."""
+    if not isinstance(status, int):
+        return None
+    signal = status & 0x7F
+    return 128 + signal if signal else status >> 8
+
+
+def _accounting_exit_code(exit_code: Any, state: JobState) -> int | None:
+    if not isinstance(exit_code, dict):
+        return None
+    if exit_code.get("status") == "SIGNALED":
+        signal = (exit_code.get("signal") or {}).get("signal_id")
+        return 128 + signal if isinstance(signal, int) else None
+    code = exit_code.get("return_code")
+    if not isinstance(code, int):
+        return None
+    # dbv0.0.38 in Slurm 22.05 reports a job that exited 3 as SUCCESS/0 (sacct: 3:0): a zero
+    # that contradicts a failed job is unknown, not 0.
+    return None if code == 0 and state is JobState.FAILED else code
+
+
+def _epoch(value: Any) -> dt.datetime | None:
+    """Slurm's seconds since the epoch; 0 or absent: not known."""
+    if isinstance(value, int) and value > 0:
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    return None
+
+
+def parse_jobs(answer: dict) -> Iterator[JobStatus]:
+    """Every job of `GET /slurm/<version>/jobs` (or `/job/<id>`)."""
+    for job in answer.get("jobs") or []:
+        raw = _state_name(job.get("job_state"))
+        state = STATES.get(raw, JobState.UNKNOWN)
+        pending = state is JobState.PENDING
+        start = job.get("start_time")
+        yield JobStatus(
+            job_id=str(job.get("job_id", "")),
+            name=job.get("name") or "",
+            user=job.get("user_name") or "",
+            state=state,
+            raw_state=raw,
+            reason=text_of(job.get("state_reason")),
+            exec_host=""
+            if pending
+            else first_exec_host(text_of(job.get("batch_host")) or text_of(job.get("nodes"))),
+            expected_start=dt.datetime.fromtimestamp(start, dt.UTC)
+            if pending and isinstance(start, int) and start > 0
+            else None,
+            exit_code=_wait_status_exit_code(job.get("exit_code")) if state.ended else None,
+            submitted_at=_epoch(job.get("submit_time")),
+        )
+
+
+def parse_accounting(answer: dict) -> Iterator[JobStatus]:
+    """Every job of `GET /slurmdb/<version>/jobs`; steps are not jobs and are not read."""
+    for job in answer.get("jobs") or []:
+        job_state = job.get("state")
+        raw = _state_name(job_state.get("current") if isinstance(job_state, dict) else job_state)
+        state = STATES.get(raw, JobState.UNKNOWN)
+        cancelled_by = text_of(job.get("kill_request_user"))
+        nodes = text_of(job.get("nodes"))
+        yield JobStatus(
+            job_id=str(job.get("job_id", "")),
+            name=job.get("name") or "",
+            user=job.get("user") or "",
+            state=state,
+            raw_state=raw,
+            reason=f"{raw} by {cancelled_by}"
+            if state is JobState.CANCELLED and cancelled_by
+            else text_of(job_state.get("reason") if isinstance(job_state, dict) else ""),
+            exec_host="" if nodes == "None assigned" else first_exec_host(nodes),
+            exit_code=_accounting_exit_code(job.get("exit_code"), state),
+            submitted_at=_epoch((job.get("time") or {}).get("submission")),
+        )
+
+
+def parse_partition_loads(partitions: dict, nodes: dict) -> list[PartitionLoad]:
+    """Every partition of `GET /slurm/<version>/partitions`, with the resources of its nodes
+    from `GET /slurm/<version>/nodes`."""
+    loads = {
+        str(p.get("name")): dict.fromkeys(
+            ("cpus_idle", "cpus_total", "gpus_idle", "gpus_total", "nodes_idle", "nodes_total"), 0
+        )
+        | {"state": str(p.get("state") or "").lower()}
+        for p in partitions.get("partitions") or []
+        if p.get("name")
+    }
+    for node in nodes.get("nodes") or []:
+        state = str(node.get("state") or "").lower()
+        usable = state in ("idle", "mixed") and not UNAVAILABLE_NODE_FLAGS & set(
+            node.get("state_flags") or []
+        )
+        cpus, gpus = int(node.get("cpus") or 0), gpu_count(text_of(node.get("gres")))
+        idle_gpus = max(0, gpus - gpu_count(text_of(node.get("gres_used")))) if usable else 0
+        for name in node.get("partitions") or []:
+            load = loads.get(name)
+            if load is None:
+                continue
+            load["cpus_total"] += cpus
+            load["cpus_idle"] += int(node.get("idle_cpus") or 0) if usable else 0
+            load["gpus_total"] += gpus
+            load["gpus_idle"] += idle_gpus
+            load["nodes_total"] += 1
+            load["nodes_idle"] += usable and state == "idle"
+    return [PartitionLoad(name=name, **load) for name, load in loads.items()]
+
+
+def parse_queued_jobs(answer: dict) -> list[QueuedJob]:
+    """Every pending and running job of `GET /slurm/<version>/jobs`, the pending ones in the
+    order Slurm would start them: highest priority, then earliest submitted."""
+    pending, running = [], []
+    for job in answer.get("jobs") or []:
+        state = STATES.get(_state_name(job.get("job_state")), JobState.UNKNOWN)
+        if state not in (JobState.PENDING, JobState.RUNNING):
+            continue
+        queued = QueuedJob(
+            str(job.get("job_id", "")),
+            tuple(str(job.get("partition") or "").split(",")),
+            state is JobState.PENDING,
+        )
+        order = (-int(job.get("priority") or 0), int(job.get("submit_time") or 0), job["job_id"])
+        (pending if queued.pending else running).append((order, queued))
+    pending.sort(key=lambda entry: entry[0])
+    return [job for _order, job in pending + running]
