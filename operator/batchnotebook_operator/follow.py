@@ -19,40 +19,27 @@ from batchnotebook_api.status import (
     condition,
     is_true,
 )
-from batchnotebook_api.times import parse_timestamp, seconds_between, timestamp
+from batchnotebook_api.times import parse_timestamp, timestamp
 
 from . import messages
 from .hosts import notebook_url, rewrite_host, same_host
-from .model import ENDED_PHASE, JobState, JobStatus, QueuePlace
+from .model import ENDED_PHASE, JobState, JobStatus
+from .queue import kept_estimate
+from .transition import (
+    NOT_IN_QUEUE,
+    ROUTED_PHASES,
+    Event,
+    Transition,
+    changed,
+    ended_by_operator,
+    worth_writing,
+)
 
 # Both the queue and accounting must have forgotten a job for this long before it counts as gone:
 # accounting lags the queue by a few seconds.
 VANISHED_AFTER_SECONDS = 120
 # A cluster's walltimeWarningSeconds when it sets none (the CRD's default).
 DEFAULT_WALLTIME_WARNING_SECONDS = 600
-# The job log's tail in a failure message: enough to show a traceback's end, bounded for the status.
-LOG_TAIL_CHARACTERS = 2000
-
-# Phases in which the hub may route to the job's host and port (Starting: a report may arrive).
-ROUTED_PHASES = (Phase.STARTING, Phase.READY, Phase.STOPPING)
-
-# A waiting notebook's place in its partition's queue, from the last availability snapshot.
-QUEUE_PLACE_FIELDS = ("queuePosition", "queueLength", "queuePartition")
-NOT_IN_QUEUE = dict.fromkeys(QUEUE_PLACE_FIELDS)
-
-Event = tuple[str, str, str]  # (type, reason, message)
-
-
-@dataclass
-class Transition:
-    """A status patch plus the events that tell the story."""
-
-    status: dict = field(default_factory=dict)
-    events: list[Event] = field(default_factory=list)
-    cancel_job: bool = False  # the operator ends the notebook: its job must not run on
-
-    def __bool__(self) -> bool:
-        return bool(self.status)
 
 
 @dataclass
@@ -88,71 +75,6 @@ class Report:
         message: str,
     ) -> list[Condition]:
         return condition(conditions, type_, status, reason, message, self.generation, self.now)
-
-
-def queue_place(status: dict, places: dict[str, QueuePlace]) -> Transition:
-    """A waiting notebook's place in its queue, as a snapshot has it: written only when it
-    changed, removed when the scheduler gives the job no place. Other notebooks are left alone
-    (leaving Queued clears it)."""
-    phase = status.get("phase") or Phase.PENDING.value
-    if phase not in (Phase.PENDING.value, Phase.QUEUED.value) or not status.get("jobId"):
-        return Transition()
-    place = places.get(status["jobId"])
-    wanted = NOT_IN_QUEUE
-    if place:
-        wanted = {
-            "queuePosition": place.position,
-            "queueLength": place.length,
-            "queuePartition": place.partition,
-        }
-    return Transition(_changed(status, _worth_writing(status, wanted)))
-
-
-def queue_wait_exceeded(
-    status: dict, max_wait_seconds: int, now: dt.datetime, generation: int | None = None
-) -> Transition:
-    """A Queued notebook that waited longer than its profile allows fails (its job is cancelled
-    by the caller); any other notebook is left alone."""
-    waited = seconds_between(status.get("submittedAt"), now)
-    if status.get("phase") != Phase.QUEUED.value or waited <= max_wait_seconds:
-        return Transition()
-    message = messages.queue_wait_exceeded(waited, status.get("schedulerReason"), max_wait_seconds)
-    event = f"job {status.get('jobId')}: {message}"
-    ending = ended_by_operator(status, Reason.MAX_QUEUE_WAIT, message, event, generation, now)
-    return replace(ending, cancel_job=True)
-
-
-def needs_log_tail(status: dict, transition: Transition) -> bool:
-    """A job that failed now: its log says why (a job that crashed at once may never have been
-    seen running, so any active phase counts; a job that never ran leaves no log to read)."""
-    was_active = not Phase(status.get("phase") or Phase.PENDING.value).terminal
-    return was_active and transition.status.get("phase") == Phase.FAILED.value
-
-
-def with_log_tail(transition: Transition, tail: str) -> Transition:
-    """The failure message followed by the end of the job's log, bounded in length."""
-    tail = tail.strip()
-    if not tail:
-        return transition
-    if len(tail) > LOG_TAIL_CHARACTERS:
-        tail = "…" + tail[-LOG_TAIL_CHARACTERS:]
-    message = f"{transition.status['message']}; the job's log ends with:\n{tail}"
-    return Transition({**transition.status, "message": message}, transition.events)
-
-
-def job_output_path(output: str, job_id: str) -> str:
-    """The job's log as the scheduler wrote it: `%j` is the job id, relative paths start in the
-    user's home (where the transport runs commands as the user)."""
-    return output.replace("%j", job_id)
-
-
-def _changed(status: dict, wanted: dict) -> dict:
-    return {k: v for k, v in wanted.items() if status.get(k) != v}
-
-
-def _worth_writing(status: dict, wanted: dict) -> dict:
-    """A None removes a field: worth writing only where the status has it."""
-    return {k: v for k, v in wanted.items() if v is not None or status.get(k) is not None}
 
 
 def ready_fields(
@@ -208,22 +130,6 @@ def walltime_warning(report: Report, ends_at: str, conditions: list[Condition]) 
     return Change({}, conditions, [("Warning", Reason.WALLTIME_ENDING, message)])
 
 
-def kept_estimate(
-    written: str | None, estimate: dt.datetime | None, now: dt.datetime
-) -> str | None:
-    """The expected start to write for a waiting job: Slurm's backfill moves a far-off estimate
-    on every cycle (hours ahead, by an hour at a time), and writing each move rewrote every waiting
-    notebook's status every minute.  The written estimate stays unless the new one differs by
-    more than a quarter of the wait it announces (and a minute)."""
-    if estimate is None or written is None:
-        return timestamp(estimate) if estimate else None
-    before = parse_timestamp(written)
-    wait = (min(before, estimate) - now).total_seconds()
-    if abs((estimate - before).total_seconds()) <= max(60.0, wait / 4):
-        return written
-    return timestamp(estimate)
-
-
 def from_job(
     status: dict,
     job: JobStatus,
@@ -272,7 +178,7 @@ def from_job(
         change.wanted = {**seen, "lastSeenAt": timestamp(now), **change.wanted}
     else:
         change.wanted = {**seen, **change.wanted}
-    patch = _changed(status, _worth_writing(status, change.wanted))
+    patch = changed(status, worth_writing(status, change.wanted))
     if patch.keys() - {"lastSeenAt"} or change.conditions != status.get("conditions", []):
         patch["conditions"] = change.conditions
     else:
@@ -383,23 +289,6 @@ def _ended(report: Report, conditions: list[Condition]) -> Change:
     return Change(wanted, conditions, [(kind, phase.value, f"job {job.job_id}: {message}")])
 
 
-def withdrawn_route(status: dict, ending: Transition) -> Transition:
-    """What stays of an ending the operator could not carry out yet (the cancel did not reach the
-    scheduler; the next round tries again, Stopping being a routed phase): the hub stops routing
-    to the job at once, as a server that was Ready and is no longer."""
-    if Phase(status.get("phase") or Phase.PENDING.value) not in ROUTED_PHASES:
-        return Transition()
-    return Transition(
-        {
-            "phase": Phase.STOPPING.value,
-            "url": None,
-            "port": None,
-            "message": ending.status["message"],
-            "conditions": ending.status["conditions"],
-        }
-    )
-
-
 def unreachable(
     status: dict, message: str, now: dt.datetime, generation: int | None = None
 ) -> Transition:
@@ -430,27 +319,3 @@ def vanished(
         return Transition()
     message = messages.vanished(job_id, seconds_unseen)
     return ended_by_operator(status, Reason.JOB_NOT_FOUND, message, message, generation, now)
-
-
-def ended_by_operator(
-    status: dict,
-    reason: Reason,
-    message: str,
-    event: str,
-    generation: int | None,
-    now: dt.datetime,
-) -> Transition:
-    """The operator, not the scheduler, ends a notebook as Failed, and says why."""
-    conditions = condition(
-        status.get("conditions", []), ConditionType.READY, False, reason, message, generation, now
-    )
-    return Transition(
-        {
-            "phase": Phase.FAILED.value,
-            "message": message,
-            "finishedAt": timestamp(now),
-            "conditions": conditions,
-        }
-        | _worth_writing(status, NOT_IN_QUEUE),
-        [("Warning", reason, event)],
-    )

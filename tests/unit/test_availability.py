@@ -14,7 +14,7 @@ from batchnotebook_api.texts import progress_message
 from batchnotebook_api.times import now
 from batchnotebook_operator.clients.commandline import CommandLineClient
 from batchnotebook_operator.errors import SchedulerUnavailable
-from batchnotebook_operator.follow import from_job, queue_place
+from batchnotebook_operator.follow import from_job
 from batchnotebook_operator.model import (
     JobState,
     JobStatus,
@@ -23,6 +23,7 @@ from batchnotebook_operator.model import (
     QueuePlace,
     availability,
 )
+from batchnotebook_operator.queue import queue_place
 from batchnotebook_operator.schedulers import BACKENDS
 from batchnotebook_operator.schedulers.sge import GridEngine
 from batchnotebook_operator.schedulers.slurm import Slurm, gpu_count

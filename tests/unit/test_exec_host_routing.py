@@ -15,8 +15,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from batchnotebook_api import REPORT_TOKEN_KEY
 from batchnotebook_api.times import now
-from batchnotebook_operator.follow import from_job, ready_fields, same_host
-from batchnotebook_operator.handlers import clusters, report_auth, reports
+from batchnotebook_operator import rounds
+from batchnotebook_operator.follow import from_job, ready_fields
+from batchnotebook_operator.handlers import report_auth, reports
+from batchnotebook_operator.hosts import same_host
 from batchnotebook_operator.model import JobState, JobStatus
 from batchnotebook_operator.registry import registry
 
@@ -119,7 +121,7 @@ async def test_a_refused_exec_host_never_makes_the_notebook_ready(
     }
     for _round in range(3):
         written = len(kube.patches)
-        await clusters.poll(Client(exec_host), spec, [followed(status)])
+        await rounds.poll(Client(exec_host), spec, [followed(status)])
         for patch in kube.patches[written:]:
             status = {k: v for k, v in {**status, **patch}.items() if v is not None}
     assert status["phase"] == "Starting"
@@ -143,7 +145,7 @@ async def test_an_allowed_exec_host_still_becomes_ready(monkeypatch, dns):
         "reportedPort": 8888,
         "conditions": [],
     }
-    await clusters.poll(Client("node01"), SITE, [followed(status)])
+    await rounds.poll(Client("node01"), SITE, [followed(status)])
     [patch] = kube.patches
     assert patch["phase"] == "Ready" and patch["url"] == "http://node01.cluster.example:8888"
 

@@ -2,17 +2,10 @@ import datetime as dt
 
 from batchnotebook_api.texts import duration_text, plain_reason, progress_message, when_text
 from batchnotebook_api.times import now
-from batchnotebook_operator.follow import (
-    from_job,
-    job_output_path,
-    needs_log_tail,
-    queue_wait_exceeded,
-    ready_fields,
-    unreachable,
-    vanished,
-    with_log_tail,
-)
+from batchnotebook_operator.follow import from_job, ready_fields, unreachable, vanished
+from batchnotebook_operator.job_log import job_output_path, needs_log_tail, with_log_tail
 from batchnotebook_operator.model import JobState, JobStatus
+from batchnotebook_operator.queue import queue_wait_exceeded
 
 
 def job(state, **kw):

@@ -6,9 +6,10 @@ import asyncio
 import kopf
 import pytest
 
-from batchnotebook_operator.follow import Transition
+from batchnotebook_operator import rounds
 from batchnotebook_operator.handlers import clusters
 from batchnotebook_operator.registry import registry
+from batchnotebook_operator.transition import Transition
 
 
 class FakeKube:
@@ -45,7 +46,7 @@ def kube(monkeypatch):
 async def test_a_status_write_that_finds_no_notebook_marks_it_gone(kube):
     index = {"c": [indexed("live", "uid-live"), indexed("ghost", "uid-ghost")]}
     transition = Transition({"phase": "Cancelled"}, [("Normal", "Cancelled", "job ended")])
-    await clusters._apply(indexed("ghost", "uid-ghost"), transition, asyncio.Semaphore(1))
+    await rounds.apply_transition(indexed("ghost", "uid-ghost"), transition, asyncio.Semaphore(1))
     assert registry.gone == {"uid-ghost"}
     assert [n["name"] for n in clusters.followed(index, "c")] == ["live"]
 

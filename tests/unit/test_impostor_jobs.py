@@ -9,8 +9,8 @@ from collections.abc import Iterable
 
 import pytest
 
+from batchnotebook_operator import rounds
 from batchnotebook_operator.clients import SchedulerClient
-from batchnotebook_operator.handlers import clusters
 from batchnotebook_operator.handlers.notebooks import recorded_job
 from batchnotebook_operator.model import Availability, JobState, JobStatus
 from batchnotebook_operator.registry import registry
@@ -117,7 +117,7 @@ def alices_notebook(phase: str = "Ready", job_id: str = "41") -> dict:
 async def test_an_impostor_listed_after_alices_job_does_not_decide_her_phase(kube):
     # bob named his job after alice's and cancelled it: the scheduler lists it after hers.
     site = Scheduler([job("41", "alice", JobState.RUNNING), job("99", "bob", JobState.CANCELLED)])
-    still_active = await clusters.poll(FakeClient(site), {}, [alices_notebook()])
+    still_active = await rounds.poll(FakeClient(site), {}, [alices_notebook()])
     assert still_active == 1
     assert all(patch.get("phase") != "Cancelled" for patch in kube.patches)
     assert not kube.events
@@ -129,14 +129,14 @@ async def test_an_impostor_does_not_keep_an_ended_notebook_running(kube):
         [job("99", "bob", JobState.RUNNING)],
         accounting=[job("41", "alice", JobState.FINISHED)],
     )
-    await clusters.poll(FakeClient(site), {}, [alices_notebook()])
+    await rounds.poll(FakeClient(site), {}, [alices_notebook()])
     assert kube.patches[-1]["phase"] == "Completed"
 
 
 async def test_a_recycled_job_id_of_another_owner_is_not_the_notebooks_job(kube):
     # Years later the scheduler's ids wrapped: id 41 is now bob's.
     site = Scheduler([job("41", "bob", JobState.RUNNING)], accounting=[])
-    await clusters.poll(FakeClient(site), {}, [alices_notebook(phase="Queued")])
+    await rounds.poll(FakeClient(site), {}, [alices_notebook(phase="Queued")])
     assert all(
         "execHost" not in patch and patch.get("phase") != "Starting" for patch in kube.patches
     )

@@ -7,8 +7,8 @@ import asyncio
 import datetime as dt
 
 from batchnotebook_api.times import now, timestamp
-from batchnotebook_operator.follow import kept_estimate
-from batchnotebook_operator.handlers.clusters import next_round, wanting_a_round
+from batchnotebook_operator.poller import next_round, wanting_a_round
+from batchnotebook_operator.queue import kept_estimate
 
 
 def in_hours(hours: float) -> dt.datetime:
