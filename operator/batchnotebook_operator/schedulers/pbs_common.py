@@ -1,6 +1,6 @@
-"""What PBS Pro and Torque share: qsub/qstat/qdel, one-letter job states, exit statuses above 256
-meaning "killed by signal (status - 256)", and qstat's habit of answering for the jobs it knows
-while complaining (and exiting non-zero) about the ones it does not."""
+"""What PBS Pro and Torque share: qsub/qstat/qdel, one-letter job states, queues that are enabled
+and started, nodes that are "free", and qstat's habit of answering for the jobs it knows while
+complaining (and exiting non-zero) about the ones it does not."""
 
 from __future__ import annotations
 
@@ -28,13 +28,19 @@ LIVE_STATES = {
     "B": JobState.RUNNING,  # array job begun
     "E": JobState.COMPLETING,  # exiting after having run
 }
+#: A node in this state takes new jobs; both list a node's states comma-separated (down,offline).
+NODE_TAKES_JOBS = "free"
 
 
-def exit_code(status: int | None) -> int | None:
-    """A shell-style exit code (128 + signal for a killed job) from PBS's Exit_status."""
-    if status is None:
-        return None
-    return 128 + status - 256 if status > 256 else status
+def queue_state(*, enabled: bool, started: bool) -> str:
+    """A queue's state from qstat -Q's enabled and started flags."""
+    if enabled and started:
+        return "up"
+    return "stopped" if enabled else "disabled"  # stopped: takes jobs, starts none
+
+
+def takes_jobs(node_state: str) -> bool:
+    return NODE_TAKES_JOBS in node_state.split(",")
 
 
 def ended_state(status: int | None, *, deleted: bool) -> JobState:

@@ -12,18 +12,16 @@ import datetime as dt
 import json
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from ..model import JobState, JobStatus, PartitionLoad, QueuedJob
-from .base import first_exec_host
-from .pbs_common import LIVE_STATES, PBSFamily, ended_state, exit_code
+from .base import Commands, count, epoch, first_exec_host, queued_jobs, shell_exit_code, total
+from .pbs_common import LIVE_STATES, PBSFamily, ended_state, queue_state, takes_jobs
 
 FINISHED_STATES = ("F", "X")  # finished; array subjob finished
 #: substate of a finished job that was deleted (qdel) rather than ending by itself
 SUBSTATE_TERMINATED = 91
-JSON_FLAGS = ["-f", "-F", "json"]
-#: A node in one of these states takes new jobs (PBS Pro may list several, comma-separated).
-NODE_TAKES_JOBS = "free"
+JSON_FLAGS = ("-f", "-F", "json")
 #: qstat -Q's state_count words for waiting and for running jobs.
 WAITING_COUNTS = ("Queued", "Held", "Waiting", "Transit")
 RUNNING_COUNTS = ("Running", "Exiting", "Begun")
@@ -32,10 +30,8 @@ RUNNING_COUNTS = ("Running", "Exiting", "Begun")
 def _when(text: Any) -> dt.datetime | None:
     """PBS prints times as ctime() strings in the server's local time; some attributes as epoch
     seconds."""
-    if text in (None, "", 0, "0"):
-        return None
     if isinstance(text, int | float) or str(text).isdigit():
-        return dt.datetime.fromtimestamp(int(text), dt.UTC)
+        return epoch(text)
     try:
         return dt.datetime.strptime(
             " ".join(str(text).split()), "%a %b %d %H:%M:%S %Y"
@@ -65,13 +61,8 @@ def _status(job_id: str, attributes: dict[str, Any]) -> JobStatus:
         if state is not JobState.PENDING
         else "",
         expected_start=_when(estimated.get("start_time")) if state is JobState.PENDING else None,
-        exit_code=exit_code(status),
+        exit_code=shell_exit_code(status),
     )
-
-
-def _jobs(stdout: str) -> Iterator[JobStatus]:
-    for job_id, attributes in (_document(stdout).get("Jobs") or {}).items():
-        yield _status(job_id, attributes)
 
 
 def _document(stdout: str) -> dict[str, Any]:
@@ -79,39 +70,31 @@ def _document(stdout: str) -> dict[str, Any]:
     return json.loads(stdout, strict=False) if stdout.strip() else {}
 
 
-def _queue_state(queue: dict[str, Any]) -> str:
-    enabled, started = queue.get("enabled") == "True", queue.get("started") == "True"
-    if enabled and started:
-        return "up"
-    return "stopped" if enabled else "disabled"  # stopped: takes jobs, starts none
-
-
-def _number(resources: dict[str, Any], name: str) -> int:
-    value = resources.get(name)
-    return int(value) if isinstance(value, int | float) or str(value).isdigit() else 0
+def _cpus_and_gpus(node: dict[str, Any], resources: str) -> tuple[int, int]:
+    """A node's CPUs and GPUs in its resources_available or resources_assigned."""
+    values = node.get(resources) or {}
+    return count(values.get("ncpus")), count(values.get("ngpus"))
 
 
 class PBSPro(PBSFamily):
     name = "pbspro"
-    commands = {  # noqa: RUF012 - class-level data read by the base class
-        "submit": ["qsub"],
+    commands: ClassVar[Commands] = {
+        "submit": ("qsub",),
         # Every queued and running job of every user; finished ones leave it for the history.
-        "query": ["qstat", *JSON_FLAGS],
+        "query": ("qstat", *JSON_FLAGS),
         # The history of the given jobs (or, to find a tag after a restart, of every job).
-        "accounting": ["qstat", "-x", *JSON_FLAGS, "{{ job_ids }}"],
-        "cancel": ["qdel", "{{ job_ids }}"],
-        "version": ["qstat", "--version"],
-        "partitions": ["qstat", "-Q", *JSON_FLAGS],
-        "nodes": ["pbsnodes", "-a", "-F", "json"],
-        "all_jobs": ["qstat", *JSON_FLAGS],
+        "accounting": ("qstat", "-x", *JSON_FLAGS, "{{ job_ids }}"),
+        "cancel": ("qdel", "{{ job_ids }}"),
+        "version": ("qstat", "--version"),
+        "partitions": ("qstat", "-Q", *JSON_FLAGS),
+        "nodes": ("pbsnodes", "-a", "-F", "json"),
+        "all_jobs": ("qstat", *JSON_FLAGS),
     }
     no_accounting_patterns = (r"job_history_enable",)
 
     def parse_query(self, stdout: str) -> Iterator[JobStatus]:
-        return _jobs(stdout)
-
-    def parse_accounting(self, stdout: str) -> Iterator[JobStatus]:
-        return _jobs(stdout)
+        for job_id, attributes in (_document(stdout).get("Jobs") or {}).items():
+            yield _status(job_id, attributes)
 
     def parse_version(self, stdout: str) -> str:
         return stdout.strip().removeprefix("pbs_version =").strip()
@@ -127,42 +110,42 @@ class PBSPro(PBSFamily):
                 k: int(v) for k, v in re.findall(r"(\w+):(\d+)", queue.get("state_count", ""))
             }
             served = [n for n in listed_nodes if n.get("queue") in (None, name)]
-            cpus_idle = gpus_idle = nodes_idle = 0
+            cpus_total = gpus_total = cpus_idle = gpus_idle = nodes_idle = 0
             for node in served:
-                available = node.get("resources_available") or {}
-                assigned = node.get("resources_assigned") or {}
-                if NODE_TAKES_JOBS not in str(node.get("state", "")).split(","):
+                cpus, gpus = _cpus_and_gpus(node, "resources_available")
+                cpus_total += cpus
+                gpus_total += gpus
+                if not takes_jobs(str(node.get("state", ""))):
                     continue
-                cpus_idle += max(0, _number(available, "ncpus") - _number(assigned, "ncpus"))
-                gpus_idle += max(0, _number(available, "ngpus") - _number(assigned, "ngpus"))
+                cpus_used, gpus_used = _cpus_and_gpus(node, "resources_assigned")
+                cpus_idle += max(0, cpus - cpus_used)
+                gpus_idle += max(0, gpus - gpus_used)
                 nodes_idle += not node.get("jobs")
             loads.append(
                 PartitionLoad(
                     name=name,
-                    state=_queue_state(queue),
-                    cpus_idle=cpus_idle,
-                    cpus_total=sum(
-                        _number(n.get("resources_available") or {}, "ncpus") for n in served
+                    state=queue_state(
+                        enabled=queue.get("enabled") == "True",
+                        started=queue.get("started") == "True",
                     ),
+                    cpus_idle=cpus_idle,
+                    cpus_total=cpus_total,
                     gpus_idle=gpus_idle if reports_gpus else None,
-                    gpus_total=sum(
-                        _number(n.get("resources_available") or {}, "ngpus") for n in served
-                    )
-                    if reports_gpus
-                    else None,
+                    gpus_total=gpus_total if reports_gpus else None,
                     nodes_idle=nodes_idle,
                     nodes_total=len(served),
-                    jobs_pending=sum(counts.get(word, 0) for word in WAITING_COUNTS),
-                    jobs_running=sum(counts.get(word, 0) for word in RUNNING_COUNTS),
+                    jobs_pending=total(counts, WAITING_COUNTS),
+                    jobs_running=total(counts, RUNNING_COUNTS),
                 )
             )
         return loads
 
     def parse_all_jobs(self, stdout: str) -> list[QueuedJob]:
-        queued = []
-        for job_id, attributes in (_document(stdout).get("Jobs") or {}).items():
-            state = LIVE_STATES.get(str(attributes.get("job_state", "")))
-            if state in (JobState.PENDING, JobState.RUNNING):
-                queue = str(attributes.get("queue", ""))
-                queued.append(QueuedJob(job_id, (queue,), state is JobState.PENDING))
-        return queued
+        return queued_jobs(
+            (
+                job_id,
+                str(attributes.get("queue", "")),
+                LIVE_STATES.get(str(attributes.get("job_state", ""))),
+            )
+            for job_id, attributes in (_document(stdout).get("Jobs") or {}).items()
+        )
