@@ -5,10 +5,12 @@ complaining (and exiting non-zero) about the ones it does not."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from ..model import JobState
+from ..model import JobState, PartitionLoad
 from ..transports import CommandResult
-from .base import Scheduler
+from .base import Scheduler, total
 
 #: Not an outage: qstat names jobs it does not know (any more) but still reports the others.
 JOB_NOT_KNOWN = re.compile(r"Unknown Job Id|Job has finished", re.IGNORECASE)
@@ -32,15 +34,63 @@ LIVE_STATES = {
 NODE_TAKES_JOBS = "free"
 
 
-def queue_state(*, enabled: bool, started: bool) -> str:
-    """A queue's state from qstat -Q's enabled and started flags."""
-    if enabled and started:
-        return "up"
-    return "stopped" if enabled else "disabled"  # stopped: takes jobs, starts none
+@dataclass(frozen=True)
+class Node:
+    """A node as pbsnodes reports it, in the terms a queue's load is counted in."""
+
+    cpus: int
+    gpus: int
+    cpus_free: int  # of its CPUs, those no job holds
+    gpus_free: int
+    state: str  # pbsnodes' states, comma-separated: free, job-exclusive, down,offline...
+    has_jobs: bool
+
+    @property
+    def takes_jobs(self) -> bool:
+        return NODE_TAKES_JOBS in self.state.split(",")
 
 
-def takes_jobs(node_state: str) -> bool:
-    return NODE_TAKES_JOBS in node_state.split(",")
+@dataclass(frozen=True)
+class QueueColumns:
+    """Where a dialect's qstat -Q says that a queue is enabled and started, and how many of its
+    jobs wait and run."""
+
+    enabled: str
+    started: str
+    yes: str
+    waiting: tuple[str, ...]
+    running: tuple[str, ...]
+
+    def state(self, queue: Mapping[str, object]) -> str:
+        enabled, started = queue.get(self.enabled) == self.yes, queue.get(self.started) == self.yes
+        if enabled and started:
+            return "up"
+        return "stopped" if enabled else "disabled"  # stopped: takes jobs, starts none
+
+
+def queue_load(
+    name: str,
+    queue: Mapping[str, object],
+    columns: QueueColumns,
+    nodes: Sequence[Node],
+    *,
+    reports_gpus: bool,
+) -> PartitionLoad:
+    """A queue's load from its qstat -Q entry and the nodes that serve it; only a node that takes
+    jobs has idle ones."""
+    usable = [node for node in nodes if node.takes_jobs]
+    return PartitionLoad(
+        name=name,
+        state=columns.state(queue),
+        cpus_idle=sum(node.cpus_free for node in usable),
+        cpus_total=sum(node.cpus for node in nodes),
+        gpus_idle=sum(node.gpus_free for node in usable) if reports_gpus else None,
+        gpus_total=sum(node.gpus for node in nodes) if reports_gpus else None,
+        nodes_idle=sum(not node.has_jobs for node in usable),
+        nodes_total=len(nodes),
+        jobs_pending=total(queue, columns.waiting),
+        jobs_running=total(queue, columns.running),
+    )
 
 
 def ended_state(status: int | None, *, deleted: bool) -> JobState:

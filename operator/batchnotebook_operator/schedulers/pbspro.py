@@ -15,16 +15,21 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from ..model import JobState, JobStatus, PartitionLoad, QueuedJob
-from .base import Commands, count, epoch, first_exec_host, queued_jobs, shell_exit_code, total
-from .pbs_common import LIVE_STATES, PBSFamily, ended_state, queue_state, takes_jobs
+from .base import Commands, count, epoch, first_exec_host, queued_jobs, shell_exit_code
+from .pbs_common import LIVE_STATES, Node, PBSFamily, QueueColumns, ended_state, queue_load
 
 FINISHED_STATES = ("F", "X")  # finished; array subjob finished
 #: substate of a finished job that was deleted (qdel) rather than ending by itself
 SUBSTATE_TERMINATED = 91
 JSON_FLAGS = ("-f", "-F", "json")
-#: qstat -Q's state_count words for waiting and for running jobs.
-WAITING_COUNTS = ("Queued", "Held", "Waiting", "Transit")
-RUNNING_COUNTS = ("Running", "Exiting", "Begun")
+#: qstat -Q -f's attributes, its state_count words for waiting and for running jobs.
+QUEUE_COLUMNS = QueueColumns(
+    enabled="enabled",
+    started="started",
+    yes="True",
+    waiting=("Queued", "Held", "Waiting", "Transit"),
+    running=("Running", "Exiting", "Begun"),
+)
 
 
 def _when(text: Any) -> dt.datetime | None:
@@ -70,10 +75,18 @@ def _document(stdout: str) -> dict[str, Any]:
     return json.loads(stdout, strict=False) if stdout.strip() else {}
 
 
-def _cpus_and_gpus(node: dict[str, Any], resources: str) -> tuple[int, int]:
-    """A node's CPUs and GPUs in its resources_available or resources_assigned."""
-    values = node.get(resources) or {}
-    return count(values.get("ncpus")), count(values.get("ngpus"))
+def _node(node: dict[str, Any]) -> Node:
+    available = node.get("resources_available") or {}
+    assigned = node.get("resources_assigned") or {}
+    cpus, gpus = count(available.get("ncpus")), count(available.get("ngpus"))
+    return Node(
+        cpus=cpus,
+        gpus=gpus,
+        cpus_free=max(0, cpus - count(assigned.get("ncpus"))),
+        gpus_free=max(0, gpus - count(assigned.get("ngpus"))),
+        state=str(node.get("state", "")),
+        has_jobs=bool(node.get("jobs")),
+    )
 
 
 class PBSPro(PBSFamily):
@@ -109,35 +122,11 @@ class PBSPro(PBSFamily):
             counts = {
                 k: int(v) for k, v in re.findall(r"(\w+):(\d+)", queue.get("state_count", ""))
             }
-            served = [n for n in listed_nodes if n.get("queue") in (None, name)]
-            cpus_total = gpus_total = cpus_idle = gpus_idle = nodes_idle = 0
-            for node in served:
-                cpus, gpus = _cpus_and_gpus(node, "resources_available")
-                cpus_total += cpus
-                gpus_total += gpus
-                if not takes_jobs(str(node.get("state", ""))):
-                    continue
-                cpus_used, gpus_used = _cpus_and_gpus(node, "resources_assigned")
-                cpus_idle += max(0, cpus - cpus_used)
-                gpus_idle += max(0, gpus - gpus_used)
-                nodes_idle += not node.get("jobs")
-            loads.append(
-                PartitionLoad(
-                    name=name,
-                    state=queue_state(
-                        enabled=queue.get("enabled") == "True",
-                        started=queue.get("started") == "True",
-                    ),
-                    cpus_idle=cpus_idle,
-                    cpus_total=cpus_total,
-                    gpus_idle=gpus_idle if reports_gpus else None,
-                    gpus_total=gpus_total if reports_gpus else None,
-                    nodes_idle=nodes_idle,
-                    nodes_total=len(served),
-                    jobs_pending=total(counts, WAITING_COUNTS),
-                    jobs_running=total(counts, RUNNING_COUNTS),
-                )
-            )
+            # A node with a queue attribute serves that queue only.
+            served = [_node(n) for n in listed_nodes if n.get("queue") in (None, name)]
+            # state_count's words are capitalized, no attribute's name is.
+            entry = queue | counts
+            loads.append(queue_load(name, entry, QUEUE_COLUMNS, served, reports_gpus=reports_gpus))
         return loads
 
     def parse_all_jobs(self, stdout: str) -> list[QueuedJob]:

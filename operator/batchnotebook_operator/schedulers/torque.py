@@ -27,16 +27,20 @@ from .base import (
     queued_jobs,
     shell_exit_code,
     table,
-    total,
     xml_text,
 )
-from .pbs_common import LIVE_STATES, PBSFamily, ended_state, queue_state, takes_jobs
+from .pbs_common import LIVE_STATES, Node, PBSFamily, QueueColumns, ended_state, queue_load
 
 #: qstat prints one XML document per job-id operand; with none, one for all jobs.
 DOCUMENT = re.compile(r"<Data\b.*?(?:</Data>|<Data\s*/>)", re.DOTALL)
-#: qstat -Q's columns for waiting and for running jobs.
-WAITING_COLUMNS = ("Que", "Hld", "Wat", "Trn")
-RUNNING_COLUMNS = ("Run", "Ext")
+#: qstat -Q's table columns: enabled, started, and its counts of waiting and running jobs.
+QUEUE_COLUMNS = QueueColumns(
+    enabled="Ena",
+    started="Str",
+    yes="yes",
+    waiting=("Que", "Hld", "Wat", "Trn"),
+    running=("Run", "Ext"),
+)
 
 
 def _elements(stdout: str, tag: str) -> Iterator[ET.Element]:
@@ -66,6 +70,20 @@ def _status(job: ET.Element) -> JobStatus:
     )
 
 
+def _node(node: ET.Element) -> Node:
+    # Torque tells a node's job slots in use, not which GPUs: a node with a job has none idle.
+    processors, gpus = count(xml_text(node, "np")), count(xml_text(node, "gpus"))
+    used = len([slot for slot in xml_text(node, "jobs").split(",") if slot.strip()])
+    return Node(
+        cpus=processors,
+        gpus=gpus,
+        cpus_free=max(0, processors - used),
+        gpus_free=gpus if not used else 0,
+        state=xml_text(node, "state"),
+        has_jobs=bool(used),
+    )
+
+
 class Torque(PBSFamily):
     name = "torque"
     commands: ClassVar[Commands] = {
@@ -87,31 +105,9 @@ class Torque(PBSFamily):
     def parse_partitions(self, stdout: str, nodes: str = "") -> list[PartitionLoad]:
         listed = list(_elements(nodes, "Node"))
         reports_gpus = any(n.find("gpus") is not None for n in listed)
-        cpus_total = cpus_idle = gpus_total = gpus_idle = nodes_idle = 0
-        for node in listed:
-            processors, gpus = count(xml_text(node, "np")), count(xml_text(node, "gpus"))
-            used = len([slot for slot in xml_text(node, "jobs").split(",") if slot.strip()])
-            cpus_total += processors
-            gpus_total += gpus
-            if takes_jobs(xml_text(node, "state")):
-                cpus_idle += max(0, processors - used)
-                gpus_idle += gpus if not used else 0
-                nodes_idle += not used
+        every_node = [_node(node) for node in listed]  # qstat -Q does not tie nodes to queues
         return [
-            PartitionLoad(
-                name=queue["Queue"],
-                state=queue_state(
-                    enabled=queue.get("Ena") == "yes", started=queue.get("Str") == "yes"
-                ),
-                cpus_idle=cpus_idle,
-                cpus_total=cpus_total,
-                gpus_idle=gpus_idle if reports_gpus else None,
-                gpus_total=gpus_total if reports_gpus else None,
-                nodes_idle=nodes_idle,
-                nodes_total=len(listed),
-                jobs_pending=total(queue, WAITING_COLUMNS),
-                jobs_running=total(queue, RUNNING_COLUMNS),
-            )
+            queue_load(queue["Queue"], queue, QUEUE_COLUMNS, every_node, reports_gpus=reports_gpus)
             for queue in table(stdout)
             if queue.get("T") == "E"  # a routing queue runs nothing itself
         ]
