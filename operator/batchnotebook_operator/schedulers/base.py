@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import xml.etree.ElementTree as ElementTree
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from importlib import resources
 from typing import Any, ClassVar
@@ -12,10 +14,13 @@ from typing import Any, ClassVar
 from jinja2.nativetypes import NativeEnvironment
 
 from ..errors import SchedulerUnavailable, SubmissionRefused
-from ..model import JobStatus, PartitionLoad, QueuedJob
+from ..model import JobState, JobStatus, PartitionLoad, QueuedJob
 from ..transports import CommandResult
 
 _commands = NativeEnvironment(autoescape=False)
+
+#: A backend's argv templates by command name ("submit", "query", ...).
+Commands = Mapping[str, tuple[str, ...]]
 
 
 def first_exec_host(text: str) -> str:
@@ -33,6 +38,67 @@ def first_exec_host(text: str) -> str:
     return bracket[1] + bracket[2] if bracket else first
 
 
+def integer(text: str) -> int | None:
+    """A whole number as a scheduler prints it; anything else ("", "-", "n/a") is none."""
+    return int(text) if re.fullmatch(r"-?\d+", text) else None
+
+
+def shell_exit_code(status: int | None) -> int | None:
+    """A shell-style exit code (128 + signal for a killed job) from an exit status that PBS, and
+    Moab over it, print as 256 + signal for a job killed by a signal."""
+    if status is None:
+        return None
+    return 128 + status - 256 if status > 256 else status
+
+
+def count(value: object) -> int:
+    """A count as a scheduler prints it, a number or its digits; anything else ("-", "", None)
+    counts none."""
+    if isinstance(value, int | float):
+        return int(value)
+    text = str(value)
+    return int(text) if text.isdigit() else 0
+
+
+def total(row: Mapping[str, object], names: Iterable[str]) -> int:
+    """The sum of a row's counts under these names (jobs queued, held, waiting...)."""
+    return sum(count(row.get(name)) for name in names)
+
+
+def epoch(value: object) -> dt.datetime | None:
+    """A time printed as epoch seconds; 0 means "not set"."""
+    seconds = count(value)
+    return dt.datetime.fromtimestamp(seconds, dt.UTC) if seconds else None
+
+
+def table(stdout: str) -> list[dict[str, str]]:
+    """The rows of a whitespace-aligned table (qstat -Q, bqueues, bhosts) by its header's column
+    names; a rule of dashes under the header is no row, fields past the header's are dropped."""
+    lines = [line.split() for line in stdout.splitlines() if line.strip()]
+    if not lines:
+        return []
+    header = lines[0]
+    return [
+        dict(zip(header, row, strict=False))
+        for row in lines[1:]
+        if len(row) >= len(header) and not row[0].startswith("-")
+    ]
+
+
+def xml_text(element: ElementTree.Element, tag: str) -> str:
+    return (element.findtext(tag) or "").strip()
+
+
+def queued_jobs(jobs: Iterable[tuple[str, str, JobState | None]]) -> list[QueuedJob]:
+    """The pending and running ones of (job id, queue, state) in the scheduler's order, for a
+    scheduler whose job runs in one queue."""
+    return [
+        QueuedJob(job_id, (queue,), state is JobState.PENDING)
+        for job_id, queue, state in jobs
+        if state in (JobState.PENDING, JobState.RUNNING)
+    ]
+
+
 class Scheduler(ABC):
     """A batch scheduler's dialect. Subclasses fill in the class variables and the parsers."""
 
@@ -42,7 +108,7 @@ class Scheduler(ABC):
     #: resources, for a scheduler whose partition listing lacks them) and "all_jobs" (every
     #: user's pending and running jobs) where a backend has them; without "partitions" the
     #: snapshot reports nothing.
-    commands: ClassVar[dict[str, list[str]]]
+    commands: ClassVar[Commands]
     #: stderr patterns that mean the scheduler did not answer (as opposed to refused).
     unavailable_patterns: ClassVar[tuple[str, ...]]
     #: stderr patterns that mean there is no accounting to ask: an answer, "nothing known".
@@ -54,6 +120,9 @@ class Scheduler(ABC):
     #: Longest job name the scheduler keeps (older PBS and Torque: 15); None: no limit.
     job_name_length: ClassVar[int | None] = None
 
+    #: What the version command prints before the version on its first line, cut in this order.
+    version_prefixes: ClassVar[tuple[str, ...]] = ()
+
     def job_name(self, uid: str) -> str:
         """The tag every job carries, derived from its BatchNotebook's uid: the operator finds
         the job again by it after any restart."""
@@ -61,8 +130,9 @@ class Scheduler(ABC):
             return f"bnb-{uid}"
         return f"bnb{uid.replace('-', '')}"[: self.job_name_length]
 
-    def __init__(self, overrides: dict[str, list[str]] | None = None) -> None:
-        self.command_templates = {**self.commands, **(overrides or {})}
+    def __init__(self, overrides: Mapping[str, Sequence[str]] | None = None) -> None:
+        # spec.commands replaces a command's whole argv.
+        self.command_templates: dict[str, Sequence[str]] = {**self.commands, **(overrides or {})}
 
     @classmethod
     def default_template(cls) -> str:
@@ -118,12 +188,16 @@ class Scheduler(ABC):
     def parse_query(self, stdout: str) -> Iterable[JobStatus]:
         """Every job in the batched status query's output."""
 
-    @abstractmethod
     def parse_accounting(self, stdout: str) -> Iterable[JobStatus]:
-        """Every job in the accounting command's output."""
+        """Every job in the accounting command's output; by default it prints what the query
+        prints (the same command asked about other jobs)."""
+        return self.parse_query(stdout)
 
     def parse_version(self, stdout: str) -> str:
-        return stdout.strip().splitlines()[0] if stdout.strip() else ""
+        text = stdout.strip().splitlines()[0] if stdout.strip() else ""
+        for prefix in self.version_prefixes:
+            text = text.removeprefix(prefix).strip()
+        return text
 
     def parse_partitions(self, stdout: str, nodes: str = "") -> list[PartitionLoad]:
         """Every partition (queue) in the "partitions" command's output, with the "nodes"

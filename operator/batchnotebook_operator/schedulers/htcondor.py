@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from typing import ClassVar
 
 from ..model import JobState, JobStatus
-from .base import Scheduler, first_exec_host
+from .base import Commands, Scheduler, first_exec_host
 
 STATES = {
     1: JobState.PENDING,  # Idle
@@ -86,15 +87,15 @@ def _ads(stdout: str) -> list[dict]:
 class HTCondor(Scheduler):
     name = "htcondor"
     suspended_states = frozenset({"Suspended"})
-    commands = {  # noqa: RUF012 - class-level data read by the base class
-        "submit": [
+    commands: ClassVar[Commands] = {
+        "submit": (
             "/bin/sh",
             "-c",
             STAGE_AND_SUBMIT,
             "batchnotebook-submit",
             "{{ bin_directory }}",
-        ],
-        "query": [
+        ),
+        "query": (
             "condor_q",
             "-allusers",
             "-json",
@@ -102,8 +103,8 @@ class HTCondor(Scheduler):
             ATTRIBUTES,
             "-constraint",
             BY_TAG,
-        ],
-        "accounting": [
+        ),
+        "accounting": (
             "condor_history",
             "-json",
             "-attributes",
@@ -111,9 +112,9 @@ class HTCondor(Scheduler):
             "{% if tags and not job_ids %}-constraint{% endif %}",
             "{% if tags and not job_ids %}" + BY_TAG + "{% endif %}",
             "{{ job_ids }}",
-        ],
-        "cancel": ["condor_rm", "{{ job_ids }}"],
-        "version": ["condor_version"],
+        ),
+        "cancel": ("condor_rm", "{{ job_ids }}"),
+        "version": ("condor_version",),
     }
     unavailable_patterns = (
         r"Failed to fetch ads",
@@ -147,9 +148,6 @@ class HTCondor(Scheduler):
                 reason=reason,
                 exit_code=exit_code,
             )
-
-    def parse_accounting(self, stdout: str) -> Iterator[JobStatus]:
-        return self.parse_query(stdout)
 
     def parse_version(self, stdout: str) -> str:
         # "$CondorVersion: 23.4.0 2024-02-08 BuildID: 712251 PackageID: 23.4.0-1 $"

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from typing import ClassVar
 
 from ..model import JobState, JobStatus, PartitionLoad, QueuedJob
 from ..transports import CommandResult
-from .base import Scheduler, first_exec_host
+from .base import Commands, Scheduler, count, first_exec_host, queued_jobs, table
 
 STATES = {
     "PEND": JobState.PENDING,
@@ -81,28 +82,15 @@ def _history_blocks(text: str) -> Iterator[list[str]]:
         yield block
 
 
-def _table(stdout: str) -> list[dict[str, str]]:
-    """The rows of a bqueues/bhosts table by its header's column names."""
-    lines = [line.split() for line in stdout.splitlines() if line.strip()]
-    if not lines:
-        return []
-    header = lines[0]
-    return [dict(zip(header, row, strict=False)) for row in lines[1:] if len(row) >= len(header)]
-
-
-def _count(text: str | None) -> int:
-    return int(text) if text and text.isdigit() else 0
-
-
 class LSF(Scheduler):
     name = "lsf"
     suspended_states = frozenset({"PSUSP", "USUSP", "SSUSP"})
-    commands = {  # noqa: RUF012 - class-level data read by the base class
-        "submit": ["bsub"],
+    commands: ClassVar[Commands] = {
+        "submit": ("bsub",),
         # -J takes one name, with wildcards: every BatchNotebook tag starts with "bnb-" (base.py),
         # the exact tags are picked out of the answer.
-        "query": ["bjobs", "-a", "-u", "all", "-J", "bnb-*", "-o", QUERY_FIELDS, "-json"],
-        "accounting": [
+        "query": ("bjobs", "-a", "-u", "all", "-J", "bnb-*", "-o", QUERY_FIELDS, "-json"),
+        "accounting": (
             "bhist",
             "-a",
             "-l",
@@ -111,12 +99,12 @@ class LSF(Scheduler):
             "{% if tags and not job_ids %}-J{% endif %}",
             "{% if tags and not job_ids %}{{ tags[0] }}{% endif %}",
             "{{ job_ids }}",
-        ],
-        "cancel": ["bkill", "{{ job_ids }}"],
-        "version": ["lsid"],
-        "partitions": ["bqueues", "-w"],
-        "nodes": ["bhosts", "-w"],
-        "all_jobs": ["bjobs", "-u", "all", "-o", "jobid queue stat", "-json"],
+        ),
+        "cancel": ("bkill", "{{ job_ids }}"),
+        "version": ("lsid",),
+        "partitions": ("bqueues", "-w"),
+        "nodes": ("bhosts", "-w"),
+        "all_jobs": ("bjobs", "-u", "all", "-o", "jobid queue stat", "-json"),
     }
     unavailable_patterns = (
         r"LSF is down",
@@ -212,12 +200,12 @@ class LSF(Scheduler):
             )
 
     def parse_partitions(self, stdout: str, nodes: str = "") -> list[PartitionLoad]:
-        hosts = _table(nodes)
+        hosts = table(nodes)
         usable = [h for h in hosts if h.get("STATUS") == HOST_TAKES_JOBS]
         # MAX "-": no slot limit on the host, so no count of its CPUs either.
         counted = all(h.get("MAX", "").isdigit() for h in hosts)
         cpus_idle = sum(
-            max(0, _count(h.get("MAX")) - _count(h.get("NJOBS")) - _count(h.get("RSV")))
+            max(0, count(h.get("MAX")) - count(h.get("NJOBS")) - count(h.get("RSV")))
             for h in usable
         )
         return [
@@ -225,30 +213,22 @@ class LSF(Scheduler):
                 name=queue["QUEUE_NAME"],
                 state=queue["STATUS"].lower(),  # open:active, closed:inact, ...
                 cpus_idle=cpus_idle if counted else None,
-                cpus_total=sum(_count(h.get("MAX")) for h in hosts) if counted else None,
-                nodes_idle=sum(_count(h.get("NJOBS")) == 0 for h in usable),
+                cpus_total=sum(count(h.get("MAX")) for h in hosts) if counted else None,
+                nodes_idle=sum(count(h.get("NJOBS")) == 0 for h in usable),
                 nodes_total=len(hosts),
-                jobs_pending=_count(queue.get("PEND")),
-                jobs_running=_count(queue.get("RUN")),
+                jobs_pending=count(queue.get("PEND")),
+                jobs_running=count(queue.get("RUN")),
             )
-            for queue in _table(stdout)
+            for queue in table(stdout)
         ]
 
     def parse_all_jobs(self, stdout: str) -> list[QueuedJob]:
         if not stdout.strip():
             return []  # "No unfinished job found"
-        queued = []
-        for record in json.loads(stdout).get("RECORDS", []):
-            state = STATES.get(_value(record, "STAT"), JobState.UNKNOWN)
-            if state in (JobState.PENDING, JobState.RUNNING):
-                queued.append(
-                    QueuedJob(
-                        _value(record, "JOBID"),
-                        (_value(record, "QUEUE"),),
-                        state is JobState.PENDING,
-                    )
-                )
-        return queued
+        return queued_jobs(
+            (_value(record, "JOBID"), _value(record, "QUEUE"), STATES.get(_value(record, "STAT")))
+            for record in json.loads(stdout).get("RECORDS", [])
+        )
 
     def parse_version(self, stdout: str) -> str:
         # lsid: "IBM Spectrum LSF Standard 10.1.0.13, Nov 10 2022" then copyright and cluster.

@@ -8,13 +8,13 @@ output no emulator here prints and no fixture captures; rather than guess, the b
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from typing import ClassVar
 
 from ..model import JobState, JobStatus
-from .base import Scheduler
+from .base import Commands, Scheduler, epoch, integer, shell_exit_code
 
 STATES = {
     "Idle": JobState.PENDING,
@@ -37,20 +37,6 @@ DOCUMENT = re.compile(r"<Data\b.*?</Data>", re.DOTALL)
 CANCELLED_CODE = "CNCLD"
 
 
-def _epoch(text: str | None) -> dt.datetime | None:
-    """Moab's epoch seconds; 0 means "not set"."""
-    if not text or not text.isdigit() or int(text) == 0:
-        return None
-    return dt.datetime.fromtimestamp(int(text), dt.UTC)
-
-
-def _exit_code(code: str) -> int | None:
-    if not re.fullmatch(r"-?\d+", code):
-        return None
-    status = int(code)
-    return 128 + status - 256 if status > 256 else status
-
-
 def _status(job: ET.Element, section: str) -> JobStatus:
     raw = job.get("State", "")
     code = job.get("CompletionCode", "")
@@ -65,7 +51,7 @@ def _status(job: ET.Element, section: str) -> JobStatus:
     else:
         state = STATES.get(raw, JobState.UNKNOWN)
     pending = state is JobState.PENDING
-    start = _epoch(job.get("StartTime")) if pending else None
+    start = epoch(job.get("StartTime")) if pending else None
     return JobStatus(
         job_id=job.get("JobID", ""),
         state=state,
@@ -77,27 +63,22 @@ def _status(job: ET.Element, section: str) -> JobStatus:
         exec_host=job.get("MasterHost", "") if state is JobState.RUNNING else "",
         # An idle job with a reservation carries the reservation's start.
         expected_start=start,
-        exit_code=_exit_code(code),
+        # Moab reports the resource manager's (Torque's) exit status.
+        exit_code=shell_exit_code(integer(code)),
     )
-
-
-def _jobs(stdout: str) -> Iterator[JobStatus]:
-    for document in DOCUMENT.findall(stdout):
-        for queue in ET.fromstring(document).iter("queue"):
-            for job in queue.iter("job"):
-                yield _status(job, queue.get("option", ""))
 
 
 class Moab(Scheduler):
     name = "moab"
     suspended_states = frozenset({"Suspended"})
-    commands = {  # noqa: RUF012 - class-level data read by the base class
-        "submit": ["msub"],
-        "query": ["showq", "--xml"],
-        "accounting": ["showq", "-c", "--xml"],
-        "cancel": ["mjobctl", "-c", "{{ job_ids }}"],
-        "version": ["showq", "--version"],
+    commands: ClassVar[Commands] = {
+        "submit": ("msub",),
+        "query": ("showq", "--xml"),
+        "accounting": ("showq", "-c", "--xml"),
+        "cancel": ("mjobctl", "-c", "{{ job_ids }}"),
+        "version": ("showq", "--version"),
     }
+    version_prefixes = ("Version:", "moab client")
     unavailable_patterns = (
         r"connection refused",
         r"no service listening",
@@ -116,11 +97,7 @@ class Moab(Scheduler):
         return lines[-1]
 
     def parse_query(self, stdout: str) -> Iterator[JobStatus]:
-        return _jobs(stdout)
-
-    def parse_accounting(self, stdout: str) -> Iterator[JobStatus]:
-        return _jobs(stdout)
-
-    def parse_version(self, stdout: str) -> str:
-        text = stdout.strip().splitlines()[0] if stdout.strip() else ""
-        return text.removeprefix("Version:").strip().removeprefix("moab client").strip()
+        for document in DOCUMENT.findall(stdout):
+            for queue in ET.fromstring(document).iter("queue"):
+                for job in queue.iter("job"):
+                    yield _status(job, queue.get("option", ""))

@@ -1,14 +1,16 @@
-"""What PBS Pro and Torque share: qsub/qstat/qdel, one-letter job states, exit statuses above 256
-meaning "killed by signal (status - 256)", and qstat's habit of answering for the jobs it knows
-while complaining (and exiting non-zero) about the ones it does not."""
+"""What PBS Pro and Torque share: qsub/qstat/qdel, one-letter job states, queues that are enabled
+and started, nodes that are "free", and qstat's habit of answering for the jobs it knows while
+complaining (and exiting non-zero) about the ones it does not."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from ..model import JobState
+from ..model import JobState, PartitionLoad
 from ..transports import CommandResult
-from .base import Scheduler
+from .base import Scheduler, total
 
 #: Not an outage: qstat names jobs it does not know (any more) but still reports the others.
 JOB_NOT_KNOWN = re.compile(r"Unknown Job Id|Job has finished", re.IGNORECASE)
@@ -28,13 +30,67 @@ LIVE_STATES = {
     "B": JobState.RUNNING,  # array job begun
     "E": JobState.COMPLETING,  # exiting after having run
 }
+#: A node in this state takes new jobs; both list a node's states comma-separated (down,offline).
+NODE_TAKES_JOBS = "free"
 
 
-def exit_code(status: int | None) -> int | None:
-    """A shell-style exit code (128 + signal for a killed job) from PBS's Exit_status."""
-    if status is None:
-        return None
-    return 128 + status - 256 if status > 256 else status
+@dataclass(frozen=True)
+class Node:
+    """A node as pbsnodes reports it, in the terms a queue's load is counted in."""
+
+    cpus: int
+    gpus: int
+    cpus_free: int  # of its CPUs, those no job holds
+    gpus_free: int
+    state: str  # pbsnodes' states, comma-separated: free, job-exclusive, down,offline...
+    has_jobs: bool
+
+    @property
+    def takes_jobs(self) -> bool:
+        return NODE_TAKES_JOBS in self.state.split(",")
+
+
+@dataclass(frozen=True)
+class QueueColumns:
+    """Where a dialect's qstat -Q says that a queue is enabled and started, and how many of its
+    jobs wait and run."""
+
+    enabled: str
+    started: str
+    yes: str
+    waiting: tuple[str, ...]
+    running: tuple[str, ...]
+
+    def state(self, queue: Mapping[str, object]) -> str:
+        enabled, started = queue.get(self.enabled) == self.yes, queue.get(self.started) == self.yes
+        if enabled and started:
+            return "up"
+        return "stopped" if enabled else "disabled"  # stopped: takes jobs, starts none
+
+
+def queue_load(
+    name: str,
+    queue: Mapping[str, object],
+    columns: QueueColumns,
+    nodes: Sequence[Node],
+    *,
+    reports_gpus: bool,
+) -> PartitionLoad:
+    """A queue's load from its qstat -Q entry and the nodes that serve it; only a node that takes
+    jobs has idle ones."""
+    usable = [node for node in nodes if node.takes_jobs]
+    return PartitionLoad(
+        name=name,
+        state=columns.state(queue),
+        cpus_idle=sum(node.cpus_free for node in usable),
+        cpus_total=sum(node.cpus for node in nodes),
+        gpus_idle=sum(node.gpus_free for node in usable) if reports_gpus else None,
+        gpus_total=sum(node.gpus for node in nodes) if reports_gpus else None,
+        nodes_idle=sum(not node.has_jobs for node in usable),
+        nodes_total=len(nodes),
+        jobs_pending=total(queue, columns.waiting),
+        jobs_running=total(queue, columns.running),
+    )
 
 
 def ended_state(status: int | None, *, deleted: bool) -> JobState:

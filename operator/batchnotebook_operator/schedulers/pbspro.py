@@ -12,30 +12,31 @@ import datetime as dt
 import json
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from ..model import JobState, JobStatus, PartitionLoad, QueuedJob
-from .base import first_exec_host
-from .pbs_common import LIVE_STATES, PBSFamily, ended_state, exit_code
+from .base import Commands, count, epoch, first_exec_host, queued_jobs, shell_exit_code
+from .pbs_common import LIVE_STATES, Node, PBSFamily, QueueColumns, ended_state, queue_load
 
 FINISHED_STATES = ("F", "X")  # finished; array subjob finished
 #: substate of a finished job that was deleted (qdel) rather than ending by itself
 SUBSTATE_TERMINATED = 91
-JSON_FLAGS = ["-f", "-F", "json"]
-#: A node in one of these states takes new jobs (PBS Pro may list several, comma-separated).
-NODE_TAKES_JOBS = "free"
-#: qstat -Q's state_count words for waiting and for running jobs.
-WAITING_COUNTS = ("Queued", "Held", "Waiting", "Transit")
-RUNNING_COUNTS = ("Running", "Exiting", "Begun")
+JSON_FLAGS = ("-f", "-F", "json")
+#: qstat -Q -f's attributes, its state_count words for waiting and for running jobs.
+QUEUE_COLUMNS = QueueColumns(
+    enabled="enabled",
+    started="started",
+    yes="True",
+    waiting=("Queued", "Held", "Waiting", "Transit"),
+    running=("Running", "Exiting", "Begun"),
+)
 
 
 def _when(text: Any) -> dt.datetime | None:
     """PBS prints times as ctime() strings in the server's local time; some attributes as epoch
     seconds."""
-    if text in (None, "", 0, "0"):
-        return None
     if isinstance(text, int | float) or str(text).isdigit():
-        return dt.datetime.fromtimestamp(int(text), dt.UTC)
+        return epoch(text)
     try:
         return dt.datetime.strptime(
             " ".join(str(text).split()), "%a %b %d %H:%M:%S %Y"
@@ -65,13 +66,8 @@ def _status(job_id: str, attributes: dict[str, Any]) -> JobStatus:
         if state is not JobState.PENDING
         else "",
         expected_start=_when(estimated.get("start_time")) if state is JobState.PENDING else None,
-        exit_code=exit_code(status),
+        exit_code=shell_exit_code(status),
     )
-
-
-def _jobs(stdout: str) -> Iterator[JobStatus]:
-    for job_id, attributes in (_document(stdout).get("Jobs") or {}).items():
-        yield _status(job_id, attributes)
 
 
 def _document(stdout: str) -> dict[str, Any]:
@@ -79,39 +75,39 @@ def _document(stdout: str) -> dict[str, Any]:
     return json.loads(stdout, strict=False) if stdout.strip() else {}
 
 
-def _queue_state(queue: dict[str, Any]) -> str:
-    enabled, started = queue.get("enabled") == "True", queue.get("started") == "True"
-    if enabled and started:
-        return "up"
-    return "stopped" if enabled else "disabled"  # stopped: takes jobs, starts none
-
-
-def _number(resources: dict[str, Any], name: str) -> int:
-    value = resources.get(name)
-    return int(value) if isinstance(value, int | float) or str(value).isdigit() else 0
+def _node(node: dict[str, Any]) -> Node:
+    available = node.get("resources_available") or {}
+    assigned = node.get("resources_assigned") or {}
+    cpus, gpus = count(available.get("ncpus")), count(available.get("ngpus"))
+    return Node(
+        cpus=cpus,
+        gpus=gpus,
+        cpus_free=max(0, cpus - count(assigned.get("ncpus"))),
+        gpus_free=max(0, gpus - count(assigned.get("ngpus"))),
+        state=str(node.get("state", "")),
+        has_jobs=bool(node.get("jobs")),
+    )
 
 
 class PBSPro(PBSFamily):
     name = "pbspro"
-    commands = {  # noqa: RUF012 - class-level data read by the base class
-        "submit": ["qsub"],
+    commands: ClassVar[Commands] = {
+        "submit": ("qsub",),
         # Every queued and running job of every user; finished ones leave it for the history.
-        "query": ["qstat", *JSON_FLAGS],
+        "query": ("qstat", *JSON_FLAGS),
         # The history of the given jobs (or, to find a tag after a restart, of every job).
-        "accounting": ["qstat", "-x", *JSON_FLAGS, "{{ job_ids }}"],
-        "cancel": ["qdel", "{{ job_ids }}"],
-        "version": ["qstat", "--version"],
-        "partitions": ["qstat", "-Q", *JSON_FLAGS],
-        "nodes": ["pbsnodes", "-a", "-F", "json"],
-        "all_jobs": ["qstat", *JSON_FLAGS],
+        "accounting": ("qstat", "-x", *JSON_FLAGS, "{{ job_ids }}"),
+        "cancel": ("qdel", "{{ job_ids }}"),
+        "version": ("qstat", "--version"),
+        "partitions": ("qstat", "-Q", *JSON_FLAGS),
+        "nodes": ("pbsnodes", "-a", "-F", "json"),
+        "all_jobs": ("qstat", *JSON_FLAGS),
     }
     no_accounting_patterns = (r"job_history_enable",)
 
     def parse_query(self, stdout: str) -> Iterator[JobStatus]:
-        return _jobs(stdout)
-
-    def parse_accounting(self, stdout: str) -> Iterator[JobStatus]:
-        return _jobs(stdout)
+        for job_id, attributes in (_document(stdout).get("Jobs") or {}).items():
+            yield _status(job_id, attributes)
 
     def parse_version(self, stdout: str) -> str:
         return stdout.strip().removeprefix("pbs_version =").strip()
@@ -126,43 +122,19 @@ class PBSPro(PBSFamily):
             counts = {
                 k: int(v) for k, v in re.findall(r"(\w+):(\d+)", queue.get("state_count", ""))
             }
-            served = [n for n in listed_nodes if n.get("queue") in (None, name)]
-            cpus_idle = gpus_idle = nodes_idle = 0
-            for node in served:
-                available = node.get("resources_available") or {}
-                assigned = node.get("resources_assigned") or {}
-                if NODE_TAKES_JOBS not in str(node.get("state", "")).split(","):
-                    continue
-                cpus_idle += max(0, _number(available, "ncpus") - _number(assigned, "ncpus"))
-                gpus_idle += max(0, _number(available, "ngpus") - _number(assigned, "ngpus"))
-                nodes_idle += not node.get("jobs")
-            loads.append(
-                PartitionLoad(
-                    name=name,
-                    state=_queue_state(queue),
-                    cpus_idle=cpus_idle,
-                    cpus_total=sum(
-                        _number(n.get("resources_available") or {}, "ncpus") for n in served
-                    ),
-                    gpus_idle=gpus_idle if reports_gpus else None,
-                    gpus_total=sum(
-                        _number(n.get("resources_available") or {}, "ngpus") for n in served
-                    )
-                    if reports_gpus
-                    else None,
-                    nodes_idle=nodes_idle,
-                    nodes_total=len(served),
-                    jobs_pending=sum(counts.get(word, 0) for word in WAITING_COUNTS),
-                    jobs_running=sum(counts.get(word, 0) for word in RUNNING_COUNTS),
-                )
-            )
+            # A node with a queue attribute serves that queue only.
+            served = [_node(n) for n in listed_nodes if n.get("queue") in (None, name)]
+            # state_count's words are capitalized, no attribute's name is.
+            entry = queue | counts
+            loads.append(queue_load(name, entry, QUEUE_COLUMNS, served, reports_gpus=reports_gpus))
         return loads
 
     def parse_all_jobs(self, stdout: str) -> list[QueuedJob]:
-        queued = []
-        for job_id, attributes in (_document(stdout).get("Jobs") or {}).items():
-            state = LIVE_STATES.get(str(attributes.get("job_state", "")))
-            if state in (JobState.PENDING, JobState.RUNNING):
-                queue = str(attributes.get("queue", ""))
-                queued.append(QueuedJob(job_id, (queue,), state is JobState.PENDING))
-        return queued
+        return queued_jobs(
+            (
+                job_id,
+                str(attributes.get("queue", "")),
+                LIVE_STATES.get(str(attributes.get("job_state", ""))),
+            )
+            for job_id, attributes in (_document(stdout).get("Jobs") or {}).items()
+        )

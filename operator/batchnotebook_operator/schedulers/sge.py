@@ -19,10 +19,11 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
+from typing import ClassVar
 
 from ..errors import SchedulerUnavailable
 from ..model import JobState, JobStatus, PartitionLoad, QueuedJob
-from .base import Scheduler, first_exec_host
+from .base import Commands, Scheduler, first_exec_host, xml_text
 
 # qstat prints a job's state as letters (qstat(1)); the first of these found in a state decides,
 # so that "dr" (deleted while running) is ending, "hr" (hold on a running job) still running and
@@ -82,10 +83,6 @@ def _reason(code: str) -> str:
     return ", ".join(STATE_LETTERS[letter] for letter in code if letter in STATE_LETTERS)
 
 
-def _text(element: ElementTree.Element, tag: str) -> str:
-    return (element.findtext(tag) or "").strip()
-
-
 def _xml(stdout: str) -> ElementTree.Element:
     try:
         return ElementTree.fromstring(stdout)
@@ -95,7 +92,7 @@ def _xml(stdout: str) -> ElementTree.Element:
 
 
 def _int(element: ElementTree.Element, tag: str) -> int:
-    return _leading_int(_text(element, tag)) or 0
+    return _leading_int(xml_text(element, tag)) or 0
 
 
 def _leading_int(text: str) -> int | None:
@@ -105,24 +102,24 @@ def _leading_int(text: str) -> int | None:
 
 class GridEngine(Scheduler):
     name = "sge"
-    commands = {  # noqa: RUF012 - class-level data read by the base class
-        "submit": ["qsub", "-terse"],
+    commands: ClassVar[Commands] = {
+        "submit": ("qsub", "-terse"),
         # Every user's pending and running jobs; qstat cannot filter by name, the client does.
-        "query": ["qstat", "-xml", "-u", "*"],
+        "query": ("qstat", "-xml", "-u", "*"),
         # qacct takes one id, one name or one name pattern per call: the exact tag or id when
         # there is one, otherwise every job named like ours (filtered by id here). qacct reads
         # the accounting file itself, so it answers even while sge_qmaster is down.
-        "accounting": [
+        "accounting": (
             "qacct",
             "-j",
             "{% if tags|length == 1 %}{{ tags[0] }}"
             "{% elif job_ids|length == 1 %}{{ job_ids[0] }}"
             "{% else %}bnb-*{% endif %}",
-        ],
-        "cancel": ["qdel", "{{ job_ids }}"],
-        "version": ["qstat", "-help"],
-        "partitions": ["qstat", "-f", "-s", "r", "-xml", "-u", "*"],
-        "all_jobs": ["qstat", "-s", "p", "-r", "-xml", "-u", "*"],
+        ),
+        "cancel": ("qdel", "{{ job_ids }}"),
+        "version": ("qstat", "-help"),
+        "partitions": ("qstat", "-f", "-s", "r", "-xml", "-u", "*"),
+        "all_jobs": ("qstat", "-s", "p", "-r", "-xml", "-u", "*"),
     }
     unavailable_patterns = (
         # error: commlib error: got select error (Connection refused) / (No route to host)
@@ -163,18 +160,18 @@ class GridEngine(Scheduler):
 
     def parse_query(self, stdout: str) -> Iterator[JobStatus]:
         for job in _xml(stdout).iter("job_list"):
-            code = _text(job, "state")
+            code = xml_text(job, "state")
             if code == ZOMBIE:
                 continue
             state = _state(code)
             yield JobStatus(
-                job_id=_text(job, "JB_job_number"),
-                name=_text(job, "JB_name"),
-                user=_text(job, "JB_owner"),
+                job_id=xml_text(job, "JB_job_number"),
+                name=xml_text(job, "JB_name"),
+                user=xml_text(job, "JB_owner"),
                 state=state,
                 raw_state=code,
                 reason=_reason(code),
-                exec_host=first_exec_host(_text(job, "queue_name"))
+                exec_host=first_exec_host(xml_text(job, "queue_name"))
                 if state is not JobState.PENDING
                 else "",
             )
@@ -216,10 +213,12 @@ class GridEngine(Scheduler):
         running: dict[str, set[str]] = {}
         refusing: dict[str, str] = {}  # queue -> the state of an instance that takes no job
         for instance in _xml(stdout).iter("Queue-List"):
-            queue = _text(instance, "name").split("@", 1)[0]
+            queue = xml_text(instance, "name").split("@", 1)[0]
             used, reserved = _int(instance, "slots_used"), _int(instance, "slots_resv")
             total = _int(instance, "slots_total")
-            letters = [letter for letter in _text(instance, "state") if letter in QUEUE_STATE_WORDS]
+            letters = [
+                letter for letter in xml_text(instance, "state") if letter in QUEUE_STATE_WORDS
+            ]
             load = loads.setdefault(
                 queue, dict.fromkeys(("cpus_idle", "cpus_total", "nodes_idle", "nodes_total"), 0)
             )
@@ -232,7 +231,7 @@ class GridEngine(Scheduler):
                 load["nodes_idle"] += used + reserved == 0
                 load["accepting"] = True
             running.setdefault(queue, set()).update(
-                _text(job, "JB_job_number") for job in instance.iter("job_list")
+                xml_text(job, "JB_job_number") for job in instance.iter("job_list")
             )
         return [
             PartitionLoad(
@@ -248,7 +247,7 @@ class GridEngine(Scheduler):
         # qstat lists pending jobs in the order the scheduler considers them: by priority.
         return [
             QueuedJob(
-                job_id=_text(job, "JB_job_number"),
+                job_id=xml_text(job, "JB_job_number"),
                 # -q all.q or -q all.q@vm; none: any queue may run it.
                 partitions=tuple(
                     dict.fromkeys(
@@ -259,5 +258,5 @@ class GridEngine(Scheduler):
                 pending=True,
             )
             for job in _xml(stdout).iter("job_list")
-            if _text(job, "state") != ZOMBIE
+            if xml_text(job, "state") != ZOMBIE
         ]

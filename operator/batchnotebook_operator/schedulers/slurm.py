@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterator
+from typing import ClassVar
 
 from ..model import JobState, JobStatus, PartitionLoad, QueuedJob
-from .base import Scheduler
+from .base import Commands, Scheduler
 
 STATES = {
     "PENDING": JobState.PENDING,
@@ -92,17 +93,17 @@ def _id_order(job_id: str) -> int:
 
 class Slurm(Scheduler):
     name = "slurm"
-    commands = {  # noqa: RUF012 - class-level data read by the base class
-        "submit": ["sbatch", "--parsable"],
-        "query": [
+    commands: ClassVar[Commands] = {
+        "submit": ("sbatch", "--parsable"),
+        "query": (
             "squeue",
             "--noheader",
             "--all",
             "--states=all",
             "--name={{ tags|join(',') }}",
             f"--format={QUERY_FIELDS}",
-        ],
-        "accounting": [
+        ),
+        "accounting": (
             "sacct",
             "--allusers",  # as a service account sacct would show only its own jobs
             "--noheader",
@@ -112,17 +113,17 @@ class Slurm(Scheduler):
             "{% if tags %}--name={{ tags|join(',') }}{% endif %}",
             "{% if tags %}--starttime=now-7days{% endif %}",
             f"--format={ACCOUNTING_FIELDS}",
-        ],
-        "cancel": ["scancel", "{{ job_ids }}"],
-        "version": ["sinfo", "--version"],
-        "partitions": ["sinfo", "--noheader", "--Node", f"--Format={PARTITION_FIELDS}"],
-        "all_jobs": [
+        ),
+        "cancel": ("scancel", "{{ job_ids }}"),
+        "version": ("sinfo", "--version"),
+        "partitions": ("sinfo", "--noheader", "--Node", f"--Format={PARTITION_FIELDS}"),
+        "all_jobs": (
             "squeue",
             "--noheader",
             "--all",
             "--states=PENDING,RUNNING",
             f"--format={ALL_JOBS_FIELDS}",
-        ],
+        ),
     }
     unavailable_patterns = (
         r"Unable to contact slurm controller",

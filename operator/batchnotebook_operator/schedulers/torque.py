@@ -16,141 +16,108 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from typing import ClassVar
 
 from ..model import JobState, JobStatus, PartitionLoad, QueuedJob
-from .base import first_exec_host
-from .pbs_common import LIVE_STATES, PBSFamily, ended_state, exit_code
+from .base import (
+    Commands,
+    count,
+    first_exec_host,
+    integer,
+    queued_jobs,
+    shell_exit_code,
+    table,
+    xml_text,
+)
+from .pbs_common import LIVE_STATES, Node, PBSFamily, QueueColumns, ended_state, queue_load
 
 #: qstat prints one XML document per job-id operand; with none, one for all jobs.
 DOCUMENT = re.compile(r"<Data\b.*?(?:</Data>|<Data\s*/>)", re.DOTALL)
-#: qstat -Q's columns for waiting and for running jobs.
-WAITING_COLUMNS = ("Que", "Hld", "Wat", "Trn")
-RUNNING_COLUMNS = ("Run", "Ext")
-#: A node in this state takes new jobs; Torque lists states comma-separated (down,offline).
-NODE_TAKES_JOBS = "free"
+#: qstat -Q's table columns: enabled, started, and its counts of waiting and running jobs.
+QUEUE_COLUMNS = QueueColumns(
+    enabled="Ena",
+    started="Str",
+    yes="yes",
+    waiting=("Que", "Hld", "Wat", "Trn"),
+    running=("Run", "Ext"),
+)
 
 
-def _text(job: ET.Element, name: str) -> str:
-    return (job.findtext(name) or "").strip()
+def _elements(stdout: str, tag: str) -> Iterator[ET.Element]:
+    for document in DOCUMENT.findall(stdout):
+        yield from ET.fromstring(document).iter(tag)
 
 
 def _status(job: ET.Element) -> JobStatus:
-    raw = _text(job, "job_state")
-    status_text = _text(job, "exit_status")
-    status = int(status_text) if re.fullmatch(r"-?\d+", status_text) else None
+    raw = xml_text(job, "job_state")
+    status = integer(xml_text(job, "exit_status"))
     if raw == "C":
         # A job deleted before it ran completes without an exit status.
         state = ended_state(status, deleted=status is None)
     else:
         state = LIVE_STATES.get(raw, JobState.UNKNOWN)
     return JobStatus(
-        job_id=_text(job, "Job_Id"),
+        job_id=xml_text(job, "Job_Id"),
         state=state,
         raw_state=raw,
-        name=_text(job, "Job_Name"),
-        user=_text(job, "Job_Owner").split("@", 1)[0],
-        reason=_text(job, "comment"),
-        exec_host=first_exec_host(_text(job, "exec_host")) if state is not JobState.PENDING else "",
-        exit_code=exit_code(status),
+        name=xml_text(job, "Job_Name"),
+        user=xml_text(job, "Job_Owner").split("@", 1)[0],
+        reason=xml_text(job, "comment"),
+        exec_host=first_exec_host(xml_text(job, "exec_host"))
+        if state is not JobState.PENDING
+        else "",
+        exit_code=shell_exit_code(status),
     )
 
 
-def _jobs(stdout: str) -> Iterator[JobStatus]:
-    for document in DOCUMENT.findall(stdout):
-        for job in ET.fromstring(document).iter("Job"):
-            yield _status(job)
-
-
-def _queues(stdout: str) -> list[dict[str, str]]:
-    """The rows of `qstat -Q` by its header's column names (the dashes under it skipped)."""
-    lines = [line.split() for line in stdout.splitlines() if line.strip()]
-    if not lines:
-        return []
-    header = lines[0]
-    return [
-        dict(zip(header, row, strict=True))
-        for row in lines[1:]
-        if len(row) == len(header) and not row[0].startswith("-")
-    ]
-
-
-def _number(text: str | None) -> int:
-    return int(text) if text and text.isdigit() else 0
-
-
-def _queue_state(queue: dict[str, str]) -> str:
-    enabled, started = queue.get("Ena") == "yes", queue.get("Str") == "yes"
-    if enabled and started:
-        return "up"
-    return "stopped" if enabled else "disabled"  # stopped: takes jobs, starts none
+def _node(node: ET.Element) -> Node:
+    # Torque tells a node's job slots in use, not which GPUs: a node with a job has none idle.
+    processors, gpus = count(xml_text(node, "np")), count(xml_text(node, "gpus"))
+    used = len([slot for slot in xml_text(node, "jobs").split(",") if slot.strip()])
+    return Node(
+        cpus=processors,
+        gpus=gpus,
+        cpus_free=max(0, processors - used),
+        gpus_free=gpus if not used else 0,
+        state=xml_text(node, "state"),
+        has_jobs=bool(used),
+    )
 
 
 class Torque(PBSFamily):
     name = "torque"
-    commands = {  # noqa: RUF012 - class-level data read by the base class
-        "submit": ["qsub"],
+    commands: ClassVar[Commands] = {
+        "submit": ("qsub",),
         # Every job of every user, completed ones included while keep_completed lasts.
-        "query": ["qstat", "-x"],
-        "accounting": ["qstat", "-x", "{{ job_ids }}"],
-        "cancel": ["qdel", "{{ job_ids }}"],
-        "version": ["qstat", "--version"],
-        "partitions": ["qstat", "-Q"],
-        "nodes": ["pbsnodes", "-x"],
-        "all_jobs": ["qstat", "-x"],
+        "query": ("qstat", "-x"),
+        "accounting": ("qstat", "-x", "{{ job_ids }}"),
+        "cancel": ("qdel", "{{ job_ids }}"),
+        "version": ("qstat", "--version"),
+        "partitions": ("qstat", "-Q"),
+        "nodes": ("pbsnodes", "-x"),
+        "all_jobs": ("qstat", "-x"),
     }
+    version_prefixes = ("Version:",)
 
     def parse_query(self, stdout: str) -> Iterator[JobStatus]:
-        return _jobs(stdout)
-
-    def parse_accounting(self, stdout: str) -> Iterator[JobStatus]:
-        return _jobs(stdout)
-
-    def parse_version(self, stdout: str) -> str:
-        return (
-            stdout.strip().splitlines()[0].removeprefix("Version:").strip()
-            if stdout.strip()
-            else ""
-        )
+        return (_status(job) for job in _elements(stdout, "Job"))
 
     def parse_partitions(self, stdout: str, nodes: str = "") -> list[PartitionLoad]:
-        listed = [n for d in DOCUMENT.findall(nodes) for n in ET.fromstring(d).iter("Node")]
+        listed = list(_elements(nodes, "Node"))
         reports_gpus = any(n.find("gpus") is not None for n in listed)
-        cpus_total = cpus_idle = gpus_total = gpus_idle = nodes_idle = 0
-        for node in listed:
-            processors, gpus = _number(_text(node, "np")), _number(_text(node, "gpus"))
-            used = len([slot for slot in _text(node, "jobs").split(",") if slot.strip()])
-            cpus_total += processors
-            gpus_total += gpus
-            if NODE_TAKES_JOBS in _text(node, "state").split(","):
-                cpus_idle += max(0, processors - used)
-                gpus_idle += gpus if not used else 0
-                nodes_idle += not used
+        every_node = [_node(node) for node in listed]  # qstat -Q does not tie nodes to queues
         return [
-            PartitionLoad(
-                name=queue["Queue"],
-                state=_queue_state(queue),
-                cpus_idle=cpus_idle,
-                cpus_total=cpus_total,
-                gpus_idle=gpus_idle if reports_gpus else None,
-                gpus_total=gpus_total if reports_gpus else None,
-                nodes_idle=nodes_idle,
-                nodes_total=len(listed),
-                jobs_pending=sum(_number(queue.get(column)) for column in WAITING_COLUMNS),
-                jobs_running=sum(_number(queue.get(column)) for column in RUNNING_COLUMNS),
-            )
-            for queue in _queues(stdout)
+            queue_load(queue["Queue"], queue, QUEUE_COLUMNS, every_node, reports_gpus=reports_gpus)
+            for queue in table(stdout)
             if queue.get("T") == "E"  # a routing queue runs nothing itself
         ]
 
     def parse_all_jobs(self, stdout: str) -> list[QueuedJob]:
-        queued = []
-        for document in DOCUMENT.findall(stdout):
-            for job in ET.fromstring(document).iter("Job"):
-                state = LIVE_STATES.get(_text(job, "job_state"))
-                if state in (JobState.PENDING, JobState.RUNNING):
-                    queued.append(
-                        QueuedJob(
-                            _text(job, "Job_Id"), (_text(job, "queue"),), state is JobState.PENDING
-                        )
-                    )
-        return queued
+        return queued_jobs(
+            (
+                xml_text(job, "Job_Id"),
+                xml_text(job, "queue"),
+                LIVE_STATES.get(xml_text(job, "job_state")),
+            )
+            for job in _elements(stdout, "Job")
+        )
