@@ -7,6 +7,7 @@ Each answer goes through the calls the command-line client makes: check, then th
 from dataclasses import dataclass
 
 import pytest
+
 from batchnotebook_operator.errors import SchedulerUnavailable
 from batchnotebook_operator.schedulers import BACKENDS
 from batchnotebook_operator.transports import CommandResult
