@@ -12,7 +12,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from batchnotebook_api import GROUP, NOTEBOOKS, REPORT_TOKEN_KEY, VERSION, accounts
 from batchnotebook_api.accounts import AccountRefused
 from batchnotebook_api.errors import InvalidOptions
-from batchnotebook_api.options import notebook_resources
+from batchnotebook_api.options import Resources, notebook_resources
 from batchnotebook_api.status import ConditionType, Phase, Reason, condition
 from batchnotebook_api.times import now, parse_timestamp, timestamp
 
@@ -142,56 +142,17 @@ async def submit(
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
+    """Check the request, read the notebook's own Secret, submit (or adopt) the job, record it.
+    Each step that fails for good fails the notebook (fail); one that may pass later retries."""
     if status.get("jobId") or Phase(status.get("phase", "Pending")).terminal:
         return
     cluster_name = spec["clusterName"]
-    cluster = cluster_spec(clusters_by_name, cluster_name)
-    if cluster is None:
-        await fail(body, Reason.UNKNOWN_CLUSTER, f"there is no BatchCluster named {cluster_name!r}")
-    try:
-        resources = notebook_resources(cluster_name, cluster, spec)
-    except AccountRefused as error:
-        await fail(body, Reason.ACCOUNT_REFUSED, str(error))
-    except InvalidOptions as error:
-        await fail(body, Reason.INVALID_SPEC, str(error))
-    if problem := callback_problem(cluster):  # the job's report would carry its token
-        await fail(body, Reason.INSECURE_CALLBACK, problem)
-
+    cluster, resources = await checked_request(body, spec, clusters_by_name)
     client = registry.client(cluster_name, cluster)
-    tag = client.scheduler.job_name(uid)
     interval = cluster.get("pollIntervalSeconds", 10)
     await check_account(body, client, spec["unixUser"], interval)
     notebook = {"metadata": {"name": name, "namespace": namespace, "uid": uid}, "spec": spec}
-    try:
-        environment = await own_secret_data(registry.kube, notebook)
-    except SecretNotOwned as error:
-        if not error.final and retry < 10:  # the spawner gives it an owner right after creating
-            raise kopf.TemporaryError(str(error), delay=2) from error
-        await fail(body, Reason.SECRET_NOT_OWNED, f"refused to use the Secret: {error}")
-    except ApiException as error:
-        if error.status == 404 and retry < 10:
-            await registry.kube.patch_notebook_status(
-                namespace,
-                name,
-                {
-                    "phase": Phase.PENDING.value,
-                    "message": f"waiting for Secret {spec['envSecretName']}",
-                },
-            )
-            raise kopf.TemporaryError(
-                f"Secret {spec['envSecretName']} not found yet", delay=2
-            ) from error
-        await fail(
-            body,
-            Reason.SECRET_MISSING,
-            f"cannot read Secret {spec['envSecretName']}: {error.reason}",
-        )
-    if not environment.get(REPORT_TOKEN_KEY):
-        await fail(
-            body,
-            Reason.SECRET_INCOMPLETE,
-            f"Secret {spec['envSecretName']} has no {REPORT_TOKEN_KEY}",
-        )
+    environment = await secret_environment(body, notebook, retry)
     report_tokens.remember(uid, environment[REPORT_TOKEN_KEY])  # the report endpoint's cache
 
     # A job may exist already only if a submission was attempted: the scheduler is asked then
@@ -204,37 +165,109 @@ async def submit(
         await registry.kube.patch_notebook_status(
             namespace, name, {"submitAttemptedAt": timestamp(now())}
         )
+    tag = client.scheduler.job_name(uid)
+    job_id, how = await submitted_job(
+        body, notebook, client, cluster, resources, environment, attempted
+    )
+    logger.info("job %s %s as %s", job_id, how, spec["unixUser"])
+    await record_submission(body, status, job_id, how, tag, resources)
+
+
+async def checked_request(
+    body: kopf.Body, spec: kopf.Spec, clusters_by_name: kopf.Index
+) -> tuple[dict, Resources]:
+    """The notebook's cluster and resources, checked against the profile's limits and the
+    cluster's account policy before anything reaches the scheduler."""
+    cluster_name = spec["clusterName"]
+    cluster = cluster_spec(clusters_by_name, cluster_name)
+    if cluster is None:
+        await fail(body, Reason.UNKNOWN_CLUSTER, f"there is no BatchCluster named {cluster_name!r}")
+    try:
+        resources = notebook_resources(cluster_name, cluster, dict(spec))
+    except AccountRefused as error:
+        await fail(body, Reason.ACCOUNT_REFUSED, str(error))
+    except InvalidOptions as error:
+        await fail(body, Reason.INVALID_SPEC, str(error))
+    if problem := callback_problem(cluster):  # the job's report would carry its token
+        await fail(body, Reason.INSECURE_CALLBACK, problem)
+    return cluster, resources
+
+
+async def secret_environment(body: kopf.Body, notebook: dict, retry: int) -> dict[str, str]:
+    """The job's environment from the notebook's own Secret (own_secret_data says which that is);
+    a Secret the spawner has not finished making is waited for, a little."""
+    secret_name = notebook["spec"]["envSecretName"]
+    try:
+        environment = await own_secret_data(registry.kube, notebook)
+    except SecretNotOwned as error:
+        if not error.final and retry < 10:  # the spawner gives it an owner right after creating
+            raise kopf.TemporaryError(str(error), delay=2) from error
+        await fail(body, Reason.SECRET_NOT_OWNED, f"refused to use the Secret: {error}")
+    except ApiException as error:
+        if error.status == 404 and retry < 10:
+            meta = notebook["metadata"]
+            await registry.kube.patch_notebook_status(
+                meta["namespace"],
+                meta["name"],
+                {"phase": Phase.PENDING.value, "message": f"waiting for Secret {secret_name}"},
+            )
+            raise kopf.TemporaryError(f"Secret {secret_name} not found yet", delay=2) from error
+        await fail(body, Reason.SECRET_MISSING, f"cannot read Secret {secret_name}: {error.reason}")
+    if not environment.get(REPORT_TOKEN_KEY):
+        await fail(
+            body, Reason.SECRET_INCOMPLETE, f"Secret {secret_name} has no {REPORT_TOKEN_KEY}"
+        )
+    return environment
+
+
+async def submitted_job(
+    body: kopf.Body,
+    notebook: dict,
+    client: SchedulerClient,
+    cluster: dict,
+    resources: Resources,
+    environment: dict[str, str],
+    attempted: bool,
+) -> tuple[str, str]:
+    """(job id, how): the job an earlier attempt submitted, found by its tag and owner, or a new
+    one. Within one of the cluster's turns, so that a burst of starts queues here, not at the
+    scheduler."""
+    meta, spec = notebook["metadata"], notebook["spec"]
+    unix_user = spec["unixUser"]
     try:
         async with client.turns:
-            existing = (
-                await client.find(tag, spec["unixUser"], created(body)) if attempted else None
-            )
+            tag = client.scheduler.job_name(meta["uid"])
+            existing = await client.find(tag, unix_user, created(body)) if attempted else None
             if existing is not None:
-                job_id, how = existing.job_id, "found after a restart"
-            else:
-                script = job_script(
-                    cluster,
-                    client.scheduler,
-                    namespace=namespace,
-                    name=name,
-                    uid=uid,
-                    unix_user=spec["unixUser"],
-                    resources=resources,
-                    environment_file=client.environment_in_file,
-                )
-                job_id = await client.submit(
-                    script, spec["unixUser"], environment=environment, uid=uid
-                )
-                how = "submitted"
+                return existing.job_id, "found after a restart"
+            script = job_script(
+                cluster,
+                client.scheduler,
+                namespace=meta["namespace"],
+                name=meta["name"],
+                uid=meta["uid"],
+                unix_user=unix_user,
+                resources=resources,
+                environment_file=client.environment_in_file,
+            )
+            job_id = await client.submit(
+                script, unix_user, environment=environment, uid=meta["uid"]
+            )
+            return job_id, "submitted"
     except SubmissionRefused as error:
         await fail(body, Reason.SUBMISSION_REFUSED, f"the scheduler refused the job: {error}")
     except InvalidOptions as error:
         await fail(body, Reason.INVALID_TEMPLATE, str(error))
     except SchedulerUnavailable as error:
+        interval = cluster.get("pollIntervalSeconds", 10)
         await wait_for_the_scheduler(body, "to take the job", error, interval)
 
-    logger.info("job %s %s as %s", job_id, how, spec["unixUser"])
-    moment = now()
+
+async def record_submission(
+    body: kopf.Body, status: kopf.Status, job_id: str, how: str, tag: str, resources: Resources
+) -> None:
+    """The job's id in the status (from then on the job is known by it), and an Event."""
+    spec, moment = body.spec, now()
     conditions = condition(
         status.get("conditions", []),
         ConditionType.SUBMITTED,
@@ -245,21 +278,24 @@ async def submit(
         moment,
     )
     await registry.kube.patch_notebook_status(
-        namespace,
-        name,
+        body.meta["namespace"],
+        body.meta["name"],
         {
             "phase": Phase.QUEUED.value,
             "jobId": job_id,
             "jobName": tag,
             "submittedAt": status.get("submittedAt") or timestamp(moment),
             "walltimeSeconds": resources.walltime_seconds,
-            "message": f"job {job_id} {how} to {cluster_name}, waiting for the scheduler",
+            "message": f"job {job_id} {how} to {spec['clusterName']}, waiting for the scheduler",
             "conditions": conditions,
             "observedGeneration": body.meta.get("generation"),
         },
     )
     await registry.kube.event(
-        body, "Normal", "Submitted", f"job {job_id} {how} to {cluster_name} as {spec['unixUser']}"
+        body,
+        "Normal",
+        "Submitted",
+        f"job {job_id} {how} to {spec['clusterName']} as {spec['unixUser']}",
     )
 
 
