@@ -7,7 +7,7 @@ so a BatchNotebook written by hand gets no more than the form would allow.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -120,6 +120,48 @@ def _text(key: str, value: Any) -> str:
     return str(value).strip()
 
 
+@dataclass(frozen=True)
+class CountLimit:
+    """A whole number a user may choose, from `minimum` up to the profile's limit."""
+
+    key: str
+    limit: str  # the profile's limits key; its default is the profile's default
+    default: int
+    minimum: int
+
+
+@dataclass(frozen=True)
+class SizeLimit:
+    """An amount written with units (memory, walltime), at most the profile's limit."""
+
+    key: str
+    limit: str
+    measure: Callable[[str], int]
+    minimum: int
+    too_small: str  # what the smallest amount is, in the user's words
+    beyond: str  # "more than", "longer than"
+    written: Callable[[str], str]  # as the job script gets it
+
+
+COUNT_LIMITS = (CountLimit("cpus", "maxCpus", 1, 1), CountLimit("gpus", "maxGpus", 0, 0))
+# Zero is not "nothing": to Slurm --mem=0 is the whole node and --time=0 no limit at all.
+SIZE_LIMITS = (
+    SizeLimit(
+        "memory",
+        "maxMemory",
+        memory_mb,
+        1,
+        "1M",
+        "more than",
+        lambda t: t.upper().removesuffix("B"),
+    ),
+    SizeLimit("walltime", "maxWalltime", walltime_seconds, 60, "00:01:00", "longer than", str),
+)
+# (option, the profile's limits key): a closed list, but for accounts when the admin lists none
+# (they are the scheduler's to check).
+NAME_CHOICES = (("partition", "partitions"), ("account", "accounts"), ("qos", "qos"))
+
+
 def resolve(profile: dict, requested: dict[str, Any]) -> Resources:
     """The resources of a job: the profile's defaults overridden by `requested`, within limits."""
     defaults = profile.get("defaults", {})
@@ -130,56 +172,43 @@ def resolve(profile: dict, requested: dict[str, Any]) -> Resources:
         raise InvalidOptions(f"unknown option(s): {', '.join(unknown)}")
     chosen = {k: v for k, v in requested.items() if v not in (None, "")}
 
-    cpus = _integer("cpus", chosen.get("cpus", defaults.get("cpus", 1)))
-    max_cpus = limits.get("maxCpus", defaults.get("cpus", 1))
-    if not 1 <= cpus <= max_cpus:
-        raise InvalidOptions(
-            f"cpus must be between 1 and {max_cpus} in profile {name!r}, not {cpus}"
-        )
-
-    gpus = _integer("gpus", chosen.get("gpus", defaults.get("gpus", 0)))
-    max_gpus = limits.get("maxGpus", defaults.get("gpus", 0))
-    if not 0 <= gpus <= max_gpus:
-        raise InvalidOptions(
-            f"gpus must be between 0 and {max_gpus} in profile {name!r}, not {gpus}"
-        )
-
-    # Zero is not "nothing": to Slurm --mem=0 is the whole node and --time=0 no limit at all.
-    memory = chosen.get("memory", defaults.get("memory"))
-    if memory is not None:
-        text = _text("memory", memory)
-        megabytes = memory_mb(text)
-        memory = text.upper().removesuffix("B")
-        ceiling = limits.get("maxMemory", defaults.get("memory"))
-        if megabytes < 1:
-            raise InvalidOptions(f"memory must be at least 1M, not {text}")
-        if ceiling is None or megabytes > memory_mb(ceiling):
+    counts = {}
+    for count in COUNT_LIMITS:
+        value = _integer(count.key, chosen.get(count.key, defaults.get(count.key, count.default)))
+        ceiling = limits.get(count.limit, defaults.get(count.key, count.default))
+        if not count.minimum <= value <= ceiling:
             raise InvalidOptions(
-                f"memory {text} is more than profile {name!r} allows ({ceiling or 'its default'})"
+                f"{count.key} must be between {count.minimum} and {ceiling} in profile "
+                f"{name!r}, not {value}"
             )
+        counts[count.key] = value
 
-    walltime = chosen.get("walltime", defaults.get("walltime"))
-    if walltime is not None:
-        walltime = _text("walltime", walltime)
-        seconds = walltime_seconds(walltime)
-        ceiling = limits.get("maxWalltime", defaults.get("walltime"))
-        if seconds < 60:
-            raise InvalidOptions(f"walltime must be at least 00:01:00, not {walltime}")
-        if ceiling is None or seconds > walltime_seconds(ceiling):
+    sizes: dict[str, str | None] = {}
+    for size in SIZE_LIMITS:
+        value = chosen.get(size.key, defaults.get(size.key))
+        if value is None:
+            sizes[size.key] = None
+            continue
+        text = _text(size.key, value)
+        amount = size.measure(text)
+        ceiling = limits.get(size.limit, defaults.get(size.key))
+        if amount < size.minimum:
+            raise InvalidOptions(f"{size.key} must be at least {size.too_small}, not {text}")
+        if ceiling is None or amount > size.measure(ceiling):
             raise InvalidOptions(
-                f"walltime {walltime} is longer than profile {name!r} allows "
+                f"{size.key} {text} is {size.beyond} profile {name!r} allows "
                 f"({ceiling or 'its default'})"
             )
+        sizes[size.key] = size.written(text)
 
     choices = {}
-    for key, allowed_key in (("partition", "partitions"), ("account", "accounts"), ("qos", "qos")):
+    for key, allowed_key in NAME_CHOICES:
         value = chosen.get(key, defaults.get(key))
         if value is None:
             continue
         value = _text(key, value)
         if not NAME.match(value):
             raise InvalidOptions(f"{key} {value!r} may only contain letters, digits, '_', '.', '-'")
-        # Accounts are the scheduler's to check unless the admin lists them; the rest are closed.
         allowed = limits.get(allowed_key) or [d for d in [defaults.get(key)] if d]
         if (allowed or key != "account") and value not in allowed:
             raise InvalidOptions(
@@ -200,9 +229,7 @@ def resolve(profile: dict, requested: dict[str, Any]) -> Resources:
             )
         extras[key] = value
 
-    return Resources(
-        cpus=cpus, gpus=gpus, memory=memory, walltime=walltime, extras=extras, **choices
-    )
+    return Resources(**counts, **sizes, **choices, extras=extras)
 
 
 def split_options(options: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
