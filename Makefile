@@ -14,9 +14,8 @@ unit:           ## fast tests only (no API server, no Slurm)
 	@dev/python.sh
 	.venv/bin/python -m pytest -q tests/unit
 
-lint:
-	@dev/python.sh
-	.venv/bin/ruff check .
+lint:           ## ruff, mypy and shellcheck (make test runs it first)
+	@dev/lint.sh
 
 format:
 	.venv/bin/ruff format .

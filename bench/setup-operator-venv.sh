@@ -11,7 +11,7 @@ stamp=$VENV/.installed-$(sha256sum "$REPO_ROOT/pyproject.toml" | cut -c1-16)
 
 [[ -f $stamp ]] && exit 0
 [[ -x $VENV/bin/python ]] || "$REPO_ROOT/.venv/bin/python" -m venv "$VENV"
-"$VENV/bin/pip" install --quiet --disable-pip-version-check -e "$REPO_ROOT[operator]"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -e "${REPO_ROOT}[operator]"
 rm -f "$VENV"/.installed-*
 touch "$stamp"
 echo "setup-operator-venv: the operator and its dependencies in $VENV"

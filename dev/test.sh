@@ -28,6 +28,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-.venv/bin/ruff check .
+dev/lint.sh
 mkdir -p test-artifacts
 .venv/bin/python -m pytest -q -ra --junitxml=test-artifacts/junit.xml "$@" tests

@@ -172,16 +172,16 @@ def resolve(profile: dict, requested: dict[str, Any]) -> Resources:
         raise InvalidOptions(f"unknown option(s): {', '.join(unknown)}")
     chosen = {k: v for k, v in requested.items() if v not in (None, "")}
 
-    counts = {}
+    counts: dict[str, int] = {}
     for count in COUNT_LIMITS:
-        value = _integer(count.key, chosen.get(count.key, defaults.get(count.key, count.default)))
+        number = _integer(count.key, chosen.get(count.key, defaults.get(count.key, count.default)))
         ceiling = limits.get(count.limit, defaults.get(count.key, count.default))
-        if not count.minimum <= value <= ceiling:
+        if not count.minimum <= number <= ceiling:
             raise InvalidOptions(
                 f"{count.key} must be between {count.minimum} and {ceiling} in profile "
-                f"{name!r}, not {value}"
+                f"{name!r}, not {number}"
             )
-        counts[count.key] = value
+        counts[count.key] = number
 
     sizes: dict[str, str | None] = {}
     for size in SIZE_LIMITS:
@@ -201,7 +201,7 @@ def resolve(profile: dict, requested: dict[str, Any]) -> Resources:
             )
         sizes[size.key] = size.written(text)
 
-    choices = {}
+    choices: dict[str, str] = {}
     for key, allowed_key in NAME_CHOICES:
         value = chosen.get(key, defaults.get(key))
         if value is None:
@@ -229,7 +229,9 @@ def resolve(profile: dict, requested: dict[str, Any]) -> Resources:
             )
         extras[key] = value
 
-    return Resources(**counts, **sizes, **choices, extras=extras)
+    # One dict for all three: mypy would check each ** against every field of Resources.
+    fields: dict[str, Any] = {**counts, **sizes, **choices}
+    return Resources(**fields, extras=extras)
 
 
 def split_options(options: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
@@ -241,11 +243,15 @@ def split_options(options: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
         raise InvalidOptions(
             f"unknown option(s): {', '.join(map(str, unknown))} (allowed: {', '.join(OPTION_KEYS)})"
         )
-    cluster, profile = options.get("cluster"), options.get("profile")
-    for key, value in (("cluster", cluster), ("profile", profile)):
-        if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", value):
-            raise InvalidOptions(f"{key} is required and must be a name, not {value!r}")
+    cluster = _required_name("cluster", options.get("cluster"))
+    profile = _required_name("profile", options.get("profile"))
     return cluster, profile, {k: options[k] for k in RESOURCE_KEYS if k in options}
+
+
+def _required_name(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", value):
+        raise InvalidOptions(f"{key} is required and must be a name, not {value!r}")
+    return value
 
 
 def unix_user_of(cluster_spec: dict, hub_user: str) -> str:

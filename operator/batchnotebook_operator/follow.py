@@ -192,7 +192,7 @@ def _host_refused(report: Report, conditions: list[Condition], host: str, reason
     condition says why, and one Warning event tells it (again only if the host or reason
     changes)."""
     message = messages.host_refused(report.job.job_id, host, reason)
-    previous = next((c for c in conditions if c.get("type") == ConditionType.READY), {})
+    previous = next((c for c in conditions if c.get("type") == ConditionType.READY), Condition())
     conditions = report.condition(
         conditions, ConditionType.RUNNING, True, Reason.JOB_RUNNING, f"on {host}"
     )

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import logging
 import secrets
+from collections.abc import Mapping
+from typing import Any, cast
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -62,7 +65,8 @@ class Kube:
                 NOTEBOOKS,
                 name,
                 {"status": status},
-                _content_type="application/merge-patch+json",
+                # The stub omits _content_type; the real method takes it (in **kwargs).
+                _content_type="application/merge-patch+json",  # type: ignore[call-arg]
             )
         except ApiException as error:
             if error.status != 404:
@@ -77,10 +81,11 @@ class Kube:
             CLUSTERS,
             name,
             {"status": status},
-            _content_type="application/merge-patch+json",
+            # The stub omits _content_type; the real method takes it (in **kwargs).
+            _content_type="application/merge-patch+json",  # type: ignore[call-arg]
         )
 
-    async def event(self, ref: dict, type_: str, reason: str, message: str) -> None:
+    async def event(self, ref: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """Post a core/v1 Event about `ref` (a body or anything with apiVersion, kind, metadata)."""
         meta = ref["metadata"]
         when = timestamp(now())
@@ -90,8 +95,17 @@ class Kube:
             log.warning("cannot post event %s on %s: %s", reason, meta["name"], error.reason)
 
     async def _create_event(
-        self, meta: dict, ref: dict, when: str, type_: str, reason: str, message: str
+        self,
+        meta: Mapping[str, Any],
+        ref: Mapping[str, Any],
+        when: str,
+        type_: str,
+        reason: str,
+        message: str,
     ) -> None:
+        # The model says datetime, but the client sends a str as it is: Kubernetes' own format,
+        # where a datetime would go out with isoformat()'s microseconds and offset.
+        stamp = cast(dt.datetime, when)
         await self.core.create_namespaced_event(
             meta["namespace"],
             client.CoreV1Event(
@@ -109,8 +123,8 @@ class Kube:
                 reason=reason,
                 message=message[:1024],
                 count=1,
-                first_timestamp=when,
-                last_timestamp=when,
+                first_timestamp=stamp,
+                last_timestamp=stamp,
                 source=client.V1EventSource(component=COMPONENT),
                 reporting_component=COMPONENT,
                 reporting_instance=COMPONENT,

@@ -54,7 +54,7 @@ def with_port(service_url, port):
 
 def descendants(root):
     """Pids of root and all its descendants."""
-    children = {}
+    children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:

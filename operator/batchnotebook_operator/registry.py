@@ -10,8 +10,10 @@ from .kube import Kube
 
 
 class Registry:
+    #: The API client, set by the startup handler before any other handler runs.
+    kube: Kube
+
     def __init__(self) -> None:
-        self.kube: Kube | None = None
         self._clients: dict[str, tuple[str, SchedulerClient]] = {}
         self._closing: set[asyncio.Future] = set()
         # Notebooks kopf's index still lists though the API server said they are gone: kopf
@@ -29,7 +31,7 @@ class Registry:
                 closing = asyncio.ensure_future(cached[1].close())
                 self._closing.add(closing)
                 closing.add_done_callback(self._closing.discard)
-            cached = (key, make_client(name, spec, self.kube))
+            cached = (key, make_client(name, spec, getattr(self, "kube", None)))
             self._clients[name] = cached
         return cached[1]
 

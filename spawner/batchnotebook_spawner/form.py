@@ -226,7 +226,8 @@ async def render_form(spawner: Any) -> str:
         for profile in getattr(spawner, "pod_profiles", [])
         if profile_allowed(profile, groups)
     ]
-    values = {card.value for card in [*cards, *pod_cards]}
+    offered: list[Card | PodCard] = [*cards, *pod_cards]
+    values = {card.value for card in offered}
     if values and chosen_value not in values:
         chosen_value = (cards or pod_cards)[0].value
     return _form.render(

@@ -69,8 +69,10 @@ class PodProfiles(List):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(Dict(), **kwargs)
 
-    def validate(self, obj: Any, value: Any) -> list[dict]:
+    def validate(self, obj: Any, value: Any) -> list[dict] | None:
         profiles = super().validate(obj, value)
+        if profiles is None:  # only with allow_none, which this trait is not given
+            return profiles
         options = set(KubeSpawner.class_trait_names(config=True))
         names = set()
 

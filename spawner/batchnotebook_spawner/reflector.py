@@ -31,7 +31,7 @@ class NotebookReflector(NamespacedResourceReflector):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.api = _NotebookList(self.api)
+        self.api: Any = _NotebookList(self.api)
         self.gave_up = False
         self.on_failure = self._give_up
 

@@ -108,7 +108,7 @@ async def test_a_refused_exec_host_never_makes_the_notebook_ready(
     monkeypatch, dns, exec_host, spec, why
 ):
     kube = Kube()
-    monkeypatch.setattr(registry, "kube", kube)
+    monkeypatch.setattr(registry, "kube", kube, raising=False)
     # The job even reported a matching host and a port: only the policy stands in the way.
     reported = exec_host if "." in exec_host else f"{exec_host}.cluster.example"
     status = {
@@ -136,7 +136,7 @@ async def test_a_refused_exec_host_never_makes_the_notebook_ready(
 
 async def test_an_allowed_exec_host_still_becomes_ready(monkeypatch, dns):
     kube = Kube()
-    monkeypatch.setattr(registry, "kube", kube)
+    monkeypatch.setattr(registry, "kube", kube, raising=False)
     status = {
         "phase": "Queued",
         "jobId": "42",
@@ -187,7 +187,7 @@ def notebook_body(status: dict) -> dict:
 
 async def post_report(monkeypatch, kube: Kube, host: str) -> tuple[int, dict]:
     """A report that passed authentication (report_auth.py's own tests cover that part)."""
-    monkeypatch.setattr(registry, "kube", kube)
+    monkeypatch.setattr(registry, "kube", kube, raising=False)
 
     async def authenticated(_request):
         return kube.body

@@ -38,7 +38,7 @@ def indexed(name: str, uid: str) -> dict:
 @pytest.fixture
 def kube(monkeypatch):
     fake = FakeKube({"live": "uid-live", "renamed": "uid-new"})
-    monkeypatch.setattr(registry, "kube", fake)
+    monkeypatch.setattr(registry, "kube", fake, raising=False)
     monkeypatch.setattr(registry, "gone", set())
     return fake
 

@@ -92,7 +92,7 @@ class FakeKube:
 @pytest.fixture
 def kube(monkeypatch):
     fake = FakeKube()
-    monkeypatch.setattr(registry, "kube", fake)
+    monkeypatch.setattr(registry, "kube", fake, raising=False)
     return fake
 
 

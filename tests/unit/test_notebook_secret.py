@@ -123,7 +123,7 @@ def body(secret_name: str) -> kopf.Body:
 
 
 async def submit(kube: Kube, secret_name: str, monkeypatch, retry: int = 0) -> None:
-    monkeypatch.setattr(registry, "kube", kube)
+    monkeypatch.setattr(registry, "kube", kube, raising=False)
     transport = IdTransport({"mallory": 1002})
     monkeypatch.setattr(registry, "client", lambda *_: client_with(transport))
     await kopf_calls.submit(body(secret_name), LOCAL, retry)

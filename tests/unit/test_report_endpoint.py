@@ -80,7 +80,7 @@ def kube(monkeypatch: pytest.MonkeyPatch) -> FakeKube:
     known = Targets()
     known.index = {("ns", "nb"): [Target("ns", "nb", UID, "nb-env")]}
     known.complete = True
-    monkeypatch.setattr(registry, "kube", fake)
+    monkeypatch.setattr(registry, "kube", fake, raising=False)
     monkeypatch.setattr(registry, "gone", set())
     monkeypatch.setattr(report_auth, "targets", known)
     # The cluster's spec, from the operator's watch (no API call): exec_host is localhost.

@@ -290,7 +290,7 @@ async def test_deleting_a_notebook_that_never_started_removes_its_file(
 ):
     transport = RecordingTransport("")  # the queue is empty: no job to cancel
     client = client_for("slurm", transport)
-    monkeypatch.setattr(registry, "kube", FakeKube())
+    monkeypatch.setattr(registry, "kube", FakeKube(), raising=False)
     monkeypatch.setattr(registry, "client", lambda *_: client)
     body = kopf.Body(
         {
@@ -342,7 +342,7 @@ async def test_submit_fails_a_notebook_with_a_plain_http_callback(monkeypatch):
             return True
 
     kube = Kube()
-    monkeypatch.setattr(registry, "kube", kube)
+    monkeypatch.setattr(registry, "kube", kube, raising=False)
     monkeypatch.setattr(registry, "client", lambda *_: pytest.fail("nothing is run"))
     profile = {"name": "small", "defaults": {"cpus": 1}, "limits": {"maxCpus": 2}}
     cluster = {**CLUSTER, "callbackURL": "http://hub.example.org", "profiles": [profile]}

@@ -134,7 +134,8 @@ class CommandLineClient(SchedulerClient):
         answer = result.stdout.strip()
         uid = int(answer) if result.returncode == 0 and answer.isdigit() else None
         accounts.check_uid(self.spec, user, uid)
-        self.uids[user] = uid
+        if uid is not None:  # always: check_uid refuses an account with none
+            self.uids[user] = uid
 
     async def version(self) -> str:
         result = await self._run("version")

@@ -44,7 +44,9 @@ async def clusters_by_name(name: str, spec: kopf.Spec, **_: Any) -> dict:
     return {name: dict(spec)}
 
 
-@kopf.daemon(GROUP, VERSION, CLUSTERS, cancellation_timeout=5)
+# The type: ignore[arg-type] on kopf decorators here: kopf's handler protocols cannot express
+# a handler taking a kopf index by name.
+@kopf.daemon(GROUP, VERSION, CLUSTERS, cancellation_timeout=5)  # type: ignore[arg-type]
 async def follow_cluster(
     name: str,
     spec: kopf.Spec,
@@ -79,7 +81,7 @@ async def follow_cluster(
         forget_cluster(name)
 
 
-@kopf.on.delete(GROUP, VERSION, CLUSTERS)
+@kopf.on.delete(GROUP, VERSION, CLUSTERS)  # type: ignore[arg-type]  # index by name
 async def keep_while_in_use(name: str, notebooks_by_cluster: kopf.Index, **_: Any) -> None:
     """A cluster goes only after its notebooks: deleting them cancels their jobs, which needs the
     cluster's connection and commands (like a PersistentVolumeClaim in use)."""

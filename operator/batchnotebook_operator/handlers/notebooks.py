@@ -33,7 +33,7 @@ CANCEL_ATTEMPTS = 30
 @kopf.index(GROUP, VERSION, NOTEBOOKS)
 async def notebooks_by_cluster(
     name: str,
-    namespace: str,
+    namespace: str | None,
     uid: str,
     spec: kopf.Spec,
     status: kopf.Status,
@@ -127,8 +127,10 @@ async def wait_for_the_scheduler(
     raise kopf.TemporaryError(f"scheduler unavailable: {error}", delay=interval) from error
 
 
+# The type: ignore[arg-type] on kopf decorators here: kopf's handler protocols cannot express
+# a handler taking a kopf index by name.
 @kopf.on.resume(GROUP, VERSION, NOTEBOOKS)
-@kopf.on.create(GROUP, VERSION, NOTEBOOKS)
+@kopf.on.create(GROUP, VERSION, NOTEBOOKS)  # type: ignore[arg-type]  # clusters_by_name
 async def submit(
     body: kopf.Body,
     spec: kopf.Spec,
@@ -314,7 +316,7 @@ async def recorded_job(
     return await client.find(tag, owner, since)
 
 
-@kopf.on.delete(GROUP, VERSION, NOTEBOOKS)
+@kopf.on.delete(GROUP, VERSION, NOTEBOOKS)  # type: ignore[arg-type]  # clusters_by_name
 async def cancel(
     body: kopf.Body,
     spec: kopf.Spec,

@@ -10,6 +10,7 @@ operator read the notebook itself. Events that bad reports cause are rate-limite
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -61,8 +62,10 @@ class Target(NamedTuple):
     secret_name: str
 
 
+# The type: ignore[arg-type] on kopf decorators here: kopf's handler protocols cannot express
+# a handler taking a kopf index by name, nor a namespaced resource's `namespace: str`.
 # Async, like the other indexes: kopf runs a sync handler in a thread for every event.
-@kopf.index(GROUP, VERSION, NOTEBOOKS)
+@kopf.index(GROUP, VERSION, NOTEBOOKS)  # type: ignore[arg-type]  # namespace: str
 async def notebooks_by_name(name: str, namespace: str, uid: str, spec: kopf.Spec, **_: Any) -> dict:
     return {(namespace, name): Target(namespace, name, uid, spec.get("envSecretName", ""))}
 
@@ -90,7 +93,7 @@ class Targets:
 targets = Targets()
 
 
-@kopf.on.startup()
+@kopf.on.startup()  # type: ignore[arg-type]  # takes kopf indexes by name
 async def keep_report_index(
     notebooks_by_name: kopf.Index, clusters_by_name: kopf.Index, **_: Any
 ) -> None:
@@ -207,7 +210,7 @@ async def authenticated(request: web.Request, now: float) -> dict | web.Response
     for target in targets.find(namespace, name):
         try:
             expected = await report_tokens.expected(
-                target.uid, lambda target=target: read_report_token(kube, target), now
+                target.uid, functools.partial(read_report_token, kube, target), now
             )
         except TokenUnavailable:
             return error(503, "cannot check the token now, try again")

@@ -85,7 +85,7 @@ async def report(request: web.Request) -> web.Response:
         await limited_event(notebook, "Warning", "ReportRejected", message)
         return _error(403, message)
 
-    update = {"reportedHost": host, "reportedPort": port}
+    update: dict[str, Any] = {"reportedHost": host, "reportedPort": port}
     if status.get("phase") != Phase.READY.value:
         ready = ready_fields({**status, **update}, generation, now(), rules)
         # Checked again at the moment of Ready: the policy may have changed since the poll.

@@ -31,11 +31,11 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.cleanup()
 async def close(**_: Any) -> None:
     await registry.close()
-    if registry.kube is not None:
-        await registry.kube.close()
-        registry.kube = None
+    kube = vars(registry).pop("kube", None)
+    if kube is not None:
+        await kube.close()
 
 
 @kopf.on.probe(id="api")
 def api_connected(**_: Any) -> bool:
-    return registry.kube is not None
+    return hasattr(registry, "kube")

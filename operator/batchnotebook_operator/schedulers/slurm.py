@@ -214,7 +214,8 @@ class Slurm(Scheduler):
         return [PartitionLoad(name=name, **load) for name, load in loads.items()]
 
     def parse_all_jobs(self, stdout: str) -> list[QueuedJob]:
-        pending, running = [], []
+        pending: list[tuple[tuple[int, str, int], QueuedJob]] = []
+        running: list[tuple[tuple[int, str, int], QueuedJob]] = []
         for line in stdout.splitlines():
             fields = line.split("|")
             if len(fields) != ALL_JOBS_FIELDS.count("|") + 1:

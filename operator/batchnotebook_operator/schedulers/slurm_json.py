@@ -106,13 +106,16 @@ def parse_accounting(answer: dict) -> Iterator[JobStatus]:
 def parse_partition_loads(partitions: dict, nodes: dict) -> list[PartitionLoad]:
     """Every partition of `GET /slurm/<version>/partitions`, with the resources of its nodes
     from `GET /slurm/<version>/nodes`."""
-    loads = {
-        str(p.get("name")): dict.fromkeys(
-            ("cpus_idle", "cpus_total", "gpus_idle", "gpus_total", "nodes_idle", "nodes_total"), 0
-        )
-        | {"state": str(p.get("state") or "").lower()}
+    states = {
+        str(p.get("name")): str(p.get("state") or "").lower()
         for p in partitions.get("partitions") or []
         if p.get("name")
+    }
+    loads = {
+        name: dict.fromkeys(
+            ("cpus_idle", "cpus_total", "gpus_idle", "gpus_total", "nodes_idle", "nodes_total"), 0
+        )
+        for name in states
     }
     for node in nodes.get("nodes") or []:
         state = str(node.get("state") or "").lower()
@@ -131,13 +134,14 @@ def parse_partition_loads(partitions: dict, nodes: dict) -> list[PartitionLoad]:
             load["gpus_idle"] += idle_gpus
             load["nodes_total"] += 1
             load["nodes_idle"] += usable and state == "idle"
-    return [PartitionLoad(name=name, **load) for name, load in loads.items()]
+    return [PartitionLoad(name=name, state=states[name], **load) for name, load in loads.items()]
 
 
 def parse_queued_jobs(answer: dict) -> list[QueuedJob]:
     """Every pending and running job of `GET /slurm/<version>/jobs`, the pending ones in the
     order Slurm would start them: highest priority, then earliest submitted."""
-    pending, running = [], []
+    pending: list[tuple[tuple[int, int, Any], QueuedJob]] = []
+    running: list[tuple[tuple[int, int, Any], QueuedJob]] = []
     for job in answer.get("jobs") or []:
         state = STATES.get(_state_name(job.get("job_state")), JobState.UNKNOWN)
         if state not in (JobState.PENDING, JobState.RUNNING):

@@ -258,10 +258,13 @@ class SSHTransport:
         if self.host_key:
             source, host_keys = "connection.ssh.hostKey", self.host_key
         else:
-            where = self._secret_name(self.known_hosts_secret)
-            field = self.known_hosts_secret.get("key", "known_hosts")
+            secret = self.known_hosts_secret
+            if secret is None:  # the CRD requires exactly one of the two
+                raise SchedulerUnavailable(f"{self.where}: neither hostKey nor knownHostsSecret")
+            where = self._secret_name(secret)
+            field = secret.get("key", "known_hosts")
             source = f"Secret {where} key {field!r}"
-            host_keys = await self._secret_field(self.known_hosts_secret, field)
+            host_keys = await self._secret_field(secret, field)
         known_hosts = pinned_host_keys(host_keys, source)
         client = _PinnedHostClient()
         try:
