@@ -42,7 +42,7 @@ class ClusterPoller:
     version_asked_at: float = float("-inf")  # the first round asks, however young the clock
     snapshot_taken_at: float = float("-inf")
     #: Reports that already brought a round forward (see wanting_a_round).
-    hurried: set[tuple[str, str]] = field(default_factory=set)
+    brought_forward: set[tuple[str, str]] = field(default_factory=set)
 
     @classmethod
     def from_status(cls, name: str, status: dict) -> ClusterPoller:
@@ -116,7 +116,7 @@ class ClusterPoller:
             notebooks,
             started + max(interval, took + MIN_SECONDS_BETWEEN_POLLS),
             started + MIN_SECONDS_BETWEEN_POLLS,
-            self.hurried,
+            self.brought_forward,
         )
 
 
@@ -145,7 +145,7 @@ async def next_round(
     notebooks: Callable[[], Iterable[dict]],
     due: float,
     earliest: float,
-    hurried: set[tuple[str, str]],
+    brought_forward: set[tuple[str, str]],
 ) -> None:
     """Wait until the next round is due, or bring it forward (not before `earliest`) when a job
     said something only a round can confirm (wanting_a_round): Jupyter usually listens within the
@@ -155,11 +155,11 @@ async def next_round(
     round a second until the scheduler says how the job ended (a few seconds at most). Reports
     arriving together share the round."""
     # Forget the done and the deleted.
-    hurried.intersection_update(wanting_a_round(notebooks(), now()))
+    brought_forward.intersection_update(wanting_a_round(notebooks(), now()))
     while not stopped and (moment := time.monotonic()) < due:
         if moment >= earliest:
-            waiting = wanting_a_round(notebooks(), now()) - hurried
+            waiting = wanting_a_round(notebooks(), now()) - brought_forward
             if waiting:
-                hurried |= {want for want in waiting if want[1] == "reported"}
+                brought_forward |= {want for want in waiting if want[1] == "reported"}
                 return
         await stopped.wait(min(REPORT_CHECK_SECONDS, due - moment))

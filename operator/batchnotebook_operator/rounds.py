@@ -81,7 +81,7 @@ def _overdue(spec: dict, notebook: dict, transition: Transition, moment: dt.date
     return queue_wait_exceeded(status, max_wait, moment, notebook["generation"])
 
 
-async def settle(
+async def carry_out(
     client: SchedulerClient,
     spec: dict,
     notebook: dict,
@@ -149,20 +149,20 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
         if (job := listed.get(n["status"]["jobId"])) is not None and job.owned_by(n["unixUser"])
     }  # by the id recorded at submission and its owner: a job's name is anyone's to choose
     forgotten = [n for n in active if n["status"]["jobId"] not in jobs]
-    remembered: dict[str, JobStatus] | None = {}
+    in_accounting: dict[str, JobStatus] | None = {}
     if forgotten:
         try:
             owners = {n["status"]["jobId"]: n["unixUser"] for n in forgotten}
-            remembered = {
+            in_accounting = {
                 j.job_id: j
                 for j in await client.accounting(job_ids=list(owners))
                 if j.owned_by(owners.get(j.job_id, ""))
             }
         except SchedulerUnavailable as error:
             log.warning("cluster %s: accounting did not answer: %s", client.name, error)
-            remembered = None  # unknown, not gone
+            in_accounting = None  # unknown, not gone
 
-    found = {**(remembered or {}), **jobs}  # the queue's word first, then accounting's
+    found = {**(in_accounting or {}), **jobs}  # the queue's word first, then accounting's
     # The execHosts policy, each host resolved once a round: a refused one never reaches a URL.
     # Only for notebooks that have no URL yet (a Ready one keeps the host its URL was built from).
     unrouted = {
@@ -184,7 +184,7 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
                 refused_hosts=refused,
             )
             still_active += not job.state.ended
-        elif remembered is not None:
+        elif in_accounting is not None:
             transition = vanished(
                 status,
                 status["jobId"],
@@ -196,7 +196,7 @@ async def poll(client: SchedulerClient, spec: dict, notebooks: list[dict]) -> in
             transition = Transition()
         overdue = _overdue(spec, notebook, transition, moment)
         if transition or overdue:  # a round costs nothing for a notebook that did not change
-            changes.append(settle(client, spec, notebook, transition, overdue, limit))
+            changes.append(carry_out(client, spec, notebook, transition, overdue, limit))
     await asyncio.gather(*changes)
     return still_active
 

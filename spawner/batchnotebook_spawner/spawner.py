@@ -13,7 +13,6 @@ this cluster instead: start, poll, stop, progress and the state go to a child Ku
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import secrets
 from typing import Any, ClassVar
@@ -26,39 +25,29 @@ from tornado import web
 from traitlets import Dict, Float, Integer, Unicode, default
 
 from batchnotebook_api import (
-    API_VERSION,
     CLUSTERS,
     GROUP,
-    NOTEBOOK_KIND,
     NOTEBOOKS,
     REPORT_TOKEN_KEY,
     VERSION,
     own_secret_name,
 )
 from batchnotebook_api.errors import InvalidOptions
-from batchnotebook_api.options import find_profile, for_groups, resolve, split_options, unix_user_of
 from batchnotebook_api.status import REFUSALS, ConditionType, Phase
-from batchnotebook_api.texts import progress_message
 from batchnotebook_api.times import now
 
 from .form import (
     options_from_form,
     options_from_query,
-    profile_allowed,
     render_form,
     user_group_names,
 )
 from .home import time_left_text
 from .pod import PodProfiles, PodServer, chosen_pod_profile, wants_pod
+from .progress import progress_event
 from .queue_cap import queue_refusal, waiting_notebooks
 from .reflector import NotebookReflector
-
-PROGRESS = {  # phase → (percent, what the user is told while in it)
-    Phase.PENDING: (10, "Waiting to submit the job"),
-    Phase.QUEUED: (30, "Queued"),
-    Phase.STARTING: (60, "Running, Jupyter is starting"),
-    Phase.READY: (100, "Ready"),
-}
+from .resources import notebook_manifest, notebook_spec, owned_by, secret_manifest
 
 
 class BatchNotebookSpawner(Spawner):
@@ -215,34 +204,16 @@ class BatchNotebookSpawner(Spawner):
     async def validated_spec(self) -> dict:
         """The BatchNotebook spec for self.user_options, or a 400 that says what is wrong."""
         try:
-            options = self.user_options or self.default_options
-            if not options:
-                raise InvalidOptions(
-                    'choose a cluster and a profile: user_options {"cluster": ..., "profile": ...}'
-                )
-            cluster_name, profile_name, requested = split_options(options)
-            cluster = await self.cluster_spec(cluster_name)
-            profile = find_profile(cluster_name, cluster, profile_name)
-            groups = sorted(user_group_names(self))
-            if not profile_allowed(profile, groups):
-                raise InvalidOptions(
-                    f"profile {profile_name!r} of cluster {cluster_name!r} is only for members of "
-                    f"the group(s) {', '.join(profile['groups'])}"
-                )
-            resources = resolve(for_groups(profile, groups), requested)
-            unix_user = unix_user_of(cluster, self.user.name)
+            return await notebook_spec(
+                self.user_options or self.default_options,
+                self.cluster_spec,
+                self.user.name,
+                self.name or "",
+                sorted(user_group_names(self)),
+                self.secret_name,
+            )
         except InvalidOptions as error:
             raise web.HTTPError(400, "Invalid server options: %s", error) from error
-        return {
-            "clusterName": cluster_name,
-            "profile": profile_name,
-            "hubUser": self.user.name,
-            "serverName": self.name or "",
-            "groups": groups,
-            "unixUser": unix_user,
-            "resources": resources.to_spec(),
-            "envSecretName": self.secret_name,
-        }
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -276,45 +247,13 @@ class BatchNotebookSpawner(Spawner):
         environment = {**self.get_env(), REPORT_TOKEN_KEY: secrets.token_urlsafe(32)}
         metadata = {"name": self.resource_name, "namespace": self.namespace, "labels": self.labels}
         await self.core.create_namespaced_secret(
-            self.namespace,
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "type": "Opaque",
-                "metadata": {**metadata, "name": self.secret_name},
-                "data": {
-                    k: base64.b64encode(str(v).encode()).decode() for k, v in environment.items()
-                },
-            },
+            self.namespace, secret_manifest(metadata, self.secret_name, environment)
         )
         notebook = await self.custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            self.namespace,
-            NOTEBOOKS,
-            {
-                "apiVersion": API_VERSION,
-                "kind": NOTEBOOK_KIND,
-                "metadata": metadata,
-                "spec": spec,
-            },
+            GROUP, VERSION, self.namespace, NOTEBOOKS, notebook_manifest(metadata, spec)
         )
-        # The Secret goes when the notebook goes, wherever a garbage collector runs.
         await self.core.patch_namespaced_secret(
-            self.secret_name,
-            self.namespace,
-            {
-                "metadata": {
-                    "ownerReferences": [
-                        {
-                            "apiVersion": API_VERSION,
-                            "kind": NOTEBOOK_KIND,
-                            "name": self.resource_name,
-                            "uid": notebook["metadata"]["uid"],
-                        }
-                    ]
-                }
-            },
+            self.secret_name, self.namespace, owned_by(notebook)
         )
         self.log.info(
             "Created BatchNotebook %s/%s on %s (%s)",
@@ -445,22 +384,14 @@ class BatchNotebookSpawner(Spawner):
             async for event in self.pod_server.progress():
                 yield event
             return
-        seen: tuple = ()
+        seen = None
         while True:
             notebook = await self.notebook()
-            status = (notebook or {}).get("status", {})
-            phase = Phase(status.get("phase") or "Pending")
-            message = progress_message(status, now())  # counts the time waited
-            current = (phase, message)
-            if current != seen:
-                seen = current
-                percent, label = PROGRESS.get(phase, (100, phase.value))
-                yield {
-                    "progress": percent,
-                    "message": f"{label}: {message}".rstrip(": "),
-                    "phase": phase.value,
-                    "status": status,
-                }
+            event = progress_event((notebook or {}).get("status", {}), now())
+            if (event["phase"], event["message"]) != seen:
+                seen = (event["phase"], event["message"])
+                yield event
+            phase = Phase(event["phase"])
             if phase is Phase.READY or phase.terminal:
                 return
             await asyncio.sleep(0.5)

@@ -94,7 +94,7 @@ def notebook() -> dict:
 async def test_the_requeued_job_is_cancelled_and_the_notebook_fails(kube):
     client = Client(reachable=True)
     transition = from_job(READY, REQUEUED, now())
-    await rounds.settle(client, {}, notebook(), transition, transition, asyncio.Semaphore(1))
+    await rounds.carry_out(client, {}, notebook(), transition, transition, asyncio.Semaphore(1))
     assert client.cancelled == [(["41"], "alice")]
     assert kube.patches[-1]["phase"] == "Failed"
 
@@ -102,7 +102,7 @@ async def test_the_requeued_job_is_cancelled_and_the_notebook_fails(kube):
 async def test_a_cancel_that_does_not_reach_the_scheduler_still_withdraws_the_route(kube):
     client = Client(reachable=False)
     transition = from_job(READY, REQUEUED, now())
-    await rounds.settle(client, {}, notebook(), transition, transition, asyncio.Semaphore(1))
+    await rounds.carry_out(client, {}, notebook(), transition, transition, asyncio.Semaphore(1))
     patch = kube.patches[-1]
     assert patch["phase"] == "Stopping" and patch["url"] is None and patch["port"] is None
     # Stopping is still routed: the next round sees the requeue again and retries the cancel.

@@ -67,29 +67,29 @@ class Stopped:
 
 async def test_a_report_brings_the_round_forward_once():
     loop = asyncio.get_running_loop()
-    hurried: set[tuple[str, str]] = set()
+    brought_forward: set[tuple[str, str]] = set()
     first = Stopped()
-    await next_round(first, lambda: NOTEBOOKS, loop.time() + 30, loop.time(), hurried)
-    assert hurried == {("a", "reported")} and first.waits == 0  # at once, not in 30 s
+    await next_round(first, lambda: NOTEBOOKS, loop.time() + 30, loop.time(), brought_forward)
+    assert brought_forward == {("a", "reported")} and first.waits == 0  # at once, not in 30 s
     # The same report does not hurry the next round: it waits until the round is due.
     second = Stopped()
-    await next_round(second, lambda: NOTEBOOKS, loop.time() + 0.3, loop.time(), hurried)
+    await next_round(second, lambda: NOTEBOOKS, loop.time() + 0.3, loop.time(), brought_forward)
     assert second.waits >= 1
     # A notebook that is gone is forgotten.
-    await next_round(Stopped(), lambda: [], loop.time(), loop.time(), hurried)
-    assert hurried == set()
+    await next_round(Stopped(), lambda: [], loop.time(), loop.time(), brought_forward)
+    assert brought_forward == set()
 
 
 async def test_an_end_brings_rounds_forward_until_the_scheduler_says_how_it_ended():
     loop = asyncio.get_running_loop()
-    hurried: set[tuple[str, str]] = set()
+    brought_forward: set[tuple[str, str]] = set()
     notebooks = ended()
     for _ in range(2):  # the scheduler may still say "running" in the first round: ask again
         rounds = Stopped()
-        await next_round(rounds, lambda: notebooks, loop.time() + 30, loop.time(), hurried)
+        await next_round(rounds, lambda: notebooks, loop.time() + 30, loop.time(), brought_forward)
         assert rounds.waits == 0
     just_now = notebooks[0]["status"]["endReportedAt"]
     over = [{"uid": "e", "status": {"phase": "Cancelled", "endReportedAt": just_now}}]
     waited = Stopped()
-    await next_round(waited, lambda: over, loop.time() + 0.3, loop.time(), hurried)
+    await next_round(waited, lambda: over, loop.time() + 0.3, loop.time(), brought_forward)
     assert waited.waits >= 1

@@ -99,16 +99,18 @@ class SchedulerClient(ABC):
         queued = [j for j in (await self.query([tag])).values() if j.may_be_of(tag, owner, created)]
         if queued:
             return queued[-1]
-        remembered = [
+        in_accounting = [
             job for job in await self.accounting(tags=[tag]) if job.may_be_of(tag, owner, created)
         ]
-        return remembered[-1] if remembered else None
+        return in_accounting[-1] if in_accounting else None
 
     async def job(self, job_id: str, tag: str, owner: str) -> JobStatus | None:
         """The job recorded for a notebook, by its id, wherever the scheduler still knows it; a job
         under that id owned by someone else is not ours (ids wrap around after years)."""
         found = (await self.query([tag], [job_id])).get(job_id)
         if found is None:
-            remembered = [j for j in await self.accounting(job_ids=[job_id]) if j.job_id == job_id]
-            found = remembered[-1] if remembered else None
+            in_accounting = [
+                j for j in await self.accounting(job_ids=[job_id]) if j.job_id == job_id
+            ]
+            found = in_accounting[-1] if in_accounting else None
         return found if found is not None and found.owned_by(owner) else None

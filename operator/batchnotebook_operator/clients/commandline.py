@@ -146,10 +146,12 @@ class CommandLineClient(SchedulerClient):
         service account."""
         if "partitions" not in self.scheduler.command_templates:
             return availability([], None)  # the backend says why it reports no partitions
-        said = {}
+        answers = {}
         for command in ("partitions", "nodes", "all_jobs"):
             if command in self.scheduler.command_templates:
-                said[command] = self.scheduler.check(await self._run(command))
-        partitions = self.scheduler.parse_partitions(said["partitions"], said.get("nodes", ""))
-        jobs = self.scheduler.parse_all_jobs(said["all_jobs"]) if "all_jobs" in said else None
+                answers[command] = self.scheduler.check(await self._run(command))
+        partitions = self.scheduler.parse_partitions(
+            answers["partitions"], answers.get("nodes", "")
+        )
+        jobs = self.scheduler.parse_all_jobs(answers["all_jobs"]) if "all_jobs" in answers else None
         return availability(partitions, jobs)

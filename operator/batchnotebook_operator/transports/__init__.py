@@ -2,44 +2,18 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from ..kube import Kube
+from .base import CommandResult, Transport, operator_namespace, with_bin_directory
+from .local import LocalTransport
+from .ssh import SSHTransport
 
-if TYPE_CHECKING:
-    from ..kube import Kube
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    argv: tuple[str, ...]
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-class Transport(Protocol):
-    async def run(
-        self, argv: list[str], *, user: str | None = None, stdin: str | None = None
-    ) -> CommandResult:
-        """Run argv (as `user` when given, with `stdin` on standard input); raise
-        SchedulerUnavailable when the command cannot be run or does not answer in time."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-def with_bin_directory(argv: list[str], directory: str | None) -> list[str]:
-    """Sites that keep the scheduler's tools off the default PATH (sudo resets it) name the
-    directory once; bare command names are looked up there."""
-    if not directory or not argv or "/" in argv[0]:
-        return argv
-    return [f"{directory.rstrip('/')}/{argv[0]}", *argv[1:]]
-
-
-def operator_namespace() -> str:
-    """Where the operator's own Secrets (SSH keys, JWT keys) live unless a reference says."""
-    return os.environ.get("BATCHNOTEBOOK_NAMESPACE", "default")
+__all__ = [
+    "CommandResult",
+    "Transport",
+    "make_transport",
+    "operator_namespace",
+    "with_bin_directory",
+]
 
 
 def make_transport(connection: dict, kube: Kube | None) -> Transport:
@@ -47,8 +21,6 @@ def make_transport(connection: dict, kube: Kube | None) -> Transport:
     run_as = connection.get("runAsCommand", ["sudo", "-n", "-u", "{user}", "--"])
     timeout = connection.get("commandTimeoutSeconds", 30)
     if connection.get("type") == "ssh":
-        from .ssh import SSHTransport
-
         return SSHTransport(
             connection["ssh"],
             kube,
@@ -56,6 +28,4 @@ def make_transport(connection: dict, kube: Kube | None) -> Transport:
             timeout=timeout,
             environment=connection.get("environment"),
         )
-    from .local import LocalTransport
-
     return LocalTransport(run_as=run_as, timeout=timeout, environment=connection.get("environment"))

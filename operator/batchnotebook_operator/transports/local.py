@@ -10,7 +10,7 @@ import pwd
 import signal
 
 from ..errors import SchedulerUnavailable
-from . import CommandResult
+from .base import CommandResult
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import asyncssh
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from ..errors import SchedulerUnavailable
-from . import CommandResult, operator_namespace
+from .base import CommandResult, operator_namespace
 
 if TYPE_CHECKING:
     from ..kube import Kube

@@ -115,14 +115,14 @@ class Answer:
 
     def message(self) -> str:
         """Slurm's own words, with the request they answer."""
-        said = []
+        details = []
         for error in self.problems:
             description, error_text = text_of(error.get("description")), text_of(error.get("error"))
             if description and error_text and not description.endswith(error_text):
-                said.append(f"{description}: {error_text}")
+                details.append(f"{description}: {error_text}")
             else:
-                said.append(description or error_text)
-        words = "; ".join(w for w in said if w) or self.text[:300] or "no details"
+                details.append(description or error_text)
+        words = "; ".join(w for w in details if w) or self.text[:300] or "no details"
         hint = ""
         if self.status == 401 or any(self.number(e) in TOKEN_SUSPECT_NUMBERS for e in self.errors):
             hint = " (slurmrestd answers this way to a token signed with the wrong key, too)"
