@@ -57,11 +57,8 @@ class FakeClient(SchedulerClient):
         wanted = set(tags)
         return {j.job_id: j for j in self.site.queue if j.name in wanted}
 
-    async def accounting(
-        self, *, job_ids: Iterable[str] = (), tags: Iterable[str] = ()
-    ) -> list[JobStatus]:
-        ids, names = set(job_ids), set(tags)
-        return [j for j in self.site.remembered if j.job_id in ids or j.name in names]
+    async def _accounting(self, job_ids: list[str], tags: list[str]) -> list[JobStatus]:
+        return [j for j in self.site.remembered if j.job_id in job_ids or j.name in tags]
 
     async def cancel(self, job_ids: Iterable[str], user: str) -> None:
         self.site.cancelled += list(job_ids)

@@ -52,11 +52,18 @@ class SchedulerClient(ABC):
         """Every job named by `tags` in one request, by job id: any user may give a job one of
         our tags, so a job is only ever known by the id recorded at its submission."""
 
-    @abstractmethod
     async def accounting(
         self, *, job_ids: Iterable[str] = (), tags: Iterable[str] = ()
     ) -> list[JobStatus]:
-        """What accounting remembers of jobs the queue forgot."""
+        """What accounting remembers of jobs the queue forgot, by id or by tag."""
+        ids, names = sorted(set(job_ids)), sorted(set(tags))
+        if not ids and not names:
+            return []
+        return await self._accounting(ids, names)
+
+    @abstractmethod
+    async def _accounting(self, job_ids: list[str], tags: list[str]) -> list[JobStatus]:
+        """accounting() for some ids or tags, sorted, without repeats."""
 
     @abstractmethod
     async def cancel(self, job_ids: Iterable[str], user: str) -> None:

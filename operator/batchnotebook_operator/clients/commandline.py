@@ -100,13 +100,7 @@ class CommandLineClient(SchedulerClient):
         parsed = self.scheduler.parse_query(self.scheduler.check(result))
         return {job.job_id: self.scheduler.marked(job) for job in parsed}
 
-    async def accounting(
-        self, *, job_ids: Iterable[str] = (), tags: Iterable[str] = ()
-    ) -> list[JobStatus]:
-        """What accounting remembers of jobs the queue forgot."""
-        job_ids, tags = sorted(set(job_ids)), sorted(set(tags))
-        if not job_ids and not tags:
-            return []
+    async def _accounting(self, job_ids: list[str], tags: list[str]) -> list[JobStatus]:
         result = await self._run("accounting", job_ids=job_ids, tags=tags)
         if self.scheduler.has_no_accounting(result):
             return []

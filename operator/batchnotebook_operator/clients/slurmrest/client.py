@@ -311,13 +311,8 @@ class SlurmRestClient(SchedulerClient):
             job.job_id: self.scheduler.marked(job) for job in parse_jobs(body) if job.name in wanted
         }
 
-    async def accounting(
-        self, *, job_ids: Iterable[str] = (), tags: Iterable[str] = ()
-    ) -> list[JobStatus]:
-        """What accounting remembers of jobs the queue forgot: one slurmdbd query."""
-        job_ids, tags = sorted(set(job_ids)), sorted(set(tags))
-        if not job_ids and not tags:
-            return []
+    async def _accounting(self, job_ids: list[str], tags: list[str]) -> list[JobStatus]:
+        """One slurmdbd query."""
         query = {"skip_steps": "true"}
         if job_ids:
             query["step"] = ",".join(job_ids)  # slurmdbd's job-id list, as sacct --jobs
