@@ -25,7 +25,7 @@ FROM ${PYTHON_IMAGE} AS operator-venv
 COPY --from=wheel /wheels /wheels
 RUN python -m venv /opt/batchnotebook \
     && wheel=$(echo /wheels/*.whl) \
-    && /opt/batchnotebook/bin/pip install --no-cache-dir "$wheel[operator]"
+    && /opt/batchnotebook/bin/pip install --no-cache-dir "${wheel}[operator]"
 
 # ---- the operator ---------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS operator

@@ -88,7 +88,7 @@ def test_the_hub_image_installs_the_project_wheel():
     assert "pip install --no-cache-dir /tmp/wheels/*.whl" in run
     assert "[operator]" not in run
     operator_venv = " ".join(rest for word, rest in stages()["operator-venv"] if word == "RUN")
-    assert '"$wheel[operator]"' in operator_venv
+    assert '"${wheel}[operator]"' in operator_venv
 
 
 def test_the_build_context_holds_the_sources_only():
