@@ -99,6 +99,13 @@ def cluster_reachable(custom, cluster: str) -> str | None:
     return conditions(status).get("SchedulerReachable")
 
 
+def notebook_status(custom, namespace: str, name: str) -> dict:
+    notebook = custom.get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "batchnotebooks", name
+    )
+    return notebook.get("status", {})
+
+
 def test_lifecycle_submit_run_ready_delete(
     operator, sge_cluster, make_notebook, wait_phase, custom, namespace
 ):
@@ -106,13 +113,19 @@ def test_lifecycle_submit_run_ready_delete(
     nb = make_notebook(cluster, user="alice")
     name, tag = nb["metadata"]["name"], f"bnb-{nb['metadata']['uid']}"
 
-    status = wait_phase(name, "Ready", timeout=90)
+    wait_phase(name, "Ready", timeout=90)
     jobs = qstat_jobs(tag)
     assert len(jobs) == 1, jobs
     job = jobs[0]
     assert job["user"] == "alice" and job["state"] == "r" and job["queue"] == f"{QUEUE}@vm"
+    # The job's report can make it Ready before a poll has seen it leave "t" (transferring) for
+    # "r": the scheduler's word follows within a poll interval.
+    status = wait_for(
+        lambda: (s := notebook_status(custom, namespace, name))["schedulerState"] == "r" and s,
+        30,
+        "a poll to see the job running",
+    )
     assert status["jobId"] == job["id"] and status["execHost"] == "vm"
-    assert status["schedulerState"] == "r"
     with urllib.request.urlopen(status["url"], timeout=10) as answer:
         assert answer.read().decode().startswith("stand-in for alice as uid ")
     assert conditions(status) == {
