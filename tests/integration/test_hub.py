@@ -4,6 +4,7 @@ real jupyterhub-singleuser running as the user's batch job."""
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 
 import pytest
@@ -106,6 +107,15 @@ def through_proxy(hub, path):
     )
     with urllib.request.urlopen(request, timeout=30) as answer:
         return answer.status, json.loads(answer.read())
+
+
+def answers_through_proxy(hub, path) -> bool:
+    """Whether the server answers 200 through the proxy; an error while a restarted hub comes
+    back (the server checks the request's token with the hub: 500 until it answers) is a no."""
+    try:
+        return through_proxy(hub, path)[0] == 200
+    except (urllib.error.HTTPError, OSError):
+        return False
 
 
 def job_of(custom, namespace, user, name=""):

@@ -15,7 +15,14 @@ import pytest
 from .conftest import GROUP, SSHD_DIR, VERSION
 from .emulated import SPOOL, emulated_cluster
 from .stack import HUB_PORT_BASE, REPO, STATE, run, squeue, wait_for
-from .test_hub import hub_stack, job_of, notebooks, start_server, through_proxy
+from .test_hub import (
+    answers_through_proxy,
+    hub_stack,
+    job_of,
+    notebooks,
+    start_server,
+    through_proxy,
+)
 from .test_sge import qacct, qstat_jobs
 from .test_slurmrest import JWT_KEY, rest_connection
 from .test_ssh import ssh_connection
@@ -209,7 +216,7 @@ def test_named_servers_on_two_clusters_survive_a_hub_restart(hub, custom, make_c
     hub.restart()
     for name, status in (("onslurm", on_slurm), ("onsge", on_sge)):
         wait_for(
-            lambda n=name: through_proxy(hub, f"/user/bob/{n}/api/status")[0] == 200,
+            lambda n=name: answers_through_proxy(hub, f"/user/bob/{n}/api/status"),
             60,
             f"bob's {name} through the restarted hub",
         )
