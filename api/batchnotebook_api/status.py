@@ -186,6 +186,7 @@ class ClusterStatus(TypedDict, total=False):
     lastPollTime: str
     lastPollDurationSeconds: float
     schedulerVersion: str
+    apiVersion: str
     activeJobs: int
     availabilityTime: str
     partitions: list[dict]

@@ -61,6 +61,8 @@ class ClusterPoller:
         try:
             if started - self.version_asked_at > VERSION_CHECK_SECONDS:
                 update["schedulerVersion"] = await client.version()
+                if client.api_version:
+                    update["apiVersion"] = client.api_version
                 self.version_asked_at = started
             update["activeJobs"] = await poll(client, spec, notebooks)
             answered = True

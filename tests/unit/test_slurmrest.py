@@ -160,7 +160,7 @@ def test_directive_forms():
     "line, complaint",
     [
         ("#SBATCH --requeue", "--requeue is not passed to slurmrestd"),
-        ("#SBATCH --no-requeue=yes", "--no-requeue is not passed to slurmrestd"),
+        ("#SBATCH --no-requeue=yes", "--no-requeue takes no value"),
         ("#SBATCH --export=NONE", "--export is not passed"),
         ("#SBATCH --part=debug", "--part is not passed"),  # sbatch's abbreviations are not read
         ("#SBATCH --time", "--time needs a value"),
@@ -353,10 +353,18 @@ class StandIn:
     """Answers with a captured file per request path; records every request and its token."""
 
     def __init__(self) -> None:
-        self.routes: dict[tuple[str, str], str] = {}
+        # The spec of slurmrestd 22.05 (its paths): the client speaks v0.0.38 to it.
+        self.routes: dict[tuple[str, str], str] = {
+            ("GET", "/openapi/v3"): "openapi-v3-http200.json"
+        }
         self.requests: list[dict] = []
+        self.spec_requests = 0
 
     async def handle(self, request: web.Request) -> web.Response:
+        if request.path == "/openapi/v3":  # the version's choice, counted apart
+            self.spec_requests += 1
+            status, text = fixture(self.routes[("GET", "/openapi/v3")])
+            return web.Response(status=status, text=text, content_type="application/json")
         token = request.headers.get("X-SLURM-USER-TOKEN", "")
         try:
             # As slurmctld would: the signature and the expiry, at the moment it arrives.
@@ -551,13 +559,14 @@ async def test_nobody_listening_is_no_answer():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     client = SlurmRestClient("unit-rest", rest_spec(url=f"http://127.0.0.1:{port}"), Kube())
-    before = commands("query", "timeout")
+    before = commands("openapi", "timeout")
     try:
         with pytest.raises(SchedulerUnavailable, match="did not answer"):
             await client.query(["x"])
     finally:
         await client.close()
-    assert commands("query", "timeout") == before + 1
+    # The first request, the one that learns which API version to speak, found nobody.
+    assert commands("openapi", "timeout") == before + 1
 
 
 async def test_a_slurmrest_connection_needs_slurm():

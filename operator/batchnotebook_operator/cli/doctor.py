@@ -61,7 +61,8 @@ async def check_connection(name: str, spec: dict, kube: Kube) -> Check:
         )
     finally:
         await client.close()
-    return Check(Level.OK, name, what, f"answers, version {version}")
+    api = f", API {client.api_version}" if client.api_version else ""
+    return Check(Level.OK, name, what, f"answers, version {version}{api}")
 
 
 def check_polling(name: str, spec: dict, status: dict, at: dt.datetime) -> Check:

@@ -73,6 +73,12 @@ class SchedulerClient(ABC):
     async def version(self) -> str:
         """The scheduler's version."""
 
+    @property
+    def api_version(self) -> str:
+        """The version of the scheduler's API this client speaks, where it has one to choose
+        (slurmrestd's OpenAPI plugins): "" for commands."""
+        return ""
+
     @abstractmethod
     async def availability(self) -> Availability:
         """Every partition's resources and every user's pending jobs in start order, in a fixed

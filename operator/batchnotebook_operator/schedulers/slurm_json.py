@@ -1,5 +1,7 @@
-"""slurmrestd's JSON answers (the v0.0.38 plugins) read into the Slurm dialect's own terms: the
-same states, "no value" words and GPU counts as squeue, sacct and sinfo's text."""
+"""slurmrestd's JSON answers read into the Slurm dialect's own terms: the same states, "no value"
+words and GPU counts as squeue, sacct and sinfo's text. One reading serves every version: v0.0.38
+gives plain numbers and state names, v0.0.40 and later `{set, infinite, number}` objects and
+lists of state flags."""
 
 from __future__ import annotations
 
@@ -16,6 +18,40 @@ from .slurm import NO_VALUE, STATES, gpu_count
 UNAVAILABLE_NODE_FLAGS = frozenset({"DRAIN", "NOT_RESPONDING", "MAINTENANCE", "POWERING_DOWN"})
 
 
+# The flags squeue shows instead of the base state, in the order it looks for them
+# (job_state_string in Slurm's src/common/slurm_protocol_defs.c).
+SHOWN_BEFORE_BASE_STATE = (
+    "COMPLETING",
+    "STAGE_OUT",
+    "CONFIGURING",
+    "RESIZING",
+    "REQUEUED",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "SPECIAL_EXIT",
+    "STOPPED",
+    "REVOKED",
+    "RESV_DEL_HOLD",
+    "SIGNALING",
+)
+
+
+def number(value: Any) -> int | None:
+    """A count or time: a plain integer (v0.0.38) or `{set, infinite, number}` (v0.0.40+);
+    None where it is unset or infinite."""
+    if isinstance(value, dict):
+        if not value.get("set") or value.get("infinite"):
+            return None
+        value = value.get("number")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def words(value: Any) -> list[str]:
+    """A state or flag set: one name (v0.0.38) or a list of names (v0.0.40+), upper case."""
+    names = value if isinstance(value, list) else [value] if value else []
+    return [str(name).upper() for name in names if name]
+
+
 def text_of(value: Any) -> str:
     """A field's text, "" where Slurm says it has none."""
     text = str(value).strip() if value is not None else ""
@@ -23,12 +59,20 @@ def text_of(value: Any) -> str:
 
 
 def _state_name(value: Any) -> str:
-    return str(value or "").upper()
+    """The state squeue would print: a shown flag if the job has one, else its base state."""
+    names = words(value)
+    return next((flag for flag in SHOWN_BEFORE_BASE_STATE if flag in names), "") or (
+        names[0] if names else ""
+    )
 
 
 def _wait_status_exit_code(status: Any) -> int | None:
-    """slurmctld's exit_code is a wait(2) status: a signal becomes 128 + its number."""
-    if not isinstance(status, int):
+    """slurmctld's exit_code is a wait(2) status (v0.0.38): a signal becomes 128 + its number;
+    from v0.0.40 on, it is read as accounting's."""
+    if isinstance(status, dict):
+        return _accounting_exit_code(status, JobState.UNKNOWN)
+    status = number(status)
+    if status is None:
         return None
     signal = status & 0x7F
     return 128 + signal if signal else status >> 8
@@ -37,11 +81,12 @@ def _wait_status_exit_code(status: Any) -> int | None:
 def _accounting_exit_code(exit_code: Any, state: JobState) -> int | None:
     if not isinstance(exit_code, dict):
         return None
-    if exit_code.get("status") == "SIGNALED":
-        signal = (exit_code.get("signal") or {}).get("signal_id")
-        return 128 + signal if isinstance(signal, int) else None
-    code = exit_code.get("return_code")
-    if not isinstance(code, int):
+    if "SIGNALED" in words(exit_code.get("status")):
+        signal = exit_code.get("signal") or {}
+        signal_id = number(signal.get("signal_id", signal.get("id")))
+        return 128 + signal_id if signal_id is not None else None
+    code = number(exit_code.get("return_code"))
+    if code is None:
         return None
     # dbv0.0.38 in Slurm 22.05 reports a job that exited 3 as SUCCESS/0 (sacct: 3:0): a zero
     # that contradicts a failed job is unknown, not 0.
@@ -50,7 +95,8 @@ def _accounting_exit_code(exit_code: Any, state: JobState) -> int | None:
 
 def _epoch(value: Any) -> dt.datetime | None:
     """Slurm's seconds since the epoch; 0 or absent: not known."""
-    if isinstance(value, int) and value > 0:
+    value = number(value)
+    if value is not None and value > 0:
         return dt.datetime.fromtimestamp(value, dt.UTC)
     return None
 
@@ -61,7 +107,6 @@ def parse_jobs(answer: dict) -> Iterator[JobStatus]:
         raw = _state_name(job.get("job_state"))
         state = STATES.get(raw, JobState.UNKNOWN)
         pending = state is JobState.PENDING
-        start = job.get("start_time")
         yield JobStatus(
             job_id=str(job.get("job_id", "")),
             name=job.get("name") or "",
@@ -72,12 +117,20 @@ def parse_jobs(answer: dict) -> Iterator[JobStatus]:
             exec_host=""
             if pending
             else first_exec_host(text_of(job.get("batch_host")) or text_of(job.get("nodes"))),
-            expected_start=dt.datetime.fromtimestamp(start, dt.UTC)
-            if pending and isinstance(start, int) and start > 0
-            else None,
+            expected_start=_epoch(job.get("start_time")) if pending else None,
             exit_code=_wait_status_exit_code(job.get("exit_code")) if state.ended else None,
             submitted_at=_epoch(job.get("submit_time")),
         )
+
+
+def parse_job_states(answer: dict) -> dict[str, str]:
+    """`GET /slurm/<version>/jobs/state` (v0.0.40+): each job's state, by id, as squeue
+    names it."""
+    return {
+        str(job.get("job_id")): _state_name(job.get("state"))
+        for job in answer.get("jobs") or []
+        if isinstance(job, dict) and job.get("job_id") is not None
+    }
 
 
 def parse_accounting(answer: dict) -> Iterator[JobStatus]:
@@ -107,7 +160,9 @@ def parse_partition_loads(partitions: dict, nodes: dict) -> list[PartitionLoad]:
     """Every partition of `GET /slurm/<version>/partitions`, with the resources of its nodes
     from `GET /slurm/<version>/nodes`."""
     states = {
-        str(p.get("name")): str(p.get("state") or "").lower()
+        str(p.get("name")): next(
+            iter(words(p.get("state") or (p.get("partition") or {}).get("state"))), ""
+        ).lower()
         for p in partitions.get("partitions") or []
         if p.get("name")
     }
@@ -118,18 +173,19 @@ def parse_partition_loads(partitions: dict, nodes: dict) -> list[PartitionLoad]:
         for name in states
     }
     for node in nodes.get("nodes") or []:
-        state = str(node.get("state") or "").lower()
-        usable = state in ("idle", "mixed") and not UNAVAILABLE_NODE_FLAGS & set(
-            node.get("state_flags") or []
-        )
-        cpus, gpus = int(node.get("cpus") or 0), gpu_count(text_of(node.get("gres")))
+        # v0.0.38: a state and its state_flags; v0.0.40+: one list, the base state first.
+        state_words = words(node.get("state")) + words(node.get("state_flags"))
+        state = state_words[0].lower() if state_words else ""
+        usable = state in ("idle", "mixed") and not UNAVAILABLE_NODE_FLAGS & set(state_words)
+        cpus, gpus = number(node.get("cpus")) or 0, gpu_count(text_of(node.get("gres")))
         idle_gpus = max(0, gpus - gpu_count(text_of(node.get("gres_used")))) if usable else 0
         for name in node.get("partitions") or []:
             load = loads.get(name)
             if load is None:
                 continue
             load["cpus_total"] += cpus
-            load["cpus_idle"] += int(node.get("idle_cpus") or 0) if usable else 0
+            idle = number(node.get("idle_cpus", node.get("alloc_idle_cpus")))
+            load["cpus_idle"] += (idle or 0) if usable else 0
             load["gpus_total"] += gpus
             load["gpus_idle"] += idle_gpus
             load["nodes_total"] += 1
@@ -151,7 +207,11 @@ def parse_queued_jobs(answer: dict) -> list[QueuedJob]:
             tuple(str(job.get("partition") or "").split(",")),
             state is JobState.PENDING,
         )
-        order = (-int(job.get("priority") or 0), int(job.get("submit_time") or 0), job["job_id"])
+        order = (
+            -(number(job.get("priority")) or 0),
+            number(job.get("submit_time")) or 0,
+            job["job_id"],
+        )
         (pending if queued.pending else running).append((order, queued))
     pending.sort(key=lambda entry: entry[0])
     return [job for _order, job in pending + running]

@@ -1,13 +1,13 @@
 """Slurm through slurmrestd (auth/jwt): every call carries a short-lived JWT for the user it acts
-for; the one batched query per poll acts for `queryUser`."""
+for; the one batched query per poll acts for `queryUser`. The OpenAPI version is the newest both
+sides speak (versions.py), learnt from the server's own spec unless the BatchCluster pins one."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -21,19 +21,21 @@ from batchnotebook_api.errors import InvalidOptions
 from ... import metrics
 from ...errors import SchedulerUnavailable, SubmissionRefused
 from ...kube import Kube
-from ...model import Availability, JobStatus, availability
+from ...model import Availability, JobState, JobStatus, availability
 from ...schedulers.slurm import Slurm
 from ...schedulers.slurm_json import (
     parse_accounting,
+    parse_job_states,
     parse_jobs,
     parse_partition_loads,
     parse_queued_jobs,
-    text_of,
 )
 from ...transports import operator_namespace
 from ..base import SchedulerClient, notebook_turns
+from .answer import TOKEN_SUSPECT_NUMBERS, Answer
 from .directives import job_properties, script_directives
 from .token import TokenSigner
+from .versions import ApiVersion, choose, offered
 
 log = logging.getLogger(__name__)
 
@@ -41,92 +43,21 @@ log = logging.getLogger(__name__)
 JOB_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: How far back accounting is searched for a job by name, as the command-line path does.
 ACCOUNTING_WINDOW = "now-7days"
-
-# Slurm error numbers (slurm_errno.h) that mean "slurmctld or slurmdbd gave no answer about the
-# job": a request must then change nothing. Every other error is Slurm's answer.
-NO_ANSWER_RANGES = (
-    range(-1, 1),  # "Unspecified error": also what a token slurmctld rejects turns into
-    range(1000, 2000),  # communication, protocol and authentication failures
-    range(5000, 7001),  # socket errors (5005 is a rejected token), auth plugins, 7000 no database
-)
-NO_ANSWER_NUMBERS = frozenset(
-    {
-        2007,  # Unable to create job record, try again
-        2027,  # Slurm backup controller in standby mode
-        2103,  # Job update not available right now ... try again in a bit
-        2131,  # Controller is in standby mode, try a different controller
-    }
-)
-# Errors that come with a good answer: slurmdbd's "Nothing found with query" (an empty list) and
-# "Job is in held state" beside the id of a job submitted with --hold.
-NOTES = frozenset({9003, 2042})
-# The errors a token signed with the wrong key (or for the wrong user) produces: worth a hint.
-TOKEN_SUSPECT_NUMBERS = frozenset({-1, 1007, 5005}) | frozenset(range(6000, 7000))
+#: How old the details of a pending job (its reason, its expected start) may grow while the
+#: light state query says nothing changed.
+DETAILS_MAX_AGE_SECONDS = 60.0
 
 
-@dataclass(frozen=True)
-class Answer:
-    """One slurmrestd response: its HTTP status, its JSON (if any) and Slurm's errors in it."""
-
-    request: str
-    status: int
-    body: dict = field(default_factory=dict)
-    text: str = ""
-
-    @classmethod
-    def read(cls, request: str, status: int, raw: bytes) -> Answer:
-        text = raw.decode(errors="replace")
-        try:
-            body = json.loads(text)
-        except ValueError:
-            body = None
-        return cls(request, status, body if isinstance(body, dict) else {}, text.strip())
-
-    @property
-    def errors(self) -> list[dict]:
-        return [e for e in self.body.get("errors") or [] if isinstance(e, dict)]
-
-    @staticmethod
-    def number(error: dict) -> int:
-        # Errors of the job parser say error_code, the others error_number.
-        value = error.get("error_number", error.get("error_code"))
-        return value if isinstance(value, int) else -1
-
-    @property
-    def problems(self) -> list[dict]:
-        return [e for e in self.errors if self.number(e) not in NOTES]
-
-    @property
-    def ok(self) -> bool:
-        return self.status == 200 and bool(self.body) and not self.problems
-
-    @property
-    def no_answer(self) -> bool:
-        """Nothing about the job was said: the request must change nothing."""
-        if self.status in (401, 403, 404, 405) or self.status >= 502 or not self.body:
-            return True
-        if self.status >= 500 and not self.problems:
-            return True  # an error without Slurm's word on it
-        return any(
-            any(self.number(e) in r for r in NO_ANSWER_RANGES)
-            or self.number(e) in NO_ANSWER_NUMBERS
-            for e in self.errors
-        )
-
-    def message(self) -> str:
-        """Slurm's own words, with the request they answer."""
-        details = []
-        for error in self.problems:
-            description, error_text = text_of(error.get("description")), text_of(error.get("error"))
-            if description and error_text and not description.endswith(error_text):
-                details.append(f"{description}: {error_text}")
-            else:
-                details.append(description or error_text)
-        words = "; ".join(w for w in details if w) or self.text[:300] or "no details"
-        hint = ""
-        if self.status == 401 or any(self.number(e) in TOKEN_SUSPECT_NUMBERS for e in self.errors):
-            hint = " (slurmrestd answers this way to a token signed with the wrong key, too)"
-        return f"slurmrestd {self.request}: HTTP {self.status}: {words}{hint}"
+def listing_needed(
+    states: dict[str, str], listed: dict[str, JobStatus], listed_at: float, now: float
+) -> bool:
+    """Whether the state query's answer (`states`: job id → state) needs the full job listing:
+    a job it names that the last listing did not, a state that changed, or a pending job whose
+    reason and expected start are older than DETAILS_MAX_AGE_SECONDS."""
+    if any(job_id not in listed or listed[job_id].raw_state != s for job_id, s in states.items()):
+        return True
+    pending = any(listed[job_id].state is JobState.PENDING for job_id in states)
+    return pending and now - listed_at > DETAILS_MAX_AGE_SECONDS
 
 
 class SlurmRestClient(SchedulerClient):
@@ -147,7 +78,12 @@ class SlurmRestClient(SchedulerClient):
             else f"a slurmrest connection needs scheduler: slurm, not {spec.get('scheduler')!r}"
         )
         self.base_url = rest.get("url", "").rstrip("/")
-        self.api_version = rest.get("apiVersion", "v0.0.38")
+        #: The version the BatchCluster pins; "": the newest both sides speak.
+        self.pinned = rest.get("apiVersion", "")
+        self._api: ApiVersion | None = None
+        #: The last full job listing of our jobs, by id, and when it was read (monotonic).
+        self._listed: dict[str, JobStatus] = {}
+        self._listed_at = float("-inf")
         key_secret = rest.get("jwtKeySecret", {})
         self.key_namespace = key_secret.get("namespace") or operator_namespace()
         self.key_secret = key_secret.get("name", "")
@@ -241,8 +177,38 @@ class SlurmRestClient(SchedulerClient):
             self._signer = None  # read the key again before the next request
         return result
 
-    def _path(self, api: str, rest: str) -> str:
-        return f"/{api}/{self.api_version}/{rest}"  # slurmdb's plugin has the same version
+    @property
+    def api_version(self) -> str:
+        """The OpenAPI version in use ("" until the server was asked), and how it was chosen."""
+        if self._api is None:
+            return ""
+        return f"{self._api.name} ({'pinned' if self.pinned else 'newest both speak'})"
+
+    async def api(self) -> ApiVersion:
+        """The version to speak: learnt once from `GET /openapi/v3`, again after a 404 (an
+        upgraded slurmrestd may have dropped it)."""
+        if self._api is None:
+            answer = await self._call("openapi", "GET", "/openapi/v3", self.query_user)
+            spec = self._expect(answer)
+            self._api = choose(offered(spec), self.pinned)
+            log.info("cluster %s: slurmrestd OpenAPI %s", self.name, self.api_version)
+        return self._api
+
+    async def _versioned(
+        self,
+        command: str,
+        method: str,
+        plugin: str,
+        rest: str,
+        user: str,
+        **request: Any,
+    ) -> Answer:
+        """A request on the negotiated version's path (slurmdb's plugin has the same one)."""
+        api = await self.api()
+        answer = await self._call(command, method, f"/{plugin}/{api.name}/{rest}", user, **request)
+        if answer.status == 404:
+            self._api = None  # ask again next time: the server's versions changed
+        return answer
 
     @staticmethod
     def _expect(answer: Answer) -> dict:
@@ -260,7 +226,8 @@ class SlurmRestClient(SchedulerClient):
         Slurm keeps a job's environment readable by SlurmUser only (slurmctld's state files),
         stores it in accounting only with AccountingStoreFlags=job_env, and shows it there
         (`sacct --env-vars`) to the job's owner and administrators only."""
-        properties = job_properties(script_directives(script))
+        typed = self._api is not None and self._api.typed
+        properties = job_properties(script_directives(script), typed=typed)
         if not self.home_directory:
             raise InvalidOptions(
                 "the cluster's slurmrest connection has no homeDirectory: slurmrestd needs the "
@@ -268,28 +235,34 @@ class SlurmRestClient(SchedulerClient):
             )
         home = self.home_directory.replace("{user}", user)
         properties.setdefault("current_working_directory", home)
-        properties["environment"] = {
+        variables = {
             "PATH": JOB_PATH,
             "HOME": home,
             "USER": user,
             "LOGNAME": user,
             **(environment or {}),
         }
+        # v0.0.40+: KEY=VALUE strings; v0.0.38: an object.
+        properties["environment"] = (
+            [f"{key}={value}" for key, value in variables.items()] if typed else variables
+        )
         return properties
+
+    def submit_body(self, script: str, user: str, environment: dict[str, str] | None) -> dict:
+        """The submit request: the script beside `job` (v0.0.38) or inside it (v0.0.40+)."""
+        job = self.job_for(script, user, environment)
+        if self._api is not None and self._api.typed:
+            return {"job": job | {"script": script}}
+        return {"job": job, "script": script}
 
     async def submit(
         self, script: str, user: str, *, environment: dict[str, str] | None = None, uid: str = ""
     ) -> str:
         """Submit as `user`, with `user`'s token: the job runs as that user."""
         accounts.check(self.spec, user)  # the query user's token signs no job
-        job = self.job_for(script, user, environment)
-        answer = await self._call(
-            "submit",
-            "POST",
-            self._path("slurm", "job/submit"),
-            user,
-            body={"job": job, "script": script},
-        )
+        await self.api()
+        body = self.submit_body(script, user, environment)
+        answer = await self._versioned("submit", "POST", "slurm", "job/submit", user, body=body)
         job_id = answer.body.get("job_id")
         if answer.status == 200 and isinstance(job_id, int):
             return str(job_id)  # errors beside a job id are notes, e.g. "held"
@@ -298,18 +271,43 @@ class SlurmRestClient(SchedulerClient):
         raise SubmissionRefused(answer.message())
 
     async def query(self, tags: Iterable[str], job_ids: Iterable[str] = ()) -> dict[str, JobStatus]:
-        """State of every job named by `tags`, by job id: one listing of all jobs (slurmrestd
-        cannot filter by name), read with queryUser's token. `job_ids` is not needed."""
-        wanted = set(tags)
+        """State of every job named by `tags`, by job id, read with queryUser's token. Where the
+        server has `jobs/state` (v0.0.40+), that light query for `job_ids` comes first, and the
+        listing of all jobs (slurmrestd cannot filter by name) only when it shows a change."""
+        wanted, ids = set(tags), sorted(set(job_ids))
         if not wanted:
             return {}
-        answer = await self._call("query", "GET", self._path("slurm", "jobs"), self.query_user)
+        api = await self.api()
+        if api.jobs_state and ids and self._listed:
+            states = await self._states(ids)
+            if states is not None and not listing_needed(
+                states, self._listed, self._listed_at, time.monotonic()
+            ):
+                return {job_id: self._listed[job_id] for job_id in states}
+        answer = await self._versioned("query", "GET", "slurm", "jobs", self.query_user)
         body = self._expect(answer)
         if not isinstance(body.get("jobs"), list):
             raise SchedulerUnavailable(f"slurmrestd {answer.request}: no job list in the answer")
-        return {
+        self._listed = {
             job.job_id: self.scheduler.marked(job) for job in parse_jobs(body) if job.name in wanted
         }
+        self._listed_at = time.monotonic()
+        return dict(self._listed)
+
+    async def _states(self, job_ids: list[str]) -> dict[str, str] | None:
+        """`GET jobs/state` for `job_ids`: their states by id, those the queue still has; None
+        when Slurm answered with an error (the listing decides then)."""
+        answer = await self._versioned(
+            "states",
+            "GET",
+            "slurm",
+            "jobs/state",
+            self.query_user,
+            query={"job_id": ",".join(job_ids)},
+        )
+        if answer.no_answer:
+            raise SchedulerUnavailable(answer.message())
+        return parse_job_states(answer.body) if answer.ok else None
 
     async def _accounting(self, job_ids: list[str], tags: list[str]) -> list[JobStatus]:
         """One slurmdbd query."""
@@ -318,8 +316,8 @@ class SlurmRestClient(SchedulerClient):
             query["step"] = ",".join(job_ids)  # slurmdbd's job-id list, as sacct --jobs
         if tags:
             query |= {"job_name": ",".join(tags), "start_time": ACCOUNTING_WINDOW}
-        answer = await self._call(
-            "accounting", "GET", self._path("slurmdb", "jobs"), self.query_user, query=query
+        answer = await self._versioned(
+            "accounting", "GET", "slurmdb", "jobs", self.query_user, query=query
         )
         # A refused token comes back as HTTP 200 with an empty list: only "nothing found" is
         # an empty answer.
@@ -328,26 +326,28 @@ class SlurmRestClient(SchedulerClient):
     async def cancel(self, job_ids: Iterable[str], user: str) -> None:
         """Cancel as `user`, with `user`'s token: Slurm refuses another user's job."""
         for job_id in sorted(set(job_ids)):
-            answer = await self._call(
-                "cancel", "DELETE", self._path("slurm", f"job/{quote(job_id, safe='')}"), user
+            answer = await self._versioned(
+                "cancel", "DELETE", "slurm", f"job/{quote(job_id, safe='')}", user
             )
             self._expect(answer)
 
     async def version(self) -> str:
         """Slurm's release, from a ping that reaches slurmctld with queryUser's token."""
-        answer = await self._call("version", "GET", self._path("slurm", "ping"), self.query_user)
+        answer = await self._versioned("version", "GET", "slurm", "ping", self.query_user)
         body = self._expect(answer)
-        pings = body.get("pings") or []
-        if pings and not any(p.get("ping") == "UP" for p in pings if isinstance(p, dict)):
+        pings = [p for p in body.get("pings") or [] if isinstance(p, dict)]
+        # v0.0.38 says ping: UP; v0.0.40+ pinged: UP and responding: true.
+        if pings and not any(p.get("ping", p.get("pinged")) == "UP" for p in pings):
             raise SchedulerUnavailable(f"slurmrestd {answer.request}: no slurmctld is UP")
-        return str(((body.get("meta") or {}).get("Slurm") or {}).get("release", ""))
+        meta = body.get("meta") or {}
+        return str((meta.get("Slurm") or meta.get("slurm") or {}).get("release", ""))
 
     async def availability(self) -> Availability:
         """Partitions, nodes and every job: three requests with queryUser's token."""
         answers = {}
         for resource in ("partitions", "nodes", "jobs"):
-            answer = await self._call(
-                "availability", "GET", self._path("slurm", resource), self.query_user
+            answer = await self._versioned(
+                "availability", "GET", "slurm", resource, self.query_user
             )
             answers[resource] = self._expect(answer)
         return availability(
