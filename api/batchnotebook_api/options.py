@@ -18,6 +18,8 @@ OPTION_KEYS = (
     "cluster",
     "profile",
     "partition",
+    "nodes",
+    "tasks_per_node",
     "cpus",
     "memory",
     "gpus",
@@ -25,7 +27,17 @@ OPTION_KEYS = (
     "account",
     "qos",
 )
-RESOURCE_KEYS = ("partition", "cpus", "memory", "gpus", "walltime", "account", "qos")
+RESOURCE_KEYS = (
+    "partition",
+    "nodes",
+    "tasks_per_node",
+    "cpus",
+    "memory",
+    "gpus",
+    "walltime",
+    "account",
+    "qos",
+)
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MEMORY = re.compile(r"^(\d{1,9})([KMGT]?)B?$", re.IGNORECASE)
 WALLTIME = re.compile(r"^(?:(\d{1,4})-)?(\d{1,3}):([0-5]\d)(?::([0-5]\d))?$")
@@ -34,6 +46,11 @@ MEMORY_UNITS = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
 
 @dataclass(frozen=True)
 class Resources:
+    """One job's request. `cpus` are per task; memory and GPUs per node; a job has `nodes`
+    nodes with `tasks_per_node` tasks on each (Jupyter runs on the first)."""
+
+    nodes: int = 1
+    tasks_per_node: int = 1
     cpus: int = 1
     memory: str | None = None
     gpus: int = 0
@@ -44,7 +61,17 @@ class Resources:
     extras: dict[str, str] = field(default_factory=dict)
 
     def to_spec(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in (None, {})}
+        spec = {k: v for k, v in asdict(self).items() if v not in (None, {})}
+        # One task on one node is what every notebook had before these keys: left out, so that
+        # an operator that does not know them still takes a single-node spec.
+        for key in ("nodes", "tasks_per_node"):
+            if spec[key] == 1:
+                del spec[key]
+        return spec
+
+    @property
+    def cpus_per_node(self) -> int:
+        return self.cpus * self.tasks_per_node
 
     @property
     def memory_mb(self) -> int | None:
@@ -143,7 +170,13 @@ class SizeLimit:
     written: Callable[[str], str]  # as the job script gets it
 
 
-COUNT_LIMITS = (CountLimit("cpus", "maxCpus", 1, 1), CountLimit("gpus", "maxGpus", 0, 0))
+# A profile that says nothing about nodes allows one: sites that never set maxNodes see no change.
+COUNT_LIMITS = (
+    CountLimit("nodes", "maxNodes", 1, 1),
+    CountLimit("tasks_per_node", "maxTasksPerNode", 1, 1),
+    CountLimit("cpus", "maxCpus", 1, 1),
+    CountLimit("gpus", "maxGpus", 0, 0),
+)
 # Zero is not "nothing": to Slurm --mem=0 is the whole node and --time=0 no limit at all.
 SIZE_LIMITS = (
     SizeLimit(
@@ -234,6 +267,34 @@ def resolve(profile: dict, requested: dict[str, Any]) -> Resources:
     return Resources(**fields, extras=extras)
 
 
+# Schedulers on which a job spans nodes only with a cluster setting (None: never). Grid Engine
+# spreads the slots of a parallel environment, whose name is the site's; HTCondor's parallel
+# universe starts a job per machine, not one allocation a notebook's terminal could use.
+MULTI_NODE_SETTINGS: dict[str, str | None] = {"sge": "parallelEnvironment", "htcondor": None}
+
+
+def profile_resources(
+    cluster_spec: dict, profile: dict, group_names: Iterable[str], requested: dict[str, Any]
+) -> Resources:
+    """`resolve` for members of `group_names`, and on this cluster's scheduler: nodes beyond one
+    only where it can allocate them."""
+    resources = resolve(for_groups(profile, group_names), requested)
+    scheduler = cluster_spec.get("scheduler", "")
+    if resources.nodes == 1 or scheduler not in MULTI_NODE_SETTINGS:
+        return resources
+    setting = MULTI_NODE_SETTINGS[scheduler]
+    if setting is None:
+        raise InvalidOptions(
+            f"nodes {resources.nodes}: a notebook on {scheduler} runs on one node only"
+        )
+    if not cluster_spec.get(setting):
+        raise InvalidOptions(
+            f"nodes {resources.nodes}: this {scheduler} cluster sets no {setting}, which a job "
+            "on several nodes needs"
+        )
+    return resources
+
+
 def split_options(options: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     """Check a user_options dict's shape; return (cluster, profile, requested resources)."""
     if not isinstance(options, dict):
@@ -272,7 +333,9 @@ def notebook_resources(cluster_name: str, cluster_spec: dict, notebook_spec: dic
             f"{expected_user!r}, not {notebook_spec['unixUser']!r}"
         )
     profile = find_profile(cluster_name, cluster_spec, notebook_spec["profile"])
-    return resolve(
-        for_groups(profile, notebook_spec.get("groups", [])),
+    return profile_resources(
+        cluster_spec,
+        profile,
+        notebook_spec.get("groups", []),
         dict(notebook_spec.get("resources", {})),
     )

@@ -10,14 +10,20 @@ BATCHNOTEBOOK_STOP_AFTER (optional): seconds after which Jupyter gets SIGTERM, s
 down cleanly before the scheduler kills the job at its walltime; BATCHNOTEBOOK_ENV_FILE
 (optional): the private file holding the server's environment (its tokens, as a JSON object),
 which the launcher reads and deletes first of all (see envfile.py).
+Jupyter gets the job's whole environment (the scheduler's variables: srun in a terminal uses the
+allocation) and BATCHNOTEBOOK_NODES, the allocation's hosts (Jupyter's first), and
+BATCHNOTEBOOK_NODEFILE, a private file of them one a line: one name on every scheduler.
 """
 
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -32,6 +38,16 @@ STOP_WAIT = 0.5  # seconds between two checks of the walltime deadline
 # Set when the scheduler runs a job a second time. Templates ask for no requeue, but slurmrestd
 # may keep a job requeueable: a notebook never starts twice (the hub would not know of it).
 RERUN_COUNTERS = ("SLURM_RESTART_COUNT",)
+# Where each scheduler lists the allocation's hosts, this one first; the first set wins. "file":
+# a host at the start of each line, a line per slot or process (PBS, LSF) or per host with its
+# slots after it (Grid Engine); "list": separated by spaces, once per slot; "hostlist": Slurm's.
+NODE_SOURCES = (
+    ("PE_HOSTFILE", "file"),
+    ("PBS_NODEFILE", "file"),
+    ("LSB_DJOB_HOSTFILE", "file"),
+    ("LSB_HOSTS", "list"),
+    ("SLURM_JOB_NODELIST", "hostlist"),
+)
 
 
 def say(message):
@@ -101,6 +117,56 @@ def listening_ports(pid):
         except OSError:
             continue
     return [port for _, port in sorted(set(ports))]
+
+
+def expand_hostlist(text):
+    """Slurm's compressed host list, e.g. "tx-c[1-2,09],gpu1": tx-c1 tx-c2 tx-c09 gpu1."""
+    hosts = []
+    for name in re.findall(r"(?:[^,\[]|\[[^\]]*\])+", text):  # the commas outside brackets
+        match = re.fullmatch(r"([^\[]*)\[([^\]]*)\](.*)", name)
+        if not match:
+            hosts.append(name)
+            continue
+        prefix, ranges, rest = match.groups()
+        for part in ranges.split(","):
+            low, _dash, high = part.partition("-")
+            for number in range(int(low), int(high or low) + 1):
+                tails = expand_hostlist(rest) if rest else [""]
+                hosts.extend(f"{prefix}{number:0{len(low)}d}{tail}" for tail in tails)
+    return hosts
+
+
+def allocation_hosts():
+    """The hosts of the job's allocation, each once, in the scheduler's order (this one first);
+    this host alone where the scheduler lists none."""
+    for variable, form in NODE_SOURCES:
+        value = os.environ.get(variable, "")
+        if not value:
+            continue
+        if form == "file":
+            try:
+                with open(value) as file:
+                    names = [line.split()[0] for line in file if line.strip()]
+            except OSError as error:
+                say(f"cannot read ${variable} ({value}): {error}")
+                continue
+        else:
+            names = value.split() if form == "list" else expand_hostlist(value)
+        if names:
+            return list(dict.fromkeys(names))
+    return [socket.gethostname()]
+
+
+def publish_nodes():
+    """BATCHNOTEBOOK_NODES and BATCHNOTEBOOK_NODEFILE for Jupyter; the file's path. mkstemp
+    makes the file 0600: host names only, but the user's own."""
+    hosts = allocation_hosts()
+    descriptor, path = tempfile.mkstemp(prefix="batchnotebook-nodes-")
+    with os.fdopen(descriptor, "w") as file:
+        file.write("".join(f"{host}\n" for host in hosts))
+    os.environ["BATCHNOTEBOOK_NODES"] = " ".join(hosts)
+    os.environ["BATCHNOTEBOOK_NODEFILE"] = path
+    return path
 
 
 def post(url, token, body):
@@ -216,6 +282,7 @@ def main(command):
     say(f"starting {command[0]} on {socket.gethostname()}, port {hint} suggested")
     if stop_at is not None:
         say(f"Jupyter will be stopped in {stop_after} s, before the walltime ends")
+    node_file = publish_nodes()
     child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, lambda s, _frame: child.send_signal(s))
@@ -230,6 +297,8 @@ def main(command):
         child.terminate()
     code, stopped_in_time = wait_until_stopped(child, stop_at)
     say(f"{command[0]} exited with {code}")
+    with contextlib.suppress(FileNotFoundError):  # the user's to delete too
+        os.unlink(node_file)
     report_ended(url, token)
     if stopped_in_time:
         return 0  # a clean stop we asked for, not a failure of the job

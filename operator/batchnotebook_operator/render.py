@@ -86,6 +86,8 @@ class JobRequest:
     #: The notebook uid whose environment file (envfile.py) the job reads; None when the
     #: scheduler hands the job its environment some other way.
     environment_file: str | None = None
+    #: Grid Engine's parallel environment for a job on several nodes (the cluster's setting).
+    parallel_environment: str | None = None
 
 
 @functools.lru_cache(maxsize=64)
@@ -109,7 +111,11 @@ def render(template: str, request: JobRequest) -> str:
         "job_name": request.job_name,
         "comment": request.comment,
         "user": request.user,
+        "nodes": resources_.nodes,
+        "tasks_per_node": resources_.tasks_per_node,
         "cpus": resources_.cpus,
+        "cpus_per_node": resources_.cpus_per_node,
+        "parallel_environment": request.parallel_environment,
         "memory": resources_.memory,
         "memory_mb": resources_.memory_mb,
         "gpus": resources_.gpus,
@@ -192,5 +198,6 @@ def job_script(
             prologue=cluster.get("prologue", ""),
             output=cluster.get("jobOutput", "batchnotebook-%j.log"),
             environment_file=uid if environment_file else None,
+            parallel_environment=cluster.get("parallelEnvironment"),
         ),
     )

@@ -21,18 +21,22 @@ from typing import Any
 from jinja2 import Environment, select_autoescape
 
 from batchnotebook_api import CLUSTERS, GROUP, VERSION
-from batchnotebook_api.options import OPTION_KEYS, RESOURCE_KEYS, for_groups
+from batchnotebook_api.options import COUNT_LIMITS, OPTION_KEYS, RESOURCE_KEYS, for_groups
 from batchnotebook_api.times import now
 
 _env = Environment(autoescape=select_autoescape(default=True))
 _form = _env.from_string((resources.files(__package__) / "templates" / "form.html").read_text())
 
+# What every notebook gets unless its profile allows more: no line of its own in a card.
+UNREMARKABLE = {"nodes": "1", "tasks_per_node": "1"}
 POD_PREFIX = "pod:"  # a pod card's value; cluster names (DNS names) never contain a colon
 CHOICE_LISTS = {"partition": "partitions", "account": "accounts", "qos": "qos"}
 LABELS = {
     "partition": "Partition / queue",
     "account": "Account",
     "qos": "Quality of service",
+    "nodes": "Nodes",
+    "tasks_per_node": "Tasks per node",
     "cpus": "CPUs",
     "gpus": "GPUs",
     "memory": "Memory",
@@ -154,17 +158,16 @@ def _fields(profile: dict, chosen: dict[str, Any]) -> list[Field]:
         return str(chosen.get(key) or defaults.get(key, fallback))
 
     fields = []
-    for key, minimum, maximum_key, fallback in (
-        ("cpus", 1, "maxCpus", 1),
-        ("gpus", 0, "maxGpus", 0),
-    ):
-        maximum = limits.get(maximum_key, defaults.get(key, fallback))
-        if maximum <= minimum:
-            fields.append(Field(key, "fixed", str(defaults.get(key, fallback))))
-        else:
+    for count in COUNT_LIMITS:
+        default = defaults.get(count.key, count.default)
+        maximum = limits.get(count.limit, default)
+        if maximum > count.minimum:
+            number = value(count.key, default)
             fields.append(
-                Field(key, "number", value(key, fallback), minimum=minimum, maximum=maximum)
+                Field(count.key, "number", number, minimum=count.minimum, maximum=maximum)
             )
+        elif str(default) != UNREMARKABLE.get(count.key):
+            fields.append(Field(count.key, "fixed", str(default)))
     for key, maximum_key, pattern in (
         ("memory", "maxMemory", "[0-9]+[KMGTkmgt]?"),
         ("walltime", "maxWalltime", "([0-9]+-)?[0-9]{1,3}:[0-5][0-9](:[0-5][0-9])?"),

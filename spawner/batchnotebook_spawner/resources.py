@@ -9,7 +9,12 @@ from collections.abc import Awaitable, Callable
 
 from batchnotebook_api import API_VERSION, NOTEBOOK_KIND
 from batchnotebook_api.errors import InvalidOptions
-from batchnotebook_api.options import find_profile, for_groups, resolve, split_options, unix_user_of
+from batchnotebook_api.options import (
+    find_profile,
+    profile_resources,
+    split_options,
+    unix_user_of,
+)
 
 from .form import profile_allowed
 
@@ -35,7 +40,7 @@ async def notebook_spec(
             f"profile {profile_name!r} of cluster {cluster_name!r} is only for members of "
             f"the group(s) {', '.join(profile['groups'])}"
         )
-    resources = resolve(for_groups(profile, groups), requested)
+    resources = profile_resources(cluster, profile, groups, requested)
     return {
         "clusterName": cluster_name,
         "profile": profile_name,

@@ -28,7 +28,7 @@ dialect, mode 1777 so every user submits into it and nobody replaces another's f
     schedule.lock   flock held while a waiting job decides whether it may start
     jobs/<seq>.json a job's record, written atomically, only ever by the submitting user
     jobs/<seq>.sh   the job script (mode 0600, removed when the job ends)
-    jobs/<seq>.nodes   the node file (PBS_NODEFILE): the node once per CPU, while the job runs
+    jobs/<seq>.nodes   the node file (PBS_NODEFILE): the node once per process, while the job runs
     jobs/<seq>.cancel  written by whoever cancelled the job: their user name
 
 Each job has a detached runner (double fork, setsid), a process of the submitting user, which
@@ -146,7 +146,8 @@ class Job:
     signal: int | None = None
     cancelled_by: str = ""
     walltime_exceeded: bool = False
-    #: PBS_NODEFILE and friends: the node once per allocated CPU, written when the job starts
+    #: PBS_NODEFILE and friends, written when the job starts: the node once per process of
+    #: every node asked for (resources["node_file_lines"]), else once per allocated CPU
     node_file: str = ""
     runner_pid: int | None = None
     #: the process group of the running script (bash and everything it started)
@@ -415,8 +416,9 @@ class Emulator:
         config = self.config
         account = pwd.getpwnam(job.owner)
         job.node_file = str(self.jobs_dir / f"{job.sequence}.nodes")
-        cpus = int(job.resources.get("ncpus") or 1)
-        _write_atomically(Path(job.node_file), f"{config.node}\n" * cpus)
+        # A job on several nodes runs here all the same, its node file as long as the real one.
+        lines = int(job.resources.get("node_file_lines") or job.resources.get("ncpus") or 1)
+        _write_atomically(Path(job.node_file), f"{config.node}\n" * lines)
         environment = {
             "HOME": account.pw_dir,
             "USER": job.owner,

@@ -54,9 +54,10 @@ def receiver():
     r.close()
 
 
-def run_launcher(url, *command, timeout=30):
+def run_launcher(url, *command, timeout=30, extra=None):
     env = {
         **os.environ,
+        **(extra or {}),
         "BATCHNOTEBOOK_REPORT_URL": url,
         "BATCHNOTEBOOK_REPORT_TOKEN": "t0ken",
         "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:0/user/alice/",
@@ -94,3 +95,58 @@ def test_refused_report_stops_jupyter():
         refusing.close()
     assert "refused the report: HTTP 403" in done.stderr
     assert done.returncode != 0
+
+
+SHOW_NODES = r"""
+import json, os, stat, sys
+path = os.environ["BATCHNOTEBOOK_NODEFILE"]
+print(json.dumps({
+    "nodes": os.environ["BATCHNOTEBOOK_NODES"],
+    "file": open(path).read(),
+    "mode": oct(stat.S_IMODE(os.stat(path).st_mode)),
+    "path": path,
+    "slurm": os.environ.get("SLURM_JOB_ID"),
+    "path_variable": bool(os.environ.get("PATH")),
+}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("variables", "file_text", "nodes"),
+    [
+        (
+            {"SLURM_JOB_ID": "42", "SLURM_JOB_NODELIST": "tx-c[1-2,09],gpu1"},
+            None,
+            "tx-c1 tx-c2 tx-c09 gpu1",
+        ),
+        ({}, "n1\nn1\nn2\nn2\n", "n1 n2"),  # PBS_NODEFILE: a line per process
+        ({"LSB_HOSTS": "h1 h1 h2 h2"}, None, "h1 h2"),
+    ],
+)
+def test_jupyter_gets_the_allocation_and_its_hosts(receiver, tmp_path, variables, file_text, nodes):
+    if file_text is not None:
+        (tmp_path / "nodefile").write_text(file_text)
+        variables = {**variables, "PBS_NODEFILE": str(tmp_path / "nodefile")}
+    done = run_launcher(receiver.url, sys.executable, "-c", SHOW_NODES, extra=variables)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["nodes"] == nodes and seen["file"] == nodes.replace(" ", "\n") + "\n"
+    assert seen["mode"] == "0o600" and seen["path_variable"]
+    assert seen["slurm"] == variables.get("SLURM_JOB_ID")  # the scheduler's variables are kept
+    assert not os.path.exists(seen["path"])  # removed when Jupyter has exited
+
+
+def test_grid_engines_host_file_and_no_scheduler_at_all(receiver, tmp_path):
+    (tmp_path / "pe_hostfile").write_text(
+        "n1.example 8 all.q@n1.example UNDEFINED\nn2 8 all.q@n2 UNDEFINED\n"
+    )
+    done = run_launcher(
+        receiver.url,
+        sys.executable,
+        "-c",
+        SHOW_NODES,
+        extra={"PE_HOSTFILE": str(tmp_path / "pe_hostfile")},
+    )
+    assert json.loads(done.stdout)["nodes"] == "n1.example n2"
+    alone = run_launcher(receiver.url, sys.executable, "-c", SHOW_NODES)
+    assert json.loads(alone.stdout)["nodes"] == socket.gethostname()

@@ -12,7 +12,7 @@ import aiohttp
 
 from batchnotebook_api import CLUSTERS, GROUP, VERSION
 from batchnotebook_api.errors import InvalidOptions
-from batchnotebook_api.options import resolve
+from batchnotebook_api.options import profile_resources, resolve
 from batchnotebook_api.status import ConditionType
 from batchnotebook_api.times import now
 
@@ -102,6 +102,11 @@ def check_profile(name: str, spec: dict, profile: dict) -> Check:
         resolve(profile, {})
     except InvalidOptions as error:
         return Check(Level.FAIL, name, what, f"its defaults break its limits: {error}")
+    most_nodes = profile.get("limits", {}).get("maxNodes", 1)
+    try:
+        profile_resources(spec, profile, (), {"nodes": most_nodes})
+    except InvalidOptions as error:
+        return Check(Level.FAIL, name, what, f"its maxNodes cannot be used here: {error}")
     if callback_problem(spec):  # the callbackURL check says so; the template is checked here
         spec = {**spec, "callbackURL": "https://callback.invalid"}
     try:

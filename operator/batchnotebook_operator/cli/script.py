@@ -14,9 +14,8 @@ from batchnotebook_api import CLUSTERS, GROUP, VERSION
 from batchnotebook_api.errors import InvalidOptions
 from batchnotebook_api.options import (
     find_profile,
-    for_groups,
     notebook_resources,
-    resolve,
+    profile_resources,
     split_options,
     unix_user_of,
 )
@@ -66,7 +65,9 @@ def sample_script(
     groups: Iterable[str] = (),
 ) -> str:
     """The script a new notebook would get; its name and uid do not exist yet."""
-    resources = resolve(for_groups(find_profile(name, cluster, profile_name), groups), requested)
+    resources = profile_resources(
+        cluster, find_profile(name, cluster, profile_name), groups, requested
+    )
     client = client_of(name, cluster)
     return job_script(
         cluster,

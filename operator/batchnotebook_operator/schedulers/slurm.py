@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 from ..model import JobState, JobStatus, PartitionLoad, QueuedJob
-from .base import Commands, Scheduler
+from .base import Commands, Scheduler, first_exec_host
 
 STATES = {
     "PENDING": JobState.PENDING,
@@ -181,7 +181,8 @@ class Slurm(Scheduler):
                 user=user,
                 state=job_state,
                 raw_state=raw,
-                exec_host=_value(nodes) if "None assigned" not in nodes else "",
+                # The allocation's nodes ("tx-c[1-2]"): the batch step runs on the first.
+                exec_host=first_exec_host(_value(nodes)) if "None assigned" not in nodes else "",
                 exit_code=_exit_code(exit_code),
                 reason=state.strip() if raw != state else "",
                 submitted_at=_start_time(submitted),

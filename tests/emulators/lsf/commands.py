@@ -74,6 +74,7 @@ def environment(job: Job, config: Config) -> dict[str, str]:
         "LSB_HOSTS": " ".join([config.node] * slots),
         "LSB_MCPU_HOSTS": f"{config.node} {slots}",
         "LSB_DJOB_NUMPROC": str(slots),
+        "LSB_DJOB_HOSTFILE": job.node_file,  # the host once per slot, like LSB_HOSTS
         "LSB_JOBINDEX": "0",
         "LSB_SUBCWD": job.workdir,
         "LSB_EXEC_CLUSTER": CLUSTER,

@@ -50,7 +50,7 @@ def environment(job: Job, config: Config) -> dict[str, str]:
         "MOAB_CLASS": job.queue,
         "MOAB_ACCOUNT": job.extra.get("account", ""),
         "MOAB_NODELIST": config.node,
-        "MOAB_NODECOUNT": "1",
+        "MOAB_NODECOUNT": str(job.resources.get("nodes", 1)),
         "MOAB_PROCCOUNT": cpus,
         "PBS_JOBID": drm_job_id(job, config),
         "PBS_JOBNAME": job.name,
@@ -207,6 +207,8 @@ def msub(argv: list[str]) -> int:
             "mem": submission.resources.get("mem", ""),
             "gpus": spec.get("gpus", ""),
             "walltime_seconds": submission.walltime_seconds,
+            "nodes": int(spec.get("count") or 1),
+            "node_file_lines": int(spec.get("count") or 1) * cpus,  # each node once per ppn
         },
         queue,
         submission.output_path or f"{submission.name}.o{{sequence}}",

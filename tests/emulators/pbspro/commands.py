@@ -242,6 +242,8 @@ def resources(submission: Submission) -> dict[str, Any]:
         "mem": chunk.get("mem") or submission.resources.get("mem", ""),
         "ngpus": chunk.get("ngpus", ""),
         "select": select,
+        # PBS_NODEFILE: each chunk's host once per MPI process (mpiprocs, 1 unless given)
+        "node_file_lines": int(chunk.get("count") or 1) * int(chunk.get("mpiprocs") or 1),
         "walltime_seconds": submission.walltime_seconds,
     }
 

@@ -216,6 +216,7 @@ def qsub(argv: list[str]) -> int:
             "mem": submission.resources.get("mem", ""),
             "gpus": spec.get("gpus", ""),
             "nodes": submission.resources.get("nodes") or f"1:ppn={cpus}",
+            "node_file_lines": int(spec.get("count") or 1) * cpus,  # each node once per ppn
             "walltime_seconds": submission.walltime_seconds,
         },
         queue,
