@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from . import trixie
 from .images import by_id, load
 from .node import Node
 from .paths import BIN, REPO
@@ -102,8 +103,10 @@ def slurmrest_connection(node: Node) -> dict:
 def install_operator(node: Node, *values: str) -> None:
     """`helm upgrade --install` of our chart, `--set` VALUES too, with the operator's image built
     here, its key for the login node (started here) in the Secret `hpc-ssh` and Slurm's JWT key
-    in `slurm-jwt` (for slurmrestd, started here too). Run again, it changes only what changed:
-    a new image rolls the operator's pod."""
+    in `slurm-jwt` (for slurmrestd, started here too); the same key let in on the Slurm 24.11
+    site's login node (dev/trixie.sh, started here too), whose JWT key goes in
+    `slurm-jwt-trixie`. Run again, it changes only what changed: a new image rolls the operator's
+    pod."""
     run([REPO / "dev/helm.sh", "build"])
     image = by_id(build_operator_image())
     load(node.socket, image)
@@ -113,8 +116,10 @@ def install_operator(node: Node, *values: str) -> None:
     rest.start()
     rest.wait_ready(lambda: listens(node.network.host_address, SLURMREST_PORT), 30)
     apply_object(node, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM}})
+    trixie.start(node.state / "sshd" / "id_ed25519.pub")
     apply_secret(node, "hpc-ssh", "ssh-privatekey", node.state / "sshd" / "id_ed25519")
     apply_secret(node, "slurm-jwt", "jwt_hs256.key", JWT_KEY)
+    apply_secret(node, trixie.JWT_SECRET, "jwt_hs256.key", trixie.jwt_key())
     repository, tag = image.rsplit(":", 1)
     settings = [
         f"image.repository={repository}",
@@ -122,7 +127,7 @@ def install_operator(node: Node, *values: str) -> None:
         "image.pullPolicy=Never",
         f"hub.namespace={HUB_NAMESPACE}",
         "secrets.sshKeys={hpc-ssh}",
-        "secrets.jwtKeys={slurm-jwt}",
+        f"secrets.jwtKeys={{slurm-jwt,{trixie.JWT_SECRET}}}",
         *values,
     ]
     helm(

@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from . import cluster, controlplane
+from . import cluster, controlplane, trixie
 from .deploy import (
     ADMIN_SERVICE,
     PROXY_NODE_PORT,
@@ -94,6 +94,7 @@ def placeholders(node: Node, hub_url: str) -> dict[str, str]:
         "@LOGIN_PORT@": str(sshd_port(node)),
         "@SSH_HOST_KEY@": sshd(node, "host-key").strip(),
         "@SLURMREST_ADDRESS@": slurmrestd_address(node),
+        "@TRIXIE_HOST_KEY@": trixie.host_key(),
         "@REPO@": str(REPO),
     }
 

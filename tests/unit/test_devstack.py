@@ -92,6 +92,7 @@ def test_every_make_dev_cluster_is_rendered_whole():
         "@LOGIN_PORT@": "16465",
         "@SSH_HOST_KEY@": "ssh-ed25519 AAAA",
         "@SLURMREST_ADDRESS@": "10.201.9.1:6820",
+        "@TRIXIE_HOST_KEY@": "ssh-ed25519 BBBB",
         "@REPO@": "/src",
     }
     for template in sorted(dev.CLUSTERS.glob("*.yaml.in")):
