@@ -244,7 +244,12 @@ configure_hosts() {
         echo "127.0.0.1 localhost"
         echo "::1 localhost ip6-localhost ip6-loopback"
         for node in "${NODES[@]}"; do echo "${ADDR[$node]} $node"; done
+        echo "$BRIDGE_ADDR tx-gateway"
     } | put_file 0644 0:0 "$ROOTFS/etc/hosts"
+    # No name server is reachable from the nodes: every reverse lookup of a client address
+    # (slurmrestd does one per request) waited 10 s for the resolver's timeouts.  Files only.
+    put_file 0644 0:0 "$ROOTFS/etc/resolv.conf" </dev/null
+    sed -i 's/^hosts:.*/hosts:          files/' "$ROOTFS/etc/nsswitch.conf"
     # This machine resolves the nodes too (ssh, curl, the hub's configuration).
     for node in "${NODES[@]}"; do
         if ! grep -qE "^${ADDR[$node]//./\\.}[[:space:]]+$node([[:space:]]|\$)" /etc/hosts; then
