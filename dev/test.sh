@@ -11,6 +11,8 @@ dev/node.sh build
 dev/helm.sh build
 dev/slurm.sh install
 dev/slurm.sh start
+dev/trixie.sh build
+dev/trixie.sh start
 dev/sge.sh install
 dev/sge.sh start
 dev/emulators.sh install

@@ -24,6 +24,10 @@ say "Slurm (munge, MariaDB, slurmdbd, slurmctld, slurmd)"
 dev/slurm.sh install
 dev/slurm.sh start
 
+say "Slurm 24.11 site (Debian trixie root filesystem, nodes tx-ctl, tx-login, tx-c1, tx-c2)"
+dev/trixie.sh build
+dev/trixie.sh start
+
 say "Grid Engine (sge_qmaster, sge_execd)"
 dev/sge.sh install
 dev/sge.sh start
