@@ -27,6 +27,9 @@ NO_ANSWER_NUMBERS = frozenset(
 # "Job is in held state" beside the id of a job submitted with --hold.
 NOTES = frozenset({9003, 2042})
 # The errors a token signed with the wrong key (or for the wrong user) produces: worth a hint.
+# 401: no token; 511 (Network Authentication Required): slurmrestd 24.11's answer to a token
+# slurmctld refused.
+TOKEN_SUSPECT_STATUSES = frozenset({401, 511})
 TOKEN_SUSPECT_NUMBERS = frozenset({-1, 1007, 5005}) | frozenset(range(6000, 7000))
 
 
@@ -79,6 +82,14 @@ class Answer:
             for e in self.errors
         )
 
+    @property
+    def token_suspect(self) -> bool:
+        """Whether the token may be what was refused: no token (401), 24.11's 511, or an error
+        a token signed with the wrong key produces."""
+        return self.status in TOKEN_SUSPECT_STATUSES or any(
+            self.number(e) in TOKEN_SUSPECT_NUMBERS for e in self.errors
+        )
+
     def message(self) -> str:
         """Slurm's own words, with the request they answer."""
         details = []
@@ -90,6 +101,6 @@ class Answer:
                 details.append(description or error_text)
         words = "; ".join(w for w in details if w) or self.text[:300] or "no details"
         hint = ""
-        if self.status == 401 or any(self.number(e) in TOKEN_SUSPECT_NUMBERS for e in self.errors):
+        if self.token_suspect:
             hint = " (slurmrestd answers this way to a token signed with the wrong key, too)"
         return f"slurmrestd {self.request}: HTTP {self.status}: {words}{hint}"

@@ -32,7 +32,7 @@ from ...schedulers.slurm_json import (
 )
 from ...transports import operator_namespace
 from ..base import SchedulerClient, notebook_turns
-from .answer import TOKEN_SUSPECT_NUMBERS, Answer
+from .answer import Answer
 from .directives import job_properties, script_directives
 from .token import TokenSigner
 from .versions import ApiVersion, choose, offered
@@ -142,7 +142,7 @@ class SlurmRestClient(SchedulerClient):
         path: str,
         user: str,
         *,
-        query: dict[str, str] | None = None,
+        query: dict[str, str | list[str]] | None = None,
         body: dict | None = None,
     ) -> Answer:
         """One request as `user`. Raises SchedulerUnavailable if slurmrestd does not answer."""
@@ -150,7 +150,12 @@ class SlurmRestClient(SchedulerClient):
             raise SchedulerUnavailable(self.misconfigured)
         # slurmrestd 22.05 refuses a raw comma in a query ("Unable to parse query."): every
         # value is percent-encoded here and the URL is sent as it is.
-        encoded = "&".join(f"{k}={quote(v, safe='')}" for k, v in (query or {}).items())
+        # A list is the key repeated: v0.0.40+ refuse an id list with an encoded comma.
+        encoded = "&".join(
+            f"{key}={quote(value, safe='')}"
+            for key, values in (query or {}).items()
+            for value in (values if isinstance(values, list) else [values])
+        )
         url = yarl.URL(f"{self.base_url}{path}{'?' + encoded if encoded else ''}", encoded=True)
         request = f"{method} {path} as {user}"
         headers = {
@@ -171,9 +176,7 @@ class SlurmRestClient(SchedulerClient):
             outcome.ok = result.ok
         if not result.ok:
             log.info("cluster %s: %s", self.name, result.message()[:500])
-        if result.status == 401 or any(
-            Answer.number(e) in TOKEN_SUSPECT_NUMBERS for e in result.errors
-        ):
+        if result.token_suspect:
             self._signer = None  # read the key again before the next request
         return result
 
@@ -206,8 +209,10 @@ class SlurmRestClient(SchedulerClient):
         """A request on the negotiated version's path (slurmdb's plugin has the same one)."""
         api = await self.api()
         answer = await self._call(command, method, f"/{plugin}/{api.name}/{rest}", user, **request)
-        if answer.status == 404:
-            self._api = None  # ask again next time: the server's versions changed
+        if answer.status == 404 and not answer.body:
+            # No such path (a job slurmctld does not know is a 404 with Slurm's JSON): ask
+            # again next time, the server's versions changed.
+            self._api = None
         return answer
 
     @staticmethod
@@ -303,7 +308,7 @@ class SlurmRestClient(SchedulerClient):
             "slurm",
             "jobs/state",
             self.query_user,
-            query={"job_id": ",".join(job_ids)},
+            query={"job_id": job_ids},
         )
         if answer.no_answer:
             raise SchedulerUnavailable(answer.message())
@@ -311,9 +316,12 @@ class SlurmRestClient(SchedulerClient):
 
     async def _accounting(self, job_ids: list[str], tags: list[str]) -> list[JobStatus]:
         """One slurmdbd query."""
-        query = {"skip_steps": "true"}
+        api = await self.api()
+        query: dict[str, str | list[str]] = {"skip_steps": "true"}
         if job_ids:
-            query["step"] = ",".join(job_ids)  # slurmdbd's job-id list, as sacct --jobs
+            # slurmdbd's job-id list, as sacct --jobs: one comma-separated value for v0.0.38,
+            # the key repeated from v0.0.40 on (which refuse "7%2C8" as not RFC 7320).
+            query["step"] = job_ids if api.typed else ",".join(job_ids)
         if tags:
             query |= {"job_name": ",".join(tags), "start_time": ACCOUNTING_WINDOW}
         answer = await self._versioned(
