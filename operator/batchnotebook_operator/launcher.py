@@ -160,11 +160,19 @@ def allocation_hosts():
 def publish_nodes():
     """BATCHNOTEBOOK_NODES and BATCHNOTEBOOK_NODEFILE for Jupyter; the file's path. mkstemp
     makes the file 0600: host names only, but the user's own."""
-    hosts = allocation_hosts()
-    descriptor, path = tempfile.mkstemp(prefix="batchnotebook-nodes-")
-    with os.fdopen(descriptor, "w") as file:
-        file.write("".join(f"{host}\n" for host in hosts))
+    try:
+        hosts = allocation_hosts()
+    except (OSError, ValueError) as error:  # a host list it cannot read must not stop Jupyter
+        say(f"cannot read the allocation's hosts ({error}): only this one is listed")
+        hosts = [socket.gethostname()]
     os.environ["BATCHNOTEBOOK_NODES"] = " ".join(hosts)
+    try:
+        descriptor, path = tempfile.mkstemp(prefix="batchnotebook-nodes-")
+        with os.fdopen(descriptor, "w") as file:
+            file.write("".join(f"{host}\n" for host in hosts))
+    except OSError as error:
+        say(f"no node file ({error}): BATCHNOTEBOOK_NODES lists the hosts")
+        return None
     os.environ["BATCHNOTEBOOK_NODEFILE"] = path
     return path
 
@@ -297,8 +305,9 @@ def main(command):
         child.terminate()
     code, stopped_in_time = wait_until_stopped(child, stop_at)
     say(f"{command[0]} exited with {code}")
-    with contextlib.suppress(FileNotFoundError):  # the user's to delete too
-        os.unlink(node_file)
+    if node_file is not None:
+        with contextlib.suppress(FileNotFoundError):  # the user's to delete too
+            os.unlink(node_file)
     report_ended(url, token)
     if stopped_in_time:
         return 0  # a clean stop we asked for, not a failure of the job

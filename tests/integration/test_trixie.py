@@ -6,14 +6,19 @@ a remote site, over SSH and over REST; the notebooks' URLs are the compute nodes
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 import socket
 import urllib.request
 
 import pytest
 
+from batchnotebook_operator.clients.slurmrest.client import SlurmRestClient
+from batchnotebook_operator.errors import SchedulerUnavailable
+
 from .conftest import GROUP, SSHD_DIR, VERSION, cluster_spec
 from .stack import JOB_PYTHON, OPERATOR_PORT, REPO, STAND_IN, run, wait_for
+from .test_slurmrest import SecretReader
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm]
 
@@ -206,3 +211,32 @@ def test_a_two_node_notebook_uses_both_nodes(
     nodes = trixie("exec", "tx-login", "cat", f"/home/alice/nodes-{job_id}.out")
     assert nodes.split() == ["tx-c1", "tx-c2"]
     ends_when_deleted(custom, namespace, name, f"bnb-{uid}")
+
+
+@pytest.mark.parametrize("version", ["v0.0.40", "v0.0.41", "v0.0.42"])
+def test_a_users_token_cannot_cancel_another_users_job(
+    operator, make_cluster, make_notebook, wait_phase, custom, core, jwt_secret, version
+):
+    # v0.0.40 and v0.0.41 answer a refused cancel with HTTP 200 and no error at all; v0.0.42 only
+    # in the job's status. Either way it must not read as done.
+    cluster = make_cluster(**site_spec(rest_connection(jwt_secret, version)))
+    bob = make_notebook(cluster, user="bob")
+    status = wait_phase(bob["metadata"]["name"], "Ready", timeout=120)
+    spec = custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", cluster)["spec"]
+
+    async def as_alice() -> str:
+        client = SlurmRestClient("itest-alice", spec, SecretReader(core))
+        try:
+            await client.cancel([status["jobId"]], "alice")
+        except SchedulerUnavailable as error:
+            return str(error)
+        finally:
+            await client.close()
+        return "cancelled"
+
+    refusal = asyncio.run(as_alice())
+    assert "as alice" in refusal and status["jobId"] in refusal
+    if version == "v0.0.42":
+        assert "Access/permission denied" in refusal
+    (job,) = squeue(f"bnb-{bob['metadata']['uid']}")
+    assert (job["state"], job["user"]) == ("RUNNING", "bob")

@@ -150,3 +150,12 @@ def test_grid_engines_host_file_and_no_scheduler_at_all(receiver, tmp_path):
     assert json.loads(done.stdout)["nodes"] == "n1.example n2"
     alone = run_launcher(receiver.url, sys.executable, "-c", SHOW_NODES)
     assert json.loads(alone.stdout)["nodes"] == socket.gethostname()
+
+
+def test_a_host_list_it_cannot_read_still_starts_jupyter(receiver):
+    # A bracket without numbers (int() fails): Jupyter starts, with this host listed.
+    done = run_launcher(
+        receiver.url, sys.executable, "-c", SHOW_NODES, extra={"SLURM_JOB_NODELIST": "n[a-b]"}
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["nodes"] == socket.gethostname()

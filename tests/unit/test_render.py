@@ -56,6 +56,16 @@ def test_default_slurm_script():
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)  # valid shell
 
 
+@pytest.mark.parametrize(
+    ("walltime", "time"),
+    [("12:00", "12:00:00"), ("1-00:00:00", "24:00:00"), ("00:30:00", "00:30:00")],
+)
+def test_the_walltime_checked_is_the_walltime_asked(walltime, time):
+    # The profile reads "12:00" as twelve hours; sbatch would read it as twelve minutes.
+    script = render(TEMPLATE, request(resources=Resources(cpus=1, walltime=walltime)))
+    assert f"#SBATCH --time={time}" in directives(script)
+
+
 def test_optional_directives_only_when_set():
     script = render(TEMPLATE, request(resources=Resources(cpus=1, gpus=2, qos="high")))
     assert "#SBATCH --gres=gpu:2" in script and "#SBATCH --qos=high" in script

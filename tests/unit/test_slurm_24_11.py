@@ -15,9 +15,11 @@ from test_slurmrest import KEY, Kube, rest_spec
 
 from batchnotebook_operator.clients.slurmrest.answer import Answer
 from batchnotebook_operator.clients.slurmrest.client import SlurmRestClient
+from batchnotebook_operator.errors import SchedulerUnavailable
 from batchnotebook_operator.model import JobState
 from batchnotebook_operator.schedulers import BACKENDS
 from batchnotebook_operator.schedulers.slurm_json import (
+    cancel_refusals,
     parse_accounting,
     parse_job_states,
     parse_jobs,
@@ -154,6 +156,17 @@ def test_rest_refusals_and_silences_of_every_version(version):
     assert answer(f"{version}-cancel-unknown-job-http200.json").ok
 
 
+def test_a_refused_cancel_is_only_in_the_jobs_status():
+    # v0.0.42: HTTP 200, no errors, the refusal in status[]; an unknown job is nothing to do.
+    denied = answer("v0.0.42-cancel-denied-http200.json")
+    assert denied.ok and cancel_refusals(denied.body) == ["job 102: Access/permission denied"]
+    assert cancel_refusals(answer("v0.0.42-cancel-unknown-job-http200.json").body) == []
+    # v0.0.40 and v0.0.41 say nothing at all: the client looks at the queue (test_trixie.py).
+    for version in ("v0.0.40", "v0.0.41"):
+        said = answer(f"{version}-cancel-denied-http200.json")
+        assert said.ok and cancel_refusals(said.body) == []
+
+
 # ---------------------------------------------------------------------------------------------
 # The client and a stand-in serving the 24.11 answers
 
@@ -166,6 +179,7 @@ class StandIn2411:
         self.spec = {"openapi": "3.0.3", "paths": {path: {} for path in paths}}
         self.requests: list[tuple[str, str, str]] = []
         self.bodies: list[dict] = []
+        self.cancel_answer = "v0.0.42-cancel-denied-http200.json"
 
     async def handle(self, request: web.Request) -> web.Response:
         query = request.raw_path.partition("?")[2]
@@ -179,6 +193,7 @@ class StandIn2411:
             ("GET", "/slurm/v0.0.42/jobs/state"): "v0.0.42-jobs-state-queue-http200.json",
             ("POST", "/slurm/v0.0.42/job/submit"): "v0.0.42-submit-http200.json",
             ("GET", "/slurm/v0.0.42/ping"): "v0.0.42-ping-http200.json",
+            ("DELETE", "/slurm/v0.0.42/job/91"): self.cancel_answer,
         }[(request.method, request.path)]
         status, text = rest(name)
         return web.Response(status=status, text=text, content_type="application/json")
@@ -241,3 +256,17 @@ async def test_a_poll_reads_states_and_lists_only_on_a_change(site):
         ("GET", "/slurm/v0.0.42/jobs/state", "job_id=91&job_id=92&job_id=93"),
     ]
     assert json.dumps(first["92"].reason) == '"Resources"'
+
+
+async def test_a_refused_cancel_is_no_cancel(site):
+    _server, client = site
+    with pytest.raises(SchedulerUnavailable, match="Access/permission denied"):
+        await client.cancel(["91"], "bob")
+
+
+async def test_a_cancel_the_queue_does_not_show_is_no_cancel(site):
+    # Taken without a word (as v0.0.40 and v0.0.41 answer), but 91 still runs.
+    server, client = site
+    server.cancel_answer = "v0.0.42-cancel-http200.json"
+    with pytest.raises(SchedulerUnavailable, match="does not show it ending"):
+        await client.cancel(["91"], "alice")

@@ -133,6 +133,22 @@ def parse_job_states(answer: dict) -> dict[str, str]:
     }
 
 
+# Slurm errors a cancel may meet that leave nothing to cancel: no such job (2017), already done
+# (2021).
+NOTHING_TO_CANCEL = frozenset({2017, 2021})
+
+
+def cancel_refusals(answer: dict) -> list[str]:
+    """What `DELETE /slurm/<version>/job/<id>` refused, in Slurm's words: v0.0.42+ say it only in
+    each job's `status[].error` (an HTTP 200 with no `errors`)."""
+    refusals = []
+    for entry in answer.get("status") or []:
+        error = entry.get("error") if isinstance(entry, dict) else None
+        if isinstance(error, dict) and error.get("code") and error["code"] not in NOTHING_TO_CANCEL:
+            refusals.append(f"job {entry.get('step_id', '?')}: {text_of(error.get('message'))}")
+    return refusals
+
+
 def parse_accounting(answer: dict) -> Iterator[JobStatus]:
     """Every job of `GET /slurmdb/<version>/jobs`; steps are not jobs and are not read."""
     for job in answer.get("jobs") or []:

@@ -22,8 +22,9 @@ from ... import metrics
 from ...errors import SchedulerUnavailable, SubmissionRefused
 from ...kube import Kube
 from ...model import Availability, JobState, JobStatus, availability
-from ...schedulers.slurm import Slurm
+from ...schedulers.slurm import STATES, Slurm
 from ...schedulers.slurm_json import (
+    cancel_refusals,
     parse_accounting,
     parse_job_states,
     parse_jobs,
@@ -209,9 +210,10 @@ class SlurmRestClient(SchedulerClient):
         """A request on the negotiated version's path (slurmdb's plugin has the same one)."""
         api = await self.api()
         answer = await self._call(command, method, f"/{plugin}/{api.name}/{rest}", user, **request)
-        if answer.status == 404 and not answer.body:
-            # No such path (a job slurmctld does not know is a 404 with Slurm's JSON): ask
-            # again next time, the server's versions changed.
+        if answer.status == 404 and not answer.body and plugin == "slurm":
+            # No such path (a job slurmctld does not know is a 404 with Slurm's JSON, and a
+            # slurmrestd without slurmdbd has no /slurmdb/): ask again next time, the server's
+            # versions changed.
             self._api = None
         return answer
 
@@ -312,7 +314,9 @@ class SlurmRestClient(SchedulerClient):
         )
         if answer.no_answer:
             raise SchedulerUnavailable(answer.message())
-        return parse_job_states(answer.body) if answer.ok else None
+        if not answer.ok or not isinstance(answer.body.get("jobs"), list):
+            return None  # Slurm's refusal, or an answer of another shape: never "all gone"
+        return parse_job_states(answer.body)
 
     async def _accounting(self, job_ids: list[str], tags: list[str]) -> list[JobStatus]:
         """One slurmdbd query."""
@@ -332,12 +336,29 @@ class SlurmRestClient(SchedulerClient):
         return list(parse_accounting(self._expect(answer)))
 
     async def cancel(self, job_ids: Iterable[str], user: str) -> None:
-        """Cancel as `user`, with `user`'s token: Slurm refuses another user's job."""
-        for job_id in sorted(set(job_ids)):
+        """Cancel as `user`, with `user`'s token: Slurm refuses another user's job. v0.0.42+
+        say a refusal only in the job's `status`, v0.0.40 and v0.0.41 not at all (HTTP 200, no
+        error): there the queue is asked whether the jobs still wait or run."""
+        ids = sorted(set(job_ids))
+        for job_id in ids:
             answer = await self._versioned(
                 "cancel", "DELETE", "slurm", f"job/{quote(job_id, safe='')}", user
             )
-            self._expect(answer)
+            refusals = cancel_refusals(self._expect(answer))
+            if refusals:
+                raise SchedulerUnavailable(f"slurmrestd {answer.request}: {'; '.join(refusals)}")
+        if ids and (await self.api()).jobs_state:
+            states = await self._states(ids)
+            alive = sorted(
+                job_id
+                for job_id, state in (states or {}).items()
+                if STATES.get(state) in (JobState.PENDING, JobState.RUNNING)
+            )
+            if states is None or alive:
+                raise SchedulerUnavailable(
+                    f"slurmrestd took the cancel of job {', '.join(alive or ids)} as {user}, "
+                    "but the queue does not show it ending (refused, or not asked)"
+                )
 
     async def version(self) -> str:
         """Slurm's release, from a ping that reaches slurmctld with queryUser's token."""
