@@ -483,3 +483,21 @@ async def test_callback_check_fails_another_server(http_server):
         f"{base}/healthz answered HTTP 200 '<html>JupyterHub</html>', not the operator's report "
         'server ({"ok": true})'
     )
+
+
+class VersionedClient:
+    api_version = "v0.0.42 (newest both speak)"
+
+    async def version(self) -> str:
+        return "24.11.5"
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_doctor_says_which_api_version_is_spoken(monkeypatch):
+    monkeypatch.setattr(doctor, "make_client", lambda name, spec, kube: VersionedClient())
+    spec = {"scheduler": "slurm", "connection": {"type": "slurmrest"}}
+    check = await doctor.check_connection("trixie-rest", spec, kube=None)  # type: ignore[arg-type]
+    assert check.level is doctor.Level.OK
+    assert check.detail == "answers, version 24.11.5, API v0.0.42 (newest both speak)"
