@@ -14,19 +14,6 @@ from typing import Any
 from . import accounts
 from .errors import InvalidOptions
 
-OPTION_KEYS = (
-    "cluster",
-    "profile",
-    "partition",
-    "nodes",
-    "tasks_per_node",
-    "cpus",
-    "memory",
-    "gpus",
-    "walltime",
-    "account",
-    "qos",
-)
 RESOURCE_KEYS = (
     "partition",
     "nodes",
@@ -38,6 +25,7 @@ RESOURCE_KEYS = (
     "account",
     "qos",
 )
+OPTION_KEYS = ("cluster", "profile", *RESOURCE_KEYS)
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MEMORY = re.compile(r"^(\d{1,9})([KMGT]?)B?$", re.IGNORECASE)
 WALLTIME = re.compile(r"^(?:(\d{1,4})-)?(\d{1,3}):([0-5]\d)(?::([0-5]\d))?$")
