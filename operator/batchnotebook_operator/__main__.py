@@ -86,6 +86,17 @@ async def operate(args: argparse.Namespace) -> None:
     )
 
 
+def peer_url(listen: str) -> str:
+    """Where the other replicas reach this one's report routes: BATCHNOTEBOOK_PEER_URL, else
+    the pod's IP (BATCHNOTEBOOK_POD_IP, from the downward API) or host name, and the port."""
+    if url := os.environ.get("BATCHNOTEBOOK_PEER_URL"):
+        return url
+    host = os.environ.get("BATCHNOTEBOOK_POD_IP") or socket.gethostname()
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    return f"http://{host}:{listen.rpartition(':')[2]}"
+
+
 async def run_elected(args: argparse.Namespace) -> None:
     """Wait as a standby until this replica holds the Lease, then operate while it renews it.
     A leader that cannot renew exits at once: the process must not act a moment longer, and its
@@ -95,10 +106,7 @@ async def run_elected(args: argparse.Namespace) -> None:
         f"{os.environ.get('BATCHNOTEBOOK_POD_NAME') or socket.gethostname()}_{secrets.token_hex(4)}"
     )
     listen = os.environ.get("BATCHNOTEBOOK_LISTEN", "0.0.0.0:8080")
-    url = (
-        os.environ.get("BATCHNOTEBOOK_PEER_URL")
-        or f"http://{socket.gethostname()}:{listen.rpartition(':')[2]}"
-    )
+    url = peer_url(listen)
     kube = await Kube.connect()
     namespace = os.environ.get("BATCHNOTEBOOK_NAMESPACE", "default")
     elector = LeaseElector(

@@ -260,3 +260,15 @@ async def test_the_standby_gives_its_ports_back(unused_tcp_port_factory):
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", port)
     server.close()
     await server.wait_closed()
+
+
+def test_the_peer_url_brackets_an_ipv6_pod_address(monkeypatch):
+    from batchnotebook_operator.__main__ import peer_url
+
+    monkeypatch.delenv("BATCHNOTEBOOK_PEER_URL", raising=False)
+    monkeypatch.setenv("BATCHNOTEBOOK_POD_IP", "10.1.2.3")
+    assert peer_url("0.0.0.0:8080") == "http://10.1.2.3:8080"
+    monkeypatch.setenv("BATCHNOTEBOOK_POD_IP", "fd00::7")
+    assert peer_url("0.0.0.0:8080") == "http://[fd00::7]:8080"
+    monkeypatch.setenv("BATCHNOTEBOOK_PEER_URL", "http://127.0.0.1:18081")
+    assert peer_url("127.0.0.1:18081") == "http://127.0.0.1:18081"
