@@ -54,10 +54,11 @@ class Election:
         if record != self.record:
             self.record, self.seen_at = record, now
 
-    def won(self, record: Record, now: float) -> None:
-        """Our write (a claim or a renewal) was accepted: `record` is the Lease it made."""
-        self.observe(record, now)
-        self.renewed_at = now
+    def won(self, record: Record, sent: float) -> None:
+        """Our write (a claim or a renewal), sent at `sent`, was accepted: `record` is the Lease
+        it made. The deadline counts from the sending: the others' wait began after it."""
+        self.observe(record, sent)
+        self.renewed_at = sent
 
     def may_take(self, now: float) -> bool:
         """Whether this replica may claim the Lease now."""
@@ -74,6 +75,12 @@ class Election:
             and self.renewed_at is not None
             and now - self.renewed_at < self.timing.renew_deadline
         )
+
+    def time_left(self, now: float) -> float:
+        """How long this leader may still act without another renewal (0 if not leading)."""
+        if not self.leading(now) or self.renewed_at is None:
+            return 0.0
+        return self.timing.renew_deadline - (now - self.renewed_at)
 
     def leader_url(self) -> str:
         """Where the active replica takes reports ("" when none is known)."""

@@ -115,29 +115,36 @@ class LeaseElector:
             return
         if not self.election.may_take(time.monotonic()):
             return
-        was_leading = self.election.leading(time.monotonic())
+        sent = time.monotonic()
+        was_leading = self.election.leading(sent)
         written = await self.write(*self.election.claim())
         if written is not None:
-            self.election.won(written, time.monotonic())
+            self.election.won(written, sent)
             if not was_leading:
                 log.info("leading: %s holds the Lease %s", self.election.identity, self.name)
 
     async def until_leading(self) -> None:
         """Return once this replica holds the Lease."""
+        timing = self.election.timing
         while not self.election.leading(time.monotonic()):
-            await self.step()
+            try:  # a hung request must not keep a standby from its next read
+                await asyncio.wait_for(self.step(), timing.duration)
+            except TimeoutError:
+                log.warning("reading the Lease %s took over %g s", self.name, timing.duration)
             if not self.election.leading(time.monotonic()):
-                await asyncio.sleep(self.election.timing.retry_period)
+                await asyncio.sleep(timing.retry_period)
 
     async def keep_leading(self) -> None:
         """Renew the Lease; return when it could not be renewed within the renew deadline (or
         another replica holds it): from then on this replica must not act."""
         while self.election.leading(time.monotonic()):
             await asyncio.sleep(self.election.timing.retry_period)
+            # A renewal that would come back after the deadline comes too late to count.
+            left = self.election.time_left(time.monotonic())
             try:
-                await asyncio.wait_for(self.step(), self.election.timing.retry_period)
+                await asyncio.wait_for(self.step(), max(left, 0.001))
             except TimeoutError:
-                log.warning("renewing the Lease %s took too long", self.name)
+                log.warning("could not renew the Lease %s in time", self.name)
 
     async def release(self) -> None:
         """Give the Lease up (a stopping leader), so that a standby need not wait it out."""

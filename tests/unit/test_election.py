@@ -57,14 +57,21 @@ def test_every_renewal_restarts_the_wait_whatever_the_clocks_say():
 def test_the_holder_acts_only_within_the_renew_deadline():
     election = Election("a", TIMING)
     assert not election.leading(now=0)
-    election.won(held_by("a", "1"), now=0)
+    election.won(held_by("a", "1"), sent=0)
     assert election.leading(now=9.9)
     assert not election.leading(now=10), "stops before a standby (15 s) may start"
 
 
+def test_the_deadline_counts_from_the_sending_of_the_renewal():
+    election = Election("a", TIMING)
+    election.won(held_by("a", "1"), sent=100)
+    assert election.time_left(now=104) == 6
+    assert election.time_left(now=110) == 0
+
+
 def test_a_holder_that_sees_another_holder_stops_at_once():
     election = Election("a", TIMING)
-    election.won(held_by("a", "1"), now=0)
+    election.won(held_by("a", "1"), sent=0)
     election.observe(held_by("b", "2"), now=1)
     assert not election.leading(now=1)
 
@@ -73,7 +80,7 @@ def test_claims_count_the_changes_of_holder():
     election = Election("b", TIMING)
     election.observe(Record("a", 15, "1", transitions=3), now=0)
     assert election.claim() == ("b", 4)
-    election.won(Record("b", 15, "2", transitions=4), now=20)
+    election.won(Record("b", 15, "2", transitions=4), sent=20)
     assert election.claim() == ("b", 4), "a renewal is no transition"
 
 
