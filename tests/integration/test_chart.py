@@ -320,6 +320,52 @@ def test_notebooks_never_share_the_hubs_namespace(kubeconfig):
     )
 
 
+def test_two_replicas_only_with_leader_election(kubeconfig):
+    """More than one replica needs the Lease (two standalone operators would both submit); with
+    it: RollingUpdate, the Lease's env and RBAC (by name, but create), the replicas reaching each
+    other's report port, and the optional PodDisruptionBudget."""
+    refused = helm("template", "x", CHART, "--set", "replicas=2", check=False)
+    assert refused.returncode != 0 and "needs leaderElection.enabled" in refused.stderr
+    slow = [
+        "--set",
+        "leaderElection.enabled=true",
+        "--set",
+        "leaderElection.renewDeadlineSeconds=20",
+    ]
+    refused = helm("template", "x", CHART, *slow, check=False)
+    assert refused.returncode != 0 and "retryPeriodSeconds < renewDeadlineSeconds" in refused.stderr
+
+    options = ["replicas=2", "leaderElection.enabled=true", "podDisruptionBudget.enabled=true"]
+    out = helm("template", "x", CHART, "-n", "ops", *(f"--set={o}" for o in options)).stdout
+    documents = [d for d in yaml.safe_load_all(out) if d]
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["BATCHNOTEBOOK_LEASE"]["value"] == "x-batchnotebook-operator"
+    assert env["BATCHNOTEBOOK_POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    (own,) = [
+        d
+        for d in documents
+        if d["metadata"]["name"] == "x-batchnotebook-operator-self" and d["kind"] == "Role"
+    ]
+    lease_rules = [r for r in own["rules"] if r["resources"] == ["leases"]]
+    assert {tuple(r["verbs"]): r.get("resourceNames") for r in lease_rules} == {
+        ("create",): None,
+        ("get", "update"): ["x-batchnotebook-operator"],
+    }
+    (policy,) = [d for d in documents if d["kind"] == "NetworkPolicy"]
+    peers = policy["spec"]["ingress"][0]["from"]
+    assert {"podSelector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}} in peers
+    (budget,) = [d for d in documents if d["kind"] == "PodDisruptionBudget"]
+    assert budget["spec"]["maxUnavailable"] == 1
+
+    single = [d for d in yaml.safe_load_all(helm("template", "x", CHART).stdout) if d]
+    assert not [d for d in single if d["kind"] == "PodDisruptionBudget"]
+    (deployment,) = [d for d in single if d["kind"] == "Deployment"]
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+
+
 def test_rendered_crds_are_the_repository_crds_with_the_keep_policy(kubeconfig):
     rendered = {d["metadata"]["name"]: d for d in render("cluster") if d["kind"].startswith("Cus")}
     source = {}
