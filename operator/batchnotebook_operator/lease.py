@@ -9,6 +9,7 @@ import logging
 import time
 from typing import cast
 
+import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -17,6 +18,8 @@ from batchnotebook_api import GROUP
 from .election import Election, Record
 
 log = logging.getLogger(__name__)
+# What a request to the API server may fail with, besides an answer that says no.
+UNANSWERED = (aiohttp.ClientError, OSError, TimeoutError)
 URL_ANNOTATION = f"{GROUP}/leader-url"
 
 
@@ -104,13 +107,16 @@ class LeaseElector:
             if error.status not in (404, 409):
                 log.warning("cannot write the Lease %s: %s", self.name, error.reason)
             return None
+        except UNANSWERED as error:
+            log.warning("cannot write the Lease %s: %s", self.name, error)
+            return None
         return record_of(lease)
 
     async def step(self) -> None:
         """Read the Lease; claim it if it is free or expired, renew it if it is ours."""
         try:
             self.election.observe(await self.read(), time.monotonic())
-        except (ApiException, OSError, TimeoutError) as error:
+        except (ApiException, *UNANSWERED) as error:
             log.warning("cannot read the Lease %s: %s", self.name, error)
             return
         if not self.election.may_take(time.monotonic()):

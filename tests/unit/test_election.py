@@ -130,7 +130,7 @@ class FakeLeases:
 
     async def read_namespaced_lease(self, name: str, namespace: str) -> SimpleNamespace:
         if self.down:
-            raise ApiException(status=503)
+            raise ConnectionResetError("the API server went away")
         if self.stored is None:
             raise ApiException(status=404)
         return self._lease()
