@@ -45,7 +45,7 @@ def replica(kubeconfig, name: str, port: int, lease: str) -> OperatorProcess:
 
 @pytest.fixture
 def replicas(operator, kubeconfig, api):
-    """(the first replica, the Lease's name): the first leads, a second stands by; the suite's
+    """(first, second, the Lease's name): the first leads, the second stands by; the suite's
     standalone operator is stopped meanwhile (it would act next to them)."""
     operator.stop()
     lease = f"itest-{uuid.uuid4().hex[:6]}"
@@ -56,7 +56,7 @@ def replicas(operator, kubeconfig, api):
         first.start()
         wait_for(lambda: leader_url(leases, lease) == url(first), 30, "the first to lead")
         second.start()
-        yield first, lease
+        yield first, second, lease
     finally:
         for one in (first, second):
             one.stop()
@@ -93,7 +93,7 @@ def leader_url(leases: client.CoordinationV1Api, lease: str) -> str:
 def test_the_active_replica_killed_mid_submit(
     replicas, api, namespace, make_cluster, make_notebook, wait_phase, notebook_status, custom, core
 ):
-    first, lease = replicas
+    first, second, lease = replicas
     leases = client.CoordinationV1Api(api)
     cluster = make_cluster()
     running = [make_notebook(cluster)["metadata"]["name"] for _ in range(3)]
@@ -140,3 +140,18 @@ def test_the_active_replica_killed_mid_submit(
         60,
         "the job to be cancelled",
     )
+
+    # A leader stopped as Kubernetes stops a pod (SIGTERM) hands the Lease over at once.
+    by_url = {url(one): one for one in (first, second)}
+    leader = by_url[leader_url(leases, lease)]
+    stopped = holder(leases, lease)[0]
+    started = time.monotonic()
+    leader.stop()
+    stopping = time.monotonic() - started
+    wait_for(lambda: holder(leases, lease)[0] not in ("", stopped), 30, "the handover", 0.2)
+    handover = time.monotonic() - started
+    print(f"handover on SIGTERM: {handover:.1f} s, of which the leader's stop {stopping:.1f} s")
+    assert handover - stopping < LEASE_DURATION, "the released Lease was not waited out"
+    leader.start()  # a standby again, for the rest of the module
+    late_status = wait_phase(late, "Ready")
+    assert late_status["jobId"] == after[late]["jobId"]
