@@ -1,7 +1,8 @@
-"""Two operator replicas behind one Lease: the active one killed with SIGKILL while a notebook is
-being submitted and others run loses nothing, and the standby takes over (the time it took is
-printed). As a Deployment would, the killed replica comes back, as a standby on its old port, the
-one the jobs report to: it forwards their reports to the new leader."""
+"""Two operator replicas behind one Lease: the active one, killed with SIGKILL between a job's
+submission and the write of its id while other notebooks run, loses nothing, and the standby
+takes over (the time it took is printed). As a Deployment would, the killed replica comes back,
+as a standby on its old port, the one the jobs report to: it forwards their reports to the new
+leader."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from kubernetes import client
 from devstack.host import OperatorProcess
 
 from .conftest import GROUP, OPERATOR_NAMESPACE
-from .stack import OPERATOR_PORT, STATE, delete_notebook, squeue, wait_for
+from .stack import OPERATOR_PORT, REPO, STATE, delete_notebook, squeue, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm]
 
@@ -95,17 +96,26 @@ def test_the_active_replica_killed_mid_submit(
 ):
     first, second, lease = replicas
     leases = client.CoordinationV1Api(api)
-    cluster = make_cluster()
+    flag = STATE / "crash-after-submit-replicas"
+    flag.unlink(missing_ok=True)
+    cluster = make_cluster(
+        connection={
+            "runAsCommand": [str(REPO / "tests/bin/run-as-then-crash"), "{user}"],
+            "environment": {"CRASH_FLAG": str(flag)},
+        }
+    )
     running = [make_notebook(cluster)["metadata"]["name"] for _ in range(3)]
     before = {name: wait_phase(name, "Ready") for name in running}
 
-    # Killed once the notebook's submission has begun (submitAttemptedAt is written just before
-    # the submit command), as a crashing node would.
-    submitting = make_notebook(cluster)["metadata"]["name"]
-    wait_for(lambda: notebook_status(submitting).get("submitAttemptedAt"), 30, "a submit", 0.05)
+    # The submit wrapper kills the active replica with SIGKILL once the scheduler has taken the
+    # job, before the replica could write its id (test_faults.py does it to a lone operator).
     killed = holder(leases, lease)[0]
-    first.kill()
+    flag.touch()
+    submitting = make_notebook(cluster)["metadata"]["name"]
+    wait_for(lambda: not first.alive, 60, "the active replica to be killed mid-submit", 0.05)
     killed_at = time.monotonic()
+    assert not flag.exists()
+    assert "jobId" not in notebook_status(submitting), "killed before writing the job id"
     late = make_notebook(cluster)["metadata"]["name"]  # created while no replica acts
     first.start()  # the Deployment's restart: a standby now, on the port the jobs report to
 
@@ -117,9 +127,9 @@ def test_the_active_replica_killed_mid_submit(
     wait_for(lambda: notebook_status(submitting).get("jobId"), 60, "the job id recorded", 0.2)
     recorded = time.monotonic() - killed_at
     print(
-        f"\nfailover: the standby led {took_over:.1f} s after the SIGKILL, the notebook being "
-        f"submitted had its job id {recorded:.1f} s after it (lease {LEASE_DURATION} s, renew "
-        f"deadline {RENEW_DEADLINE} s, retry {RETRY_PERIOD} s)"
+        f"\nfailover: the standby led {took_over:.1f} s after the SIGKILL, and had recorded the "
+        f"job it found for the notebook being submitted {recorded:.1f} s after it (lease "
+        f"{LEASE_DURATION} s, renew deadline {RENEW_DEADLINE} s, retry {RETRY_PERIOD} s)"
     )
     assert took_over < LEASE_DURATION + 4 * RETRY_PERIOD + 15  # generous: kopf's start too
 
