@@ -381,14 +381,17 @@ def test_rendered_crds_are_the_repository_crds_with_the_keep_policy(kubeconfig):
 
 @pytest.mark.parametrize("flavour_name", list(RELEASES))
 def test_every_rendered_manifest_passes_server_side_dry_run(releases, flavour_name):
-    # Rendered as an upgrade renders it (the BatchCluster kind known), with the ServiceMonitor.
+    # Rendered as an upgrade renders it (the BatchCluster kind known), with the ServiceMonitor
+    # and two replicas (their Lease's RBAC and the PodDisruptionBudget).
     documents = render(
         flavour_name,
         "--api-versions=batchnotebook.dev/v1alpha1/BatchCluster",
         "--set=metrics.serviceMonitor.enabled=true",
+        "--set=replicas=2,leaderElection.enabled=true,podDisruptionBudget.enabled=true",
     )
     kinds = {d["kind"] for d in documents}
     assert {"Deployment", "ServiceAccount", "Service", "NetworkPolicy", "Role"} <= kinds
+    assert "PodDisruptionBudget" in kinds
     # The Prometheus Operator's CRD is not installed here: the ServiceMonitor is checked as
     # rendered and left out of the dry-run.
     (monitor,) = [d for d in documents if d["kind"] == "ServiceMonitor"]
