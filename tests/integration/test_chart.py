@@ -56,6 +56,8 @@ RELEASES = {
             "hub": {"namespace": "hub", "rbac": {"kubeSpawner": True}},
             "secrets": {"sshKeys": ["hpc-ssh"], "jwtKeys": ["hpc-jwt"]},
             "clusters": {"site": cluster_spec(**CALLBACK)},
+            # Its operator elects itself through the Lease, with the token's RBAC.
+            "leaderElection": {"enabled": True},
         },
     },
     "namespace": {
@@ -238,13 +240,23 @@ def namespace(flavour):
     return RELEASES[flavour]["notebook_namespace"]
 
 
-def deployment_args(flavour: str, liveness: str) -> list[str]:
+def deployment_container(flavour: str) -> dict:
     spec = RELEASES[flavour]
     manifest = helm("get", "manifest", spec["release"], "-n", spec["namespace"]).stdout
     (deployment,) = [d for d in yaml.safe_load_all(manifest) if d and d["kind"] == "Deployment"]
-    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def deployment_args(flavour: str, liveness: str) -> list[str]:
+    args = deployment_container(flavour)["args"]
     # The same liveness endpoint, on a free local port instead of the pod's.
     return [liveness if a.startswith("http://0.0.0.0:") else a for a in args]
+
+
+def lease_env(flavour: str) -> dict[str, str]:
+    """The Deployment's leader election settings (those with a value: no downward API here)."""
+    env = deployment_container(flavour)["env"]
+    return {e["name"]: e["value"] for e in env if e["name"].startswith("BATCHNOTEBOOK_LEASE")}
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +271,7 @@ def operator(flavour, slurm):
         PLANE,
         name=f"operator-{namespace}",
         args=args,
-        env={"BATCHNOTEBOOK_NAMESPACE": namespace},
+        env={"BATCHNOTEBOOK_NAMESPACE": namespace, **lease_env(flavour)},
     )
     running.start()
     yield running
@@ -496,6 +508,18 @@ CAN_I = [
     (NS_OPERATOR, "get", "configmaps", NOTEBOOKS2, False),
     (NS_OPERATOR, "create", "events", NOTEBOOKS, False),
     (OPERATOR, "list", "namespaces", "", False),
+    (OPERATOR, "create", "leases.coordination.k8s.io", "bnb-system", True),
+    (OPERATOR, "get", "leases.coordination.k8s.io/bnb-batchnotebook-operator", "bnb-system", True),
+    (
+        OPERATOR,
+        "update",
+        "leases.coordination.k8s.io/bnb-batchnotebook-operator",
+        "bnb-system",
+        True,
+    ),
+    (OPERATOR, "update", "leases.coordination.k8s.io/another", "bnb-system", False),
+    (OPERATOR, "get", "leases.coordination.k8s.io", "hub", False),
+    (NS_OPERATOR, "create", "leases.coordination.k8s.io", "bnb-ns-system", False),
     (HUB, "create", BNB, NOTEBOOKS, True),
     (HUB, "watch", BNB, NOTEBOOKS, True),
     (HUB, "delete", BNB, NOTEBOOKS, True),
