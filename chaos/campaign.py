@@ -70,7 +70,11 @@ def run_campaign(options: Options) -> int:
     stack = Stack(state, options.api_port, options.operator_port, options.sshd_port,
                   options.poll_interval)  # fmt: skip
     started = time.time()
-    stack.start()
+    try:
+        stack.start()
+    except BaseException:
+        stack.stop()
+        raise
     workload = Workload(stack, random.Random(f"workload-{plan.seed}"), options.max_notebooks)
     monitor = Monitor(stack, Checker(options.poll_interval, options.bound))
     loops = [Loop(workload.step, options.tick), Loop(monitor.check, 1.0)]

@@ -112,7 +112,7 @@ class Workload:
     def _hub_stops_ended(self, live: list[Notebook]) -> None:
         for notebook in live:
             if notebook.phase in ENDED_PHASES:
-                if notebook.name not in self.cancelled_outside:
+                if notebook.name not in self.cancelled_outside | self.to_delete:
                     self.ended_unexpectedly[notebook.name] = notebook.phase
                 self.to_delete.add(notebook.name)
 
