@@ -63,7 +63,8 @@ def say(message: str) -> None:
 
 
 def run_campaign(options: Options) -> int:
-    """Runs the campaign; 0 when every fault was recovered and no invariant was violated."""
+    """Runs the campaign; 0 when it ran to its end, every fault was recovered, no invariant was
+    violated and no job was left."""
     plan, state = options.plan, options.state
     planned = timeline(plan)
     say(describe(plan, planned))
@@ -79,6 +80,7 @@ def run_campaign(options: Options) -> int:
     monitor = Monitor(stack, Checker(options.poll_interval, options.bound))
     loops = [Loop(workload.step, options.tick), Loop(monitor.check, 1.0)]
     outcomes: list[results.Outcome] = []
+    aborted = None
     try:
         for loop in loops:
             loop.start()
@@ -98,7 +100,10 @@ def run_campaign(options: Options) -> int:
         settle(stack, workload, monitor, options)
         loops[1].stop()
         check_loops(loops)
-        report(stack, plan, planned, monitor.violations)
+        report(stack, plan, planned, monitor.violations, workload.ended_unexpectedly)
+    except Exception as error:  # what happened until then is still written
+        aborted = f"{type(error).__name__}: {error}"
+        say(f"campaign aborted: {aborted}")
     finally:
         for loop in loops:
             loop.stop()
@@ -107,7 +112,7 @@ def run_campaign(options: Options) -> int:
     violations = monitor.violations
     rows = results.write(
         options.out,
-        header(options, workload, started),
+        header(options, workload, started) + (f"\n\n**Aborted**: {aborted}" if aborted else ""),
         outcomes,
         violations,
         {
@@ -118,11 +123,12 @@ def run_campaign(options: Options) -> int:
             "failed_actions": workload.failed_actions,
             "ended_unexpectedly": workload.ended_unexpectedly,
             "leftover_jobs_cancelled": leftovers,
+            "aborted": aborted,
         },
     )
     say((options.out / "results.md").read_text())
     unrecovered = sum(r.injected - r.recovered for r in rows)
-    return 1 if violations or unrecovered or leftovers else 0
+    return 1 if violations or unrecovered or leftovers or aborted else 0
 
 
 def heal(stack: Stack, injector: faults.Injector, bound: float) -> None:
@@ -176,8 +182,15 @@ def cancel_leftovers(stack: Stack) -> list[str]:
     return ids
 
 
-def report(stack: Stack, plan: Plan, planned: list, violations: list[Violation]) -> None:
-    """What a violation needs to be replayed and understood: seed, timeline, the Events."""
+def report(
+    stack: Stack, plan: Plan, planned: list, violations: list[Violation], ended: dict[str, str]
+) -> None:
+    """What a violation needs to be replayed and understood: seed, timeline, the Events; and
+    the Events of each notebook that ended without a cancel of ours."""
+    for name, how in sorted(ended.items()):
+        say(f"ended without a cancel of ours: {name}: {how}")
+        for line in events(stack, name):
+            say(f"    {line}")
     if not violations:
         return
     say(f"{len(violations)} invariant violation(s); replay with:\n{describe(plan, planned)}")
@@ -208,8 +221,10 @@ def header(options: Options, workload: Workload, started: float) -> str:
         f"# Chaos campaign, seed {plan.seed}\n\n"
         f"`{command(plan)}` ({when}, commit "
         f"{commit}, {minutes:.0f} min): {workload.created} notebooks started on two sites (local "
-        f"and SSH), {workload.actions.get('scancel', 0)} scancel attempts outside the hub, "
-        f"pollIntervalSeconds {options.poll_interval}. Recovery: from the restart of the broken "
+        f"and SSH), {len(workload.cancelled_outside)} jobs cancelled outside the hub, "
+        f"{len(workload.ended_unexpectedly)} notebooks ended without such a cancel (results.json "
+        f"says how), pollIntervalSeconds {options.poll_interval}. Recovery: from the restart of "
+        f"the broken "
         f"component until the API server, the operator, slurmctld and the login node answer and "
         f"the operator reaches both sites again."
     )

@@ -42,6 +42,7 @@ class Notebook:
     phase: str
     job_id: str | None = None
     deleting_since: float | None = None  # the deletionTimestamp, epoch seconds
+    message: str = ""  # status.message: why it failed or ended
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ def notebook_of(item: dict) -> Notebook:
         phase=status.get("phase", "Pending"),
         job_id=status.get("jobId"),
         deleting_since=datetime.fromisoformat(deleting).timestamp() if deleting else None,
+        message=status.get("message", ""),
     )
 
 
@@ -71,7 +72,7 @@ class Workload:
     rng: random.Random
     max_notebooks: int = 12
     cancelled_outside: set[str] = field(default_factory=set)
-    # Notebooks that ended without a cancel of ours: name → "phase (reason)". Not a violation
+    # Notebooks that ended without a cancel of ours: name → "phase: message". Not a violation
     # by itself (a job may fail), but each is worth a look.
     ended_unexpectedly: dict[str, str] = field(default_factory=dict)
     actions: dict[str, int] = field(default_factory=dict)
@@ -113,7 +114,7 @@ class Workload:
         for notebook in live:
             if notebook.phase in ENDED_PHASES:
                 if notebook.name not in self.cancelled_outside | self.to_delete:
-                    self.ended_unexpectedly[notebook.name] = notebook.phase
+                    self.ended_unexpectedly[notebook.name] = f"{notebook.phase}: {notebook.message}"
                 self.to_delete.add(notebook.name)
 
     def _start(self) -> None:
@@ -222,4 +223,5 @@ class Loop(threading.Thread):
 
     def stop(self) -> None:
         self.stopping.set()
-        self.join(30)
+        if self.ident is not None:  # started
+            self.join(30)
