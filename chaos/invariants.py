@@ -145,7 +145,14 @@ class Checker:
         now: float,
         quiet_since: float | None,
     ) -> Iterable[Violation]:
-        orphans = {job.job_id: job for uid, js in live.items() if uid not in by_uid for job in js}
+        # COMPLETING: ended, the node still cleaning up; the operator lets the notebook go then.
+        orphans = {
+            job.job_id: job
+            for uid, its_jobs in live.items()
+            if uid not in by_uid
+            for job in its_jobs
+            if job.state != "COMPLETING"
+        }
         # A job is an orphan once it has stayed without its notebook for two poll intervals,
         # counted from when it was first seen so and from the end of the last fault; a notebook
         # created between the two reads shows in the next reading.

@@ -119,6 +119,13 @@ def test_an_orphan_counts_after_two_poll_intervals_of_quiet():
     assert checker.check(orphan, 110, quiet_since=90) == []  # said once
 
 
+def test_a_completing_job_is_no_orphan():
+    checker = Checker(poll_interval=2, terminating_bound=60)
+    completing = Reading((), (job("7", "gone", "COMPLETING"),))
+    assert checker.check(completing, 100, 0) == []
+    assert checker.check(completing, 200, 0) == []
+
+
 def test_an_orphan_waits_while_a_fault_is_in_force_and_after():
     checker = Checker(poll_interval=2, terminating_bound=60)
     orphan = Reading((), (job("7", "gone"),))
