@@ -132,9 +132,13 @@ def run_campaign(options: Options) -> int:
 
 
 def heal(stack: Stack, injector: faults.Injector, bound: float) -> None:
-    """After a failed recovery: one more restart, then the system must answer or we stop."""
+    """After a failed recovery (already counted as such): one more restart, and the operator's
+    if the fault took it down too; then the system must answer or the campaign stops."""
     try:
         injector.recover()
+        if not stack.operator.alive:
+            say(f"the operator died during the {injector.name} fault; starting it again")
+            stack.operator.start()
     except Exception as error:  # judged by what follows
         say(f"restarting {injector.name} again failed: {error}")
     wait_until(stack.healthy, bound, f"the stack to be healthy after {injector.name}", every=1)
