@@ -158,7 +158,10 @@ def settle(stack: Stack, workload: Workload, monitor: Monitor, options: Options)
         workload.step_hub()
         reading = read(stack)
         live = [n for n in reading.notebooks if n.deleting_since is None] if reading else None
-        if live is not None and all(n.phase == "Ready" for n in live):
+        # A notebook cancelled outside is done once it has ended and the hub's part deleted it.
+        if live is not None and all(
+            n.phase == "Ready" and n.name not in workload.cancelled_outside for n in live
+        ):
             break
         time.sleep(1)
     reading = read(stack)
@@ -227,8 +230,8 @@ def header(options: Options, workload: Workload, started: float) -> str:
         f"{commit}, {minutes:.0f} min): {workload.created} notebooks started on two sites (local "
         f"and SSH), {len(workload.cancelled_outside)} jobs cancelled outside the hub, "
         f"{len(workload.ended_unexpectedly)} notebooks ended without such a cancel (results.json "
-        f"says how), pollIntervalSeconds {options.poll_interval}. Recovery: from the restart of "
-        f"the broken "
+        f"says how), pollIntervalSeconds {options.poll_interval}. Recovery: from the start "
+        f"command of the broken "
         f"component until the API server, the operator, slurmctld and the login node answer and "
         f"the operator reaches both sites again."
     )

@@ -69,8 +69,8 @@ def apply(
         injector.inject()
         injected = clock()
         sleep(fault.down)
-        injector.recover()
         restarted = clock()
+        injector.recover()
         while not healthy():
             if clock() - restarted > bound:
                 return Outcome(fault, injected, restarted, None, f"not healthy after {bound:g} s")

@@ -20,13 +20,13 @@ class Outcome:
 
     fault: Fault
     injected_at: float | None = None
-    restarted_at: float | None = None  # the component was started again
+    restarted_at: float | None = None  # the component's restart began
     healthy_at: float | None = None  # the whole system answered as before
     error: str | None = None
 
     @property
     def recovery(self) -> float | None:
-        """Seconds from the restart until the system was healthy again."""
+        """Seconds from the restart's beginning until the system was healthy again."""
         if self.restarted_at is None or self.healthy_at is None:
             return None
         return self.healthy_at - self.restarted_at
