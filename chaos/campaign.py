@@ -141,7 +141,13 @@ def heal(stack: Stack, injector: faults.Injector, bound: float) -> None:
             stack.operator.start()
     except Exception as error:  # judged by what follows
         say(f"restarting {injector.name} again failed: {error}")
-    wait_until(stack.healthy, bound, f"the stack to be healthy after {injector.name}", every=1)
+    since = time.time()
+    wait_until(
+        lambda: stack.healthy(since),
+        bound,
+        f"the stack to be healthy after {injector.name}",
+        every=1,
+    )
 
 
 def check_loops(loops: list[Loop]) -> None:
@@ -233,5 +239,5 @@ def header(options: Options, workload: Workload, started: float) -> str:
         f"says how), pollIntervalSeconds {options.poll_interval}. Recovery: from the start "
         f"command of the broken "
         f"component until the API server, the operator, slurmctld and the login node answer and "
-        f"the operator reaches both sites again."
+        f"the operator has polled both sites successfully since."
     )

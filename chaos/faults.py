@@ -57,13 +57,14 @@ def injectors(stack: Stack) -> dict[str, Injector]:
 def apply(
     injector: Injector,
     fault: Fault,
-    healthy: Callable[[], bool],
+    healthy: Callable[[float], bool],
     bound: float,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
     """Breaks, waits `fault.down` seconds, restarts, then waits up to `bound` seconds for the
-    system to be healthy; an exception or a missed bound is the outcome's error."""
+    system to be healthy since the restart began (`healthy(restarted)`); an exception or a
+    missed bound is the outcome's error."""
     injected = restarted = None
     try:
         injector.inject()
@@ -71,7 +72,7 @@ def apply(
         sleep(fault.down)
         restarted = clock()
         injector.recover()
-        while not healthy():
+        while not healthy(restarted):
             if clock() - restarted > bound:
                 return Outcome(fault, injected, restarted, None, f"not healthy after {bound:g} s")
             sleep(0.5)

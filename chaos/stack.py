@@ -10,6 +10,7 @@ import base64
 import os
 import shutil
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import cast
 
@@ -135,14 +136,17 @@ class Stack:
                 },
             )
 
-    def healthy(self) -> bool:
-        """Every component answers, and the operator reaches both sites again."""
+    def healthy(self, since: float) -> bool:
+        """Every component answers, and the operator has reached both sites in a round that
+        ended after `since` (a condition written before the fault would say nothing)."""
         if not (self.plane.ready() and self.operator.alive and self.operator.answers()):
             return False
         ping = run("scontrol", "ping", check=False).stdout
-        return "is UP" in ping and listens("127.0.0.1", self.sshd_port) and self.sites_reachable()
+        return (
+            "is UP" in ping and listens("127.0.0.1", self.sshd_port) and self.sites_reachable(since)
+        )
 
-    def sites_reachable(self) -> bool:
+    def sites_reachable(self, since: float) -> bool:
         for name in self.clusters.values():
             try:
                 cluster = self.custom.get_cluster_custom_object(
@@ -150,7 +154,11 @@ class Stack:
                 )
             except API_ERRORS:
                 return False
-            conditions = cast(dict, cluster).get("status", {}).get("conditions", [])
+            status = cast(dict, cluster).get("status", {})
+            polled = status.get("lastPollTime")
+            if not polled or datetime.fromisoformat(polled).timestamp() < since:
+                return False
+            conditions = status.get("conditions", [])
             if not any(
                 c["type"] == "SchedulerReachable" and c["status"] == "True" for c in conditions
             ):

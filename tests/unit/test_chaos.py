@@ -230,7 +230,14 @@ def test_apply_records_injection_restart_and_health():
     clock, calls = Clock(), []
     injector = faults.Injector("x", lambda: calls.append("inject"), lambda: calls.append("up"))
     answers = iter([False, False, True])
-    got = faults.apply(injector, Fault(0, "x", 0, 5), lambda: next(answers), 60, clock, clock.sleep)
+    got = faults.apply(
+        injector,
+        Fault(0, "x", 0, 5),
+        lambda since: since == 1005 and next(answers),
+        60,
+        clock,
+        clock.sleep,
+    )
     assert calls == ["inject", "up"]
     assert (got.injected_at, got.restarted_at, got.healthy_at) == (1000, 1005, 1006)
     assert got.recovery == 1.0 and got.error is None
@@ -239,7 +246,7 @@ def test_apply_records_injection_restart_and_health():
 def test_apply_says_what_did_not_recover():
     clock = Clock()
     injector = faults.Injector("x", lambda: None, lambda: None)
-    got = faults.apply(injector, Fault(0, "x", 0, 1), lambda: False, 10, clock, clock.sleep)
+    got = faults.apply(injector, Fault(0, "x", 0, 1), lambda since: False, 10, clock, clock.sleep)
     assert got.healthy_at is None and got.recovery is None
     assert got.error == "not healthy after 10 s"
 
