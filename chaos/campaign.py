@@ -1,0 +1,243 @@
+"""One campaign: the stack up, the workload running, the faults of the timeline one after
+another, the invariants checked all along; then the workload stops, every notebook must be Ready
+(or ended, if its job was cancelled outside) within the bound, every user stops, and nothing may
+be left: no notebook, no job."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from devstack.processes import wait_until
+from tests.integration.stack import REPO, run
+
+from . import faults, results
+from .invariants import Checker, Violation, settled
+from .schedule import Plan, command, describe, timeline
+from .stack import API_ERRORS, TIMEOUT, Stack
+from .workload import Loop, Workload, delete_notebook, read
+
+
+@dataclass(frozen=True)
+class Options:
+    plan: Plan
+    state: Path
+    out: Path
+    api_port: int = 37443
+    operator_port: int = 38080
+    sshd_port: int = 38102
+    poll_interval: int = 2
+    bound: float = 90.0  # seconds to Ready, or to gone, once the system is healthy again
+    warmup: float = 20.0
+    tick: float = 2.0  # seconds between two actions of the workload
+    max_notebooks: int = 12
+
+
+@dataclass
+class Monitor:
+    """Reads and checks once a second; `quiet_since` is None while a fault is in force."""
+
+    stack: Stack
+    checker: Checker
+    quiet_since: float | None = field(default_factory=time.time)
+    violations: list[Violation] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check(self) -> None:
+        reading = read(self.stack)
+        if reading is not None:
+            found = self.checker.check(reading, time.time(), self.quiet_since)
+            with self.lock:
+                self.violations += found
+            for violation in found:
+                print(f"chaos: VIOLATION {violation}", file=sys.stderr, flush=True)
+
+
+def say(message: str) -> None:
+    print(f"chaos: {message}", file=sys.stderr, flush=True)
+
+
+def run_campaign(options: Options) -> int:
+    """Runs the campaign; 0 when it ran to its end, every fault was recovered, no invariant was
+    violated and no job was left."""
+    plan, state = options.plan, options.state
+    planned = timeline(plan)
+    say(describe(plan, planned))
+    stack = Stack(state, options.api_port, options.operator_port, options.sshd_port,
+                  options.poll_interval)  # fmt: skip
+    started = time.time()
+    try:
+        stack.start()
+    except BaseException:
+        stack.stop()
+        raise
+    workload = Workload(stack, random.Random(f"workload-{plan.seed}"), options.max_notebooks)
+    monitor = Monitor(stack, Checker(options.poll_interval, options.bound))
+    loops = [Loop(workload.step, options.tick), Loop(monitor.check, 1.0)]
+    outcomes: list[results.Outcome] = []
+    aborted = None
+    try:
+        for loop in loops:
+            loop.start()
+        time.sleep(options.warmup)
+        injectors, origin = faults.injectors(stack), time.time()
+        for fault in planned:
+            time.sleep(max(0.0, origin + fault.at - time.time()))
+            monitor.quiet_since = None
+            outcome = faults.apply(injectors[fault.kind], fault, stack.healthy, options.bound)
+            outcomes.append(outcome)
+            say(f"{fault.describe()}: {outcome.error or f'recovered in {outcome.recovery:.1f} s'}")
+            if outcome.error:
+                heal(stack, injectors[fault.kind], options.bound)
+            monitor.quiet_since = time.time()
+            check_loops(loops)
+        loops[0].stop()
+        settle(stack, workload, monitor, options)
+        loops[1].stop()
+        check_loops(loops)
+        report(stack, plan, planned, monitor.violations, workload.ended_unexpectedly)
+    except Exception as error:  # what happened until then is still written
+        aborted = f"{type(error).__name__}: {error}"
+        say(f"campaign aborted: {aborted}")
+    finally:
+        for loop in loops:
+            loop.stop()
+        leftovers = cancel_leftovers(stack)
+        stack.stop()
+    violations = monitor.violations
+    rows = results.write(
+        options.out,
+        header(options, workload, started) + (f"\n\n**Aborted**: {aborted}" if aborted else ""),
+        outcomes,
+        violations,
+        {
+            "plan": asdict(plan),
+            "timeline": [asdict(f) for f in planned],
+            "actions": workload.actions,
+            "notebooks_started": workload.created,
+            "failed_actions": workload.failed_actions,
+            "ended_unexpectedly": workload.ended_unexpectedly,
+            "leftover_jobs_cancelled": leftovers,
+            "aborted": aborted,
+        },
+    )
+    say((options.out / "results.md").read_text())
+    unrecovered = sum(r.injected - r.recovered for r in rows)
+    return 1 if violations or unrecovered or leftovers or aborted else 0
+
+
+def heal(stack: Stack, injector: faults.Injector, bound: float) -> None:
+    """After a failed recovery (already counted as such): one more restart, and the operator's
+    if the fault took it down too; then the system must answer or the campaign stops."""
+    try:
+        injector.recover()
+        if not stack.operator.alive:
+            say(f"the operator died during the {injector.name} fault; starting it again")
+            stack.operator.start()
+    except Exception as error:  # judged by what follows
+        say(f"restarting {injector.name} again failed: {error}")
+    since = time.time()
+    wait_until(
+        lambda: stack.healthy(since),
+        bound,
+        f"the stack to be healthy after {injector.name}",
+        every=1,
+    )
+
+
+def check_loops(loops: list[Loop]) -> None:
+    for loop in loops:
+        if loop.error is not None:
+            raise RuntimeError(f"a campaign loop failed: {loop.error!r}") from loop.error
+
+
+def settle(stack: Stack, workload: Workload, monitor: Monitor, options: Options) -> None:
+    """The faults have stopped: every notebook must be Ready (or have ended, if cancelled
+    outside, and be deleted by the hub's part), then every user stops and all must go."""
+    deadline = time.time() + options.bound
+    while time.time() < deadline:
+        workload.step_hub()
+        reading = read(stack)
+        live = [n for n in reading.notebooks if n.deleting_since is None] if reading else None
+        # A notebook cancelled outside is done once it has ended and the hub's part deleted it.
+        if live is not None and all(
+            n.phase == "Ready" and n.name not in workload.cancelled_outside for n in live
+        ):
+            break
+        time.sleep(1)
+    reading = read(stack)
+    if reading is None:
+        raise RuntimeError("the API server does not answer after the last fault")
+    with monitor.lock:
+        monitor.violations += settled(reading.notebooks, workload.cancelled_outside, time.time())
+    for notebook in reading.notebooks:
+        delete_notebook(stack, notebook.name)
+    try:
+        wait_until(lambda: (r := read(stack)) is not None and not r.notebooks, options.bound,
+                   "every notebook to go", every=1)  # fmt: skip
+    except TimeoutError as error:
+        say(str(error))  # the monitor names each notebook stuck Terminating
+    # Orphans show after two poll intervals without their notebook.
+    time.sleep(3 * options.poll_interval + 2)
+
+
+def cancel_leftovers(stack: Stack) -> list[str]:
+    """Cancels every live job of the campaign's namespace; returns their ids."""
+    reading = read(stack)
+    ids = [j.job_id for j in (reading.jobs or ()) if j.live] if reading else []
+    if ids:
+        run("scancel", *ids, check=False)
+    return ids
+
+
+def report(
+    stack: Stack, plan: Plan, planned: list, violations: list[Violation], ended: dict[str, str]
+) -> None:
+    """What a violation needs to be replayed and understood: seed, timeline, the Events; and
+    the Events of each notebook that ended without a cancel of ours."""
+    for name, how in sorted(ended.items()):
+        say(f"ended without a cancel of ours: {name}: {how}")
+        for line in events(stack, name):
+            say(f"    {line}")
+    if not violations:
+        return
+    say(f"{len(violations)} invariant violation(s); replay with:\n{describe(plan, planned)}")
+    for violation in violations:
+        say(f"{violation.invariant}: {violation.notebook}: {violation.detail}")
+        for line in events(stack, violation.notebook):
+            say(f"    {line}")
+
+
+def events(stack: Stack, name: str) -> list[str]:
+    try:
+        listed = stack.core.list_namespaced_event(
+            stack.namespace,
+            field_selector=f"involvedObject.name={name}",
+            _request_timeout=TIMEOUT,
+        ).items
+    except API_ERRORS as error:
+        return [f"(no Events: {error})"]
+    return [f"{e.last_timestamp or e.event_time} {e.type} {e.reason}: {e.message}" for e in listed]
+
+
+def header(options: Options, workload: Workload, started: float) -> str:
+    commit = run("git", "rev-parse", "--short", "HEAD", cwd=REPO, check=False).stdout.strip()
+    minutes = (time.time() - started) / 60
+    when = dt.datetime.fromtimestamp(started, dt.UTC).isoformat(timespec="seconds")
+    plan = options.plan
+    return (
+        f"# Chaos campaign, seed {plan.seed}\n\n"
+        f"`{command(plan)}` ({when}, commit "
+        f"{commit}, {minutes:.0f} min): {workload.created} notebooks started on two sites (local "
+        f"and SSH), {len(workload.cancelled_outside)} jobs cancelled outside the hub, "
+        f"{len(workload.ended_unexpectedly)} notebooks ended without such a cancel (results.json "
+        f"says how), pollIntervalSeconds {options.poll_interval}. Recovery: from the start "
+        f"command of the broken "
+        f"component until the API server, the operator, slurmctld and the login node answer and "
+        f"the operator has polled both sites successfully since."
+    )

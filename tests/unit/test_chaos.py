@@ -1,0 +1,289 @@
+"""The chaos campaign's pure parts: the seeded timeline, the invariants on made-up readings, the
+results table, and one fault's bookkeeping on a fake clock."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+from chaos import faults
+from chaos.invariants import Checker, Job, Notebook, Reading, Violation, settled
+from chaos.results import Outcome, markdown, percentile, table, write
+from chaos.schedule import KINDS, Fault, Plan, describe, timeline
+
+# --- schedule ---------------------------------------------------------------------------------
+
+
+def test_the_same_seed_draws_the_same_timeline():
+    assert timeline(Plan(42, 50)) == timeline(Plan(42, 50))
+    assert timeline(Plan(42, 50)) != timeline(Plan(43, 50))
+
+
+def test_a_longer_campaign_starts_with_the_shorter_ones_faults():
+    assert timeline(Plan(5, 40))[:10] == timeline(Plan(5, 10))
+
+
+def test_faults_follow_one_another_within_the_plans_ranges():
+    plan = Plan(1, 200, kinds=("operator", "sshd"), gap=(2, 4), down=(1, 3))
+    faults_ = timeline(plan)
+    assert [f.index for f in faults_] == list(range(200))
+    assert {f.kind for f in faults_} == {"operator", "sshd"}
+    assert all(1 <= f.down <= 3 for f in faults_)
+    for before, after in itertools.pairwise(faults_):
+        assert after.at - (before.at + before.down) >= 2 - 0.11  # rounded to 0.1 s
+
+
+def test_every_kind_is_drawn_in_a_long_campaign():
+    assert {f.kind for f in timeline(Plan(3, 100))} == set(KINDS)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"kinds": ("operator", "hub")},
+        {"kinds": ()},
+        {"gap": (5, 1)},
+        {"down": (-1, 2)},
+        {"count": -1},
+    ],
+)
+def test_a_plan_refuses_what_it_cannot_draw(bad):
+    with pytest.raises(ValueError):
+        Plan(**{"seed": 1, "count": 3, **bad})
+
+
+def test_the_printed_timeline_names_the_command_that_replays_it():
+    plan = Plan(9, 2, kinds=("etcd",), gap=(1, 1), down=(2, 2))
+    assert describe(plan, timeline(plan)).splitlines() == [
+        "seed 9: python -m chaos run --seed 9 --faults 2 --kinds etcd --gap 1 1 --down 2 2",
+        "#000 t+    1.0s etcd       down  2.0s",
+        "#001 t+    4.0s etcd       down  2.0s",
+    ]
+
+
+# --- invariants -------------------------------------------------------------------------------
+
+
+def nb(name: str, uid: str, phase: str = "Ready", job: str | None = None, **kw) -> Notebook:
+    return Notebook(name, uid, kw.pop("user", "alice"), phase, job, **kw)
+
+
+def job(job_id: str, uid: str, state: str = "RUNNING", user: str = "alice") -> Job:
+    return Job(job_id, f"bnb-{uid}", user, state)
+
+
+def kinds(violations) -> list[tuple[str, str]]:
+    return [(v.invariant, v.notebook) for v in violations]
+
+
+def test_a_healthy_reading_violates_nothing():
+    reading = Reading((nb("a", "u1", job="1"), nb("b", "u2", "Queued", "2")), (job("1", "u1"),
+                      job("2", "u2", "PENDING"), job("0", "u9", "COMPLETED")))  # fmt: skip
+    assert Checker(2, 60).check(reading, 100, 50) == []
+
+
+def test_two_live_jobs_for_one_notebook():
+    reading = Reading((nb("a", "u1", job="1"),), (job("1", "u1"), job("2", "u1", "PENDING")))
+    found = Checker(2, 60).check(reading, 100, None)
+    assert kinds(found) == [("one-job", "a")]
+    assert "1 (RUNNING), 2 (PENDING)" in found[0].detail
+
+
+def test_an_ended_job_beside_a_live_one_is_no_second_job():
+    reading = Reading((nb("a", "u1", job="2"),), (job("1", "u1", "CANCELLED"), job("2", "u1")))
+    assert Checker(2, 60).check(reading, 100, None) == []
+
+
+def test_a_job_of_another_user():
+    reading = Reading((nb("a", "u1", job="1"),), (job("1", "u1", user="bob"),))
+    assert kinds(Checker(2, 60).check(reading, 100, None)) == [("right-user", "a")]
+
+
+def test_ended_while_the_job_runs():
+    reading = Reading((nb("a", "u1", "Failed", "1"),), (job("1", "u1"),))
+    assert kinds(Checker(2, 60).check(reading, 100, None)) == [("ended-while-running", "a")]
+    # Ended with its job ended (or completing) is what should happen.
+    for state in ("CANCELLED", "COMPLETING"):
+        reading = Reading((nb("a", "u1", "Cancelled", "1"),), (job("1", "u1", state),))
+        assert Checker(2, 60).check(reading, 100, None) == []
+
+
+def test_an_orphan_counts_after_two_poll_intervals_of_quiet():
+    checker = Checker(poll_interval=2, terminating_bound=60)
+    orphan = Reading((), (job("7", "gone"),))
+    assert checker.check(orphan, 100, quiet_since=90) == []  # just seen
+    assert checker.check(orphan, 103, quiet_since=90) == []
+    assert kinds(checker.check(orphan, 104, quiet_since=90)) == [("no-orphans", "bnb-gone")]
+    assert checker.check(orphan, 110, quiet_since=90) == []  # said once
+
+
+def test_a_completing_job_is_no_orphan():
+    checker = Checker(poll_interval=2, terminating_bound=60)
+    completing = Reading((), (job("7", "gone", "COMPLETING"),))
+    assert checker.check(completing, 100, 0) == []
+    assert checker.check(completing, 200, 0) == []
+
+
+def test_an_orphan_waits_while_a_fault_is_in_force_and_after():
+    checker = Checker(poll_interval=2, terminating_bound=60)
+    orphan = Reading((), (job("7", "gone"),))
+    assert checker.check(orphan, 100, quiet_since=None) == []
+    assert checker.check(orphan, 200, quiet_since=None) == []
+    assert checker.check(orphan, 201, quiet_since=199) == []
+    assert kinds(checker.check(orphan, 203, quiet_since=199)) == [("no-orphans", "bnb-gone")]
+
+
+def test_a_job_whose_notebook_shows_up_is_no_orphan():
+    checker = Checker(poll_interval=2, terminating_bound=60)
+    assert checker.check(Reading((), (job("7", "new"),)), 100, 0) == []
+    assert checker.check(Reading((nb("n", "new", job="7"),), (job("7", "new"),)), 101, 0) == []
+    # Gone again later: the clock starts anew.
+    assert checker.check(Reading((), (job("7", "new"),)), 150, 0) == []
+
+
+def test_stuck_terminating_counts_from_the_end_of_the_last_fault():
+    checker = Checker(poll_interval=2, terminating_bound=60)
+    deleting = Reading((nb("a", "u1", deleting_since=100),), None)
+    assert checker.check(deleting, 500, quiet_since=None) == []
+    assert checker.check(deleting, 500, quiet_since=450) == []
+    assert kinds(checker.check(deleting, 511, quiet_since=450)) == [("stuck-terminating", "a")]
+
+
+def test_a_silent_scheduler_judges_no_job():
+    reading = Reading((nb("a", "u1", "Failed", "1"),), None)
+    assert Checker(2, 60).check(reading, 100, 0) == []
+
+
+def test_settled_wants_ready_or_an_ended_outside_cancel():
+    notebooks = [
+        nb("ready", "u1"),
+        nb("starting", "u2", "Starting"),
+        nb("cancelled", "u3", "Cancelled"),
+        nb("still-ready", "u4"),
+        nb("deleting", "u5", "Stopping", deleting_since=1),
+    ]
+    found = settled(notebooks, {"cancelled", "still-ready"}, 100)
+    assert kinds(found) == [("ready-or-gone", "starting"), ("ready-or-gone", "still-ready")]
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+def outcome(kind: str, at: float, recovery: float | None, index: int = 0) -> Outcome:
+    fault = Fault(index, kind, at, 1)
+    healthy = None if recovery is None else at + 1 + recovery
+    return Outcome(fault, at, at + 1, healthy, None if recovery is not None else "stuck")
+
+
+def test_percentiles_are_nearest_rank():
+    assert percentile([], 50) is None
+    assert percentile([3, 1, 2], 50) == 2
+    assert percentile(list(range(1, 101)), 99) == 99
+    assert percentile([5], 99) == 5
+
+
+def test_the_table_per_kind_and_violations_by_the_last_fault_before():
+    outcomes = [
+        outcome("operator", 10, 2.0),
+        outcome("slurmctld", 20, 5.0),
+        outcome("operator", 30, 4.0),
+        outcome("sshd", 40, None),
+    ]
+    violations = [Violation("one-job", "a", "", 25), Violation("no-orphans", "b", "", 5)]
+    rows = {r.kind: r for r in table(outcomes, violations)}
+    assert list(rows) == ["operator", "slurmctld", "sshd", "none"]
+    assert (rows["operator"].injected, rows["operator"].recovered) == (2, 2)
+    assert (rows["operator"].p50, rows["operator"].p99) == (2.0, 4.0)
+    assert (rows["sshd"].injected, rows["sshd"].recovered, rows["sshd"].p50) == (1, 0, None)
+    assert rows["slurmctld"].violations == 1 and rows["none"].violations == 1
+    text = markdown(list(rows.values()), "# head")
+    assert "| operator | 2 | 2 | 2.0 s | 4.0 s | 0 |" in text
+    assert "| sshd | 1 | 0 | - | - | 0 |" in text
+    assert "| **all** | 4 | 3 | | | 2 |" in text
+
+
+def test_write_leaves_markdown_and_json(tmp_path):
+    write(tmp_path, "# head", [outcome("etcd", 1, 3.0)], [], {"seed": 4})
+    raw = json.loads((tmp_path / "results.json").read_text())
+    assert raw["seed"] == 4 and raw["rows"][0]["kind"] == "etcd"
+    assert raw["outcomes"][0]["recovery"] == 3.0
+    assert (tmp_path / "results.md").read_text().startswith("# head\n")
+
+
+# --- one fault --------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_apply_records_injection_restart_and_health():
+    clock, calls = Clock(), []
+    injector = faults.Injector("x", lambda: calls.append("inject"), lambda: calls.append("up"))
+    answers = iter([False, False, True])
+    got = faults.apply(
+        injector,
+        Fault(0, "x", 0, 5),
+        lambda since: since == 1005 and next(answers),
+        60,
+        clock,
+        clock.sleep,
+    )
+    assert calls == ["inject", "up"]
+    assert (got.injected_at, got.restarted_at, got.healthy_at) == (1000, 1005, 1006)
+    assert got.recovery == 1.0 and got.error is None
+
+
+def test_apply_says_what_did_not_recover():
+    clock = Clock()
+    injector = faults.Injector("x", lambda: None, lambda: None)
+    got = faults.apply(injector, Fault(0, "x", 0, 1), lambda since: False, 10, clock, clock.sleep)
+    assert got.healthy_at is None and got.recovery is None
+    assert got.error == "not healthy after 10 s"
+
+    def refuse() -> None:
+        raise RuntimeError("no")
+
+    got = faults.apply(faults.Injector("x", refuse, refuse), Fault(0, "x", 0, 1), bool, 10,
+                       clock, clock.sleep)  # fmt: skip
+    assert got.injected_at is None and got.error == "RuntimeError: no"
+
+
+# --- reading the system -----------------------------------------------------------------------
+
+
+def test_squeue_lines_of_our_namespace_only():
+    from chaos.workload import jobs_of
+
+    out = (
+        "11|bnb-u1|alice|RUNNING|batchnotebook:chaos-ab/nb-1\n"
+        "12|bnb-u2|bob|PENDING|batchnotebook:t-other/nb-2\n"
+        "13|bnb-u3|bob|COMPLETED|batchnotebook:chaos-ab/nb|3\n"
+        "14|sleep|root|RUNNING|(null)\n"
+    )
+    assert jobs_of(out, "batchnotebook:chaos-ab/") == (
+        Job("11", "bnb-u1", "alice", "RUNNING"),
+        Job("13", "bnb-u3", "bob", "COMPLETED"),
+    )
+
+
+def test_a_notebook_from_the_api_server():
+    from chaos.workload import notebook_of
+
+    item = {
+        "metadata": {"name": "nb", "uid": "u1", "deletionTimestamp": "2026-01-01T00:00:10Z"},
+        "spec": {"unixUser": "bob"},
+        "status": {"phase": "Stopping", "jobId": "5"},
+    }
+    assert notebook_of(item) == Notebook("nb", "u1", "bob", "Stopping", "5", 1767225610.0)
+    fresh = notebook_of({"metadata": {"name": "n", "uid": "u"}, "spec": {"unixUser": "a"}})
+    assert (fresh.phase, fresh.job_id, fresh.deleting_since) == ("Pending", None, None)
