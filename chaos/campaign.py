@@ -136,9 +136,10 @@ def heal(stack: Stack, injector: faults.Injector, bound: float) -> None:
     if the fault took it down too; then the system must answer or the campaign stops."""
     try:
         injector.recover()
-        if not stack.operator.alive:
-            say(f"the operator died during the {injector.name} fault; starting it again")
-            stack.operator.start()
+        for operator in stack.operators:
+            if not operator.alive:
+                say(f"{operator.name} died during the {injector.name} fault; starting it again")
+                operator.start()
     except Exception as error:  # judged by what follows
         say(f"restarting {injector.name} again failed: {error}")
     since = time.time()
@@ -174,7 +175,12 @@ def settle(stack: Stack, workload: Workload, monitor: Monitor, options: Options)
     if reading is None:
         raise RuntimeError("the API server does not answer after the last fault")
     with monitor.lock:
-        monitor.violations += settled(reading.notebooks, workload.cancelled_outside, time.time())
+        monitor.violations += settled(
+            reading.notebooks,
+            workload.cancelled_outside,
+            time.time(),
+            frozenset(workload.short_lived),
+        )
     for notebook in reading.notebooks:
         delete_notebook(stack, notebook.name)
     try:
@@ -233,11 +239,15 @@ def header(options: Options, workload: Workload, started: float) -> str:
     return (
         f"# Chaos campaign, seed {plan.seed}\n\n"
         f"`{command(plan)}` ({when}, commit "
-        f"{commit}, {minutes:.0f} min): {workload.created} notebooks started on two sites (local "
-        f"and SSH), {len(workload.cancelled_outside)} jobs cancelled outside the hub, "
+        f"{commit}, {minutes:.0f} min): {workload.created} notebooks started on three sites "
+        f"(local, SSH, slurmrestd; {len(workload.short_lived)} with a walltime that could end), "
+        f"{workload.actions.get('edit', 0)} BatchCluster edits, "
+        f"{len(workload.cancelled_outside)} jobs cancelled outside the hub, "
         f"{len(workload.ended_unexpectedly)} notebooks ended without such a cancel (results.json "
         f"says how), pollIntervalSeconds {options.poll_interval}. Recovery: from the start "
         f"command of the broken "
-        f"component until the API server, the operator, slurmctld and the login node answer and "
-        f"the operator has polled both sites successfully since."
+        f"component (the end of a network fault) until the API server, both operator replicas, "
+        f"every Slurm daemon and the login node answer and the leader has polled every site "
+        f"successfully since; the outage counts from the fault itself (for the operator: the "
+        f"failover to the standby)."
     )

@@ -11,10 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .network import LATENCY, RESET, STALL, Toxic
 from .results import Outcome
 from .schedule import Fault
 
 if TYPE_CHECKING:  # the stack needs the Kubernetes client; apply() and its tests do not
+    from devstack.host import OperatorProcess
     from devstack.processes import Daemon
 
     from .stack import Stack
@@ -35,21 +37,66 @@ def kill(daemon: Daemon) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
+class Failover:
+    """Kills the replica holding the Lease; starts it again as a Deployment would (it comes back
+    as a standby, or leads again if the other has not taken over yet)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.killed: OperatorProcess | None = None
+
+    def inject(self) -> None:
+        leader = self.stack.leader()
+        if leader is None:
+            raise RuntimeError("no replica holds the Lease")
+        leader.kill()
+        self.killed = leader
+
+    def recover(self) -> None:
+        for operator in self.stack.operators:
+            if not operator.alive:
+                operator.start()
+
+
+# The proxies each network fault acts on: the sites only, or the API server too.
+SITES = ("ssh", "rest")
+EVERYTHING = (*SITES, "apiserver")
+LOSS = 0.3  # the share of packets a lossy link drops
+
+
 def injectors(stack: Stack) -> dict[str, Injector]:
-    plane = stack.plane
+    plane, network = stack.plane, stack.network
+    failover = Failover(stack)
+
+    def crash(daemon: str) -> Injector:
+        """SIGKILL for a Slurm daemon; `dev/slurm.sh start` starts what does not run."""
+        return Injector(daemon, lambda: stack.slurm("kill", daemon), lambda: stack.slurm("start"))
+
+    def toxic(name: str, which: Toxic, proxies: tuple[str, ...]) -> Injector:
+        return Injector(name, lambda: network.add_toxic(which, proxies), network.heal)
+
     return {
         injector.name: injector
         for injector in (
-            Injector("operator", stack.operator.kill, stack.operator.start),
+            Injector("operator", failover.inject, failover.recover),
             # ControlPlane.start starts whichever of etcd and kube-apiserver does not run.
             Injector("apiserver", lambda: kill(plane.apiserver), plane.start),
             Injector("etcd", lambda: kill(plane.etcd), plane.start),
-            # SIGTERM, then SIGKILL: dev/slurm.sh's stop; slurmctld keeps its state either way.
+            # SIGTERM, then SIGKILL: dev/slurm.sh's stop. A SIGKILL could lose a job slurmctld
+            # took but had not saved yet: Slurm's loss, not one of ours to measure.
             Injector(
                 "slurmctld", lambda: stack.slurm("stop-ctld"), lambda: stack.slurm("start-ctld")
             ),
+            crash("slurmdbd"),
+            crash("slurmd"),
+            crash("slurmrestd"),
             # Ends every connection the login node holds, as a rebooting login node would.
             Injector("sshd", lambda: stack.sshd("stop"), lambda: stack.sshd("start")),
+            Injector("partition", lambda: network.drop(SITES), network.heal),
+            Injector("loss", lambda: network.drop(EVERYTHING, LOSS), network.heal),
+            toxic("latency", LATENCY, EVERYTHING),
+            toxic("stall", STALL, SITES),
+            toxic("reset", RESET, EVERYTHING),
         )
     }
 

@@ -171,10 +171,14 @@ class Checker:
 
 
 def settled(
-    notebooks: Iterable[Notebook], cancelled_outside: set[str], now: float
+    notebooks: Iterable[Notebook],
+    cancelled_outside: set[str],
+    now: float,
+    may_end: frozenset[str] = frozenset(),
 ) -> list[Violation]:
     """After the faults stopped and the bound passed: every notebook is Ready, but those whose
-    job was cancelled outside, which must have ended (the hub deletes them then)."""
+    job was cancelled outside, which must have ended (the hub deletes them then), and those whose
+    walltime may have ended (`may_end`), which are Ready or ended."""
     found = []
     for notebook in notebooks:
         if notebook.deleting_since is not None:
@@ -189,6 +193,8 @@ def settled(
                         now,
                     )
                 )
-        elif notebook.phase != "Ready":
+        elif notebook.phase != "Ready" and not (
+            notebook.name in may_end and notebook.phase in ENDED_PHASES
+        ):
             found.append(Violation("ready-or-gone", notebook.name, f"phase {notebook.phase}", now))
     return found

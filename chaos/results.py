@@ -31,6 +31,14 @@ class Outcome:
             return None
         return self.healthy_at - self.restarted_at
 
+    @property
+    def outage(self) -> float | None:
+        """Seconds from the fault until the system was healthy again: for the operator, the
+        failover (the standby takes over while the killed replica is still down)."""
+        if self.injected_at is None or self.healthy_at is None:
+            return None
+        return self.healthy_at - self.injected_at
+
 
 @dataclass(frozen=True)
 class Row:
@@ -40,6 +48,8 @@ class Row:
     p50: float | None
     p99: float | None
     violations: int
+    outage_p50: float | None = None
+    outage_p99: float | None = None
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -63,6 +73,7 @@ def table(outcomes: Sequence[Outcome], violations: Sequence[Violation]) -> list[
     for kind in [*kinds, *(["none"] if "none" in blamed else [])]:
         mine = [o for o in outcomes if o.fault.kind == kind]
         times = [r for o in mine if (r := o.recovery) is not None]
+        outages = [r for o in mine if (r := o.outage) is not None]
         rows.append(
             Row(
                 kind,
@@ -71,6 +82,8 @@ def table(outcomes: Sequence[Outcome], violations: Sequence[Violation]) -> list[
                 p50=percentile(times, 50),
                 p99=percentile(times, 99),
                 violations=blamed.count(kind),
+                outage_p50=percentile(outages, 50),
+                outage_p99=percentile(outages, 99),
             )
         )
     return rows
@@ -83,16 +96,17 @@ def markdown(rows: Sequence[Row], header: str) -> str:
     lines = [
         header,
         "",
-        "| fault | injected | recovered | recovery p50 | recovery p99 | violations |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| fault | injected | recovered | recovery p50 | recovery p99 | outage p50 | outage p99 "
+        "| violations |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r.kind} | {r.injected} | {r.recovered} | {seconds(r.p50)} | {seconds(r.p99)} "
-            f"| {r.violations} |"
+            f"| {seconds(r.outage_p50)} | {seconds(r.outage_p99)} | {r.violations} |"
         )
     total = [sum(getattr(r, f) for r in rows) for f in ("injected", "recovered", "violations")]
-    lines.append(f"| **all** | {total[0]} | {total[1]} | | | {total[2]} |")
+    lines.append(f"| **all** | {total[0]} | {total[1]} | | | | | {total[2]} |")
     return "\n".join(lines) + "\n"
 
 
@@ -110,7 +124,7 @@ def write(
     raw = {
         **extra,
         "rows": [asdict(r) for r in rows],
-        "outcomes": [{**asdict(o), "recovery": o.recovery} for o in outcomes],
+        "outcomes": [{**asdict(o), "recovery": o.recovery, "outage": o.outage} for o in outcomes],
         "violations": [asdict(v) for v in violations],
     }
     (directory / "results.json").write_text(json.dumps(raw, indent=1) + "\n")

@@ -9,7 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 # What faults.py can break on the process stack, in the order the table lists them.
-KINDS = ("operator", "apiserver", "etcd", "slurmctld", "sshd")
+KINDS = (
+    "operator", "apiserver", "etcd", "slurmctld", "slurmdbd", "slurmd", "slurmrestd", "sshd",
+    "partition", "loss", "latency", "stall", "reset",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """The campaign's own process stack: an API server and etcd in its state directory
-(devstack.controlplane), the operator as a process (devstack.host), a login node's sshd
-(dev/sshd.sh) on its own port, and the system Slurm of dev/slurm.sh. Two BatchClusters reach
-that Slurm: one runs its commands locally, one over SSH through the login node, so that a
-stopped sshd breaks one site and not the other."""
+(devstack.controlplane), two operator replicas behind one Lease (devstack.host; the chart's
+`replicas: 2` with leader election), a login node's sshd (dev/sshd.sh) on its own port, the
+system Slurm of dev/slurm.sh with its slurmrestd, and Toxiproxy between the operator and the
+API server, the sshd and slurmrestd (chaos.network). Three BatchClusters reach that Slurm: one
+runs its commands locally, one over SSH through the login node, one through slurmrestd, so that
+each fault of the network or of a daemon breaks some sites and not others."""
 
 from __future__ import annotations
 
@@ -24,11 +26,18 @@ from devstack.host import OperatorProcess
 from devstack.processes import listens
 from tests.integration.stack import JOB_PYTHON, REPO, STAND_IN, kubectl, run
 
+from .network import Network, Proxy
+
 OPERATOR_NAMESPACE = "default"  # where the operator reads its SSH key Secret
 PARTITION = "bench"  # oversubscribed (dev/slurm.sh): dozens of stand-in servers fit
 TIMEOUT = 5  # seconds for any one API request: a dead API server must not hang the campaign
 # What a request to an API server that is down or restarting raises.
 API_ERRORS = (client.ApiException, urllib3.exceptions.HTTPError, OSError)
+SLURMRESTD_PORT = 6820  # dev/slurm.sh
+JWT_KEY = Path("/var/spool/slurm/jwt_hs256.key")
+# The Lease's timing (seconds): a standby takes over at most this long after the leader died.
+LEASE = {"DURATION": 15, "RENEW_DEADLINE": 10, "RETRY_PERIOD": 2}
+SECOND_REPLICA = 10  # the second replica listens on the operator's port + this
 
 
 def meta(name: str) -> client.V1ObjectMeta:
@@ -67,17 +76,58 @@ class Stack:
         self.logs = self.state / "logs"
         self.sshd_port, self.poll_interval = sshd_port, poll_interval
         self.plane = ControlPlane(self.state / "stack", api_port)
-        self.operator = OperatorProcess(
-            self.plane.kubeconfig,
-            operator_port,
-            self.logs,
-            env={"BATCHNOTEBOOK_NAMESPACE": OPERATOR_NAMESPACE},
-        )
         suffix = uuid.uuid4().hex[:6]
+        self.lease = f"chaos-{suffix}"
+        # Toxiproxy's API, then one proxy each for the sshd, slurmrestd and the API server.
+        self.network = Network(
+            self.state,
+            sshd_port + 1,
+            [
+                Proxy("ssh", sshd_port + 2, sshd_port),
+                Proxy("rest", sshd_port + 3, SLURMRESTD_PORT),
+                Proxy("apiserver", sshd_port + 4, api_port),
+            ],
+            comment=f"bnb-chaos-{suffix}",
+        )
+        # The operators reach the API server through its proxy.
+        self.operator_kubeconfig = self.state / "operator.kubeconfig"
+        self.operators = [
+            self._replica(name, port)
+            for name, port in (("replica-a", operator_port), ("replica-b", operator_port + 10))
+        ]
         self.namespace = f"chaos-{suffix}"
-        self.clusters = {"local": f"chaos-local-{suffix}", "ssh": f"chaos-ssh-{suffix}"}
+        self.clusters = {kind: f"chaos-{kind}-{suffix}" for kind in ("local", "ssh", "rest")}
         self.core: client.CoreV1Api
         self.custom: client.CustomObjectsApi
+
+    def _replica(self, name: str, port: int) -> OperatorProcess:
+        url = f"http://127.0.0.1:{port}"
+        return OperatorProcess(
+            self.operator_kubeconfig,
+            port,
+            self.logs,
+            name=name,
+            args=["--verbose", "--liveness", f"http://127.0.0.1:{port + 2}/healthz"],
+            env={
+                "BATCHNOTEBOOK_NAMESPACE": OPERATOR_NAMESPACE,
+                "BATCHNOTEBOOK_LEASE": self.lease,
+                "BATCHNOTEBOOK_PEER_URL": url,
+                **{f"BATCHNOTEBOOK_LEASE_{key}": str(value) for key, value in LEASE.items()},
+            },
+        )
+
+    def leader(self) -> OperatorProcess | None:
+        """The replica holding the Lease, as the Lease says (None: none, or no answer)."""
+        try:
+            lease = client.CoordinationV1Api(self.core.api_client).read_namespaced_lease(
+                self.lease, OPERATOR_NAMESPACE, _request_timeout=TIMEOUT
+            )
+        except API_ERRORS:
+            return None
+        if lease.metadata is None or not (lease.spec and lease.spec.holder_identity):
+            return None  # released: nobody leads
+        url = (lease.metadata.annotations or {}).get(f"{GROUP}/leader-url", "")
+        return next((o for o in self.operators if f"127.0.0.1:{o.port}" in url), None)
 
     def slurm(self, *args: str) -> None:
         env = {**os.environ, "BATCHNOTEBOOK_STATE": str(self.state)}
@@ -97,6 +147,12 @@ class Stack:
         controlplane.stop(self.plane.state)
         shutil.rmtree(self.plane.state, ignore_errors=True)
         kubeconfig = self.plane.start()
+        self.network.start()
+        text = kubeconfig.read_text().replace(
+            f"127.0.0.1:{self.plane.port}", f"127.0.0.1:{self.network.port('apiserver')}"
+        )
+        self.operator_kubeconfig.touch(mode=0o600)
+        self.operator_kubeconfig.write_text(text)
         kubectl(kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", REPO / "crds")
         kubectl(kubeconfig, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         api = config.new_client_from_config(config_file=str(kubeconfig))
@@ -105,7 +161,8 @@ class Stack:
         self.slurm("start")
         self.sshd("install")
         self.sshd("start")
-        self.operator.start()
+        for operator in self.operators:
+            operator.start()
         self.core.create_namespace(client.V1Namespace(metadata=meta(self.namespace)))
         key = base64.b64encode((self.state / "sshd" / "id_ed25519").read_bytes()).decode()
         secret = f"{self.namespace}-ssh-key"
@@ -113,17 +170,32 @@ class Stack:
             OPERATOR_NAMESPACE,
             client.V1Secret(metadata=meta(secret), data={"ssh-privatekey": key}),
         )
+        self.core.create_namespaced_secret(
+            OPERATOR_NAMESPACE,
+            client.V1Secret(
+                metadata=meta(f"{self.namespace}-jwt"),
+                data={"jwt_hs256.key": base64.b64encode(JWT_KEY.read_bytes()).decode()},
+            ),
+        )
+        rest = {
+            "type": "slurmrest",
+            "slurmrest": {
+                "url": f"http://127.0.0.1:{self.network.port('rest')}",
+                "jwtKeySecret": {"name": f"{self.namespace}-jwt"},
+                "homeDirectory": "/home/{user}",
+            },
+        }
         ssh = {
             "type": "ssh",
             "ssh": {
                 "host": "127.0.0.1",
-                "port": self.sshd_port,
+                "port": self.network.port("ssh"),
                 "hostKey": self.sshd("host-key").strip(),
                 "privateKeySecret": {"name": secret},
                 "keepaliveSeconds": 2,
             },
         }
-        for kind, connection in (("local", {"type": "local"}), ("ssh", ssh)):
+        for kind, connection in (("local", {"type": "local"}), ("ssh", ssh), ("rest", rest)):
             self.custom.create_cluster_custom_object(
                 GROUP,
                 VERSION,
@@ -132,18 +204,25 @@ class Stack:
                     "apiVersion": f"{GROUP}/{VERSION}",
                     "kind": "BatchCluster",
                     "metadata": {"name": self.clusters[kind]},
-                    "spec": cluster_spec(self.operator.port, self.poll_interval, connection),
+                    "spec": cluster_spec(self.operators[0].port, self.poll_interval, connection),
                 },
             )
 
     def healthy(self, since: float) -> bool:
-        """Every component answers, and the operator has reached both sites in a round that
-        ended after `since` (a condition written before the fault would say nothing)."""
-        if not (self.plane.ready() and self.operator.alive and self.operator.answers()):
+        """Every component answers (both replicas, the network as it was, every Slurm daemon),
+        and the leader has reached every site in a round that ended after `since` (a condition
+        written before the fault would say nothing)."""
+        if not (
+            self.plane.ready()
+            and all(o.alive and o.answers() for o in self.operators)
+            and self.network.healthy()
+            and listens("127.0.0.1", self.sshd_port)
+        ):
             return False
-        ping = run("scontrol", "ping", check=False).stdout
-        return (
-            "is UP" in ping and listens("127.0.0.1", self.sshd_port) and self.sites_reachable(since)
+        if run(REPO / "dev/slurm.sh", "status", check=False).returncode != 0:
+            return False
+        return "is UP" in run("scontrol", "ping", check=False).stdout and self.sites_reachable(
+            since
         )
 
     def sites_reachable(self, since: float) -> bool:
@@ -166,7 +245,11 @@ class Stack:
         return True
 
     def stop(self) -> None:
-        """Stops what the campaign started; the system Slurm keeps running."""
-        self.operator.stop()
+        """Stops what the campaign started; the system Slurm keeps running (and any of its
+        daemons a fault stopped is started again)."""
+        for operator in self.operators:
+            operator.stop()
+        self.network.stop()
         self.sshd("stop")
         self.plane.stop()
+        self.slurm("start")

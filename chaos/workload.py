@@ -1,6 +1,7 @@
 """Users starting and stopping servers, as the spawner does it (a Secret, a BatchNotebook that
-owns it; a stop deletes the BatchNotebook), some jobs cancelled outside the hub (scancel), and
-the hub's part: a notebook whose job ended is deleted, as the hub's poll stops its server. The
+owns it; a stop deletes the BatchNotebook), some with a walltime that ends during the campaign,
+some jobs cancelled outside the hub (scancel), admins editing a BatchCluster, and the hub's
+part: a notebook whose job ended is deleted, as the hub's poll stops its server. The
 choices come from the campaign's seed; when each lands depends on the running system."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .invariants import ENDED_PHASES, Job, Notebook, Reading
 from .stack import API_ERRORS, TIMEOUT, Stack, meta
 
 USERS = ("alice", "bob")
+SHORT_WALLTIME = "00:03:00"  # ends during a campaign: the launcher stops Jupyter before it
 
 
 def notebook_of(item: dict) -> Notebook:
@@ -72,6 +74,8 @@ class Workload:
     rng: random.Random
     max_notebooks: int = 12
     cancelled_outside: set[str] = field(default_factory=set)
+    # Started with a walltime short enough to end during the campaign: they may end.
+    short_lived: set[str] = field(default_factory=set)
     # Notebooks that ended without a cancel of ours: name → "phase: message". Not a violation
     # by itself (a job may fail), but each is worth a look.
     ended_unexpectedly: dict[str, str] = field(default_factory=dict)
@@ -86,15 +90,17 @@ class Workload:
         live = self.step_hub()
         if live is None:
             return
-        action = self.rng.choice(["start"] * 4 + ["stop"] * 2 + ["scancel"])
-        if action == "start" and len(live) < self.max_notebooks:
-            self._start()
+        action = self.rng.choice(["start"] * 4 + ["short", "stop", "stop", "scancel", "edit"])
+        if action in ("start", "short") and len(live) < self.max_notebooks:
+            self._start(SHORT_WALLTIME if action == "short" else None)
         elif action == "stop" and live:
             self._delete(self.rng.choice(sorted(n.name for n in live)))
         elif action == "scancel":
             running = sorted((n.name, n.job_id) for n in live if n.phase == "Ready" and n.job_id)
             if running:
                 self._scancel(*self.rng.choice(running))
+        elif action == "edit":
+            self._edit(self.rng.choice(sorted(self.stack.clusters.values())))
         self.actions[action] = self.actions.get(action, 0) + 1
 
     def step_hub(self) -> list[Notebook] | None:
@@ -113,17 +119,19 @@ class Workload:
     def _hub_stops_ended(self, live: list[Notebook]) -> None:
         for notebook in live:
             if notebook.phase in ENDED_PHASES:
-                if notebook.name not in self.cancelled_outside | self.to_delete:
+                if notebook.name not in self.cancelled_outside | self.short_lived | self.to_delete:
                     self.ended_unexpectedly[notebook.name] = f"{notebook.phase}: {notebook.message}"
                 self.to_delete.add(notebook.name)
 
-    def _start(self) -> None:
+    def _start(self, walltime: str | None) -> None:
         user = self.rng.choice(USERS)
         cluster = self.stack.clusters[self.rng.choice(sorted(self.stack.clusters))]
         self.created += 1
         name = f"nb-{user}-{self.created:04d}"
+        if walltime:
+            self.short_lived.add(name)
         try:
-            create_notebook(self.stack, name, user, cluster)
+            create_notebook(self.stack, name, user, cluster, walltime)
         except API_ERRORS:
             # As a spawner whose start failed: whatever was made is deleted again.
             self.failed_actions += 1
@@ -137,6 +145,20 @@ class Workload:
             self.failed_actions += 1
             self.to_delete.add(name)
 
+    def _edit(self, cluster: str) -> None:
+        """An admin's `kubectl edit`: a new generation of the BatchCluster while jobs run."""
+        try:
+            self.stack.custom.patch_cluster_custom_object(
+                GROUP,
+                VERSION,
+                "batchclusters",
+                cluster,
+                {"spec": {"walltimeWarningSeconds": self.rng.randint(60, 600)}},
+                _request_timeout=TIMEOUT,
+            )
+        except API_ERRORS:
+            self.failed_actions += 1
+
     def _scancel(self, name: str, job_id: str) -> None:
         if run("scancel", job_id, check=False).returncode == 0:
             self.cancelled_outside.add(name)
@@ -144,7 +166,9 @@ class Workload:
             self.failed_actions += 1
 
 
-def create_notebook(stack: Stack, name: str, user: str, cluster: str) -> None:
+def create_notebook(
+    stack: Stack, name: str, user: str, cluster: str, walltime: str | None = None
+) -> None:
     """A Secret and a BatchNotebook that owns it, as the spawner makes them."""
     env = {
         "JUPYTERHUB_USER": user,
@@ -159,7 +183,9 @@ def create_notebook(stack: Stack, name: str, user: str, cluster: str) -> None:
         client.V1Secret(metadata=meta(f"{name}-env"), data=data),
         _request_timeout=TIMEOUT,
     )
-    spec = {"clusterName": cluster, "profile": "chaos", "hubUser": user, "unixUser": user}
+    spec: dict = {"clusterName": cluster, "profile": "chaos", "hubUser": user, "unixUser": user}
+    if walltime:
+        spec["resources"] = {"walltime": walltime}
     notebook = stack.custom.create_namespaced_custom_object(
         GROUP,
         VERSION,

@@ -11,6 +11,8 @@
 #   dev/slurm.sh stop        cancel all jobs, then stop the daemons in the reverse order
 #   dev/slurm.sh start-ctld  start only slurmctld (tests kill and restart it); waits for the node
 #   dev/slurm.sh stop-ctld   stop only slurmctld
+#   dev/slurm.sh kill NAME   SIGKILL one daemon (slurmctld, slurmdbd, slurmd or slurmrestd), as a
+#                            crash would; `start` brings it back (the chaos campaign's faults)
 #   dev/slurm.sh status      show which daemons run (exit 1 if any is down)
 #
 # Pid files: $STATE/run/<daemon>.pid, logs: $STATE/logs/<daemon>.log (+ .out), where STATE is
@@ -356,6 +358,17 @@ cmd_start_ctld() {
 
 cmd_stop_ctld() { daemon_stop slurmctld 15; }
 
+cmd_kill() {
+    local name=${1:-} pid
+    case $name in
+        slurmctld | slurmdbd | slurmd | slurmrestd) ;;
+        *) die "kill: which daemon? slurmctld, slurmdbd, slurmd or slurmrestd, not '$name'" ;;
+    esac
+    pid=$(daemon_pid "$name") || die "$name is not running"
+    kill -KILL "$pid"
+    log "killed $name ($pid)"
+}
+
 # Cancel every job first: slurmstepd otherwise keeps retrying and slurmd hangs on stop.
 cancel_all_jobs() {
     if ! daemon_pid slurmctld >/dev/null; then
@@ -407,9 +420,10 @@ case ${1:-} in
     stop) cmd_stop ;;
     start-ctld) cmd_start_ctld ;;
     stop-ctld) cmd_stop_ctld ;;
+    kill) cmd_kill "${2:-}" ;;
     status) cmd_status ;;
     *)
-        echo "usage: $0 install|start|stop|start-ctld|stop-ctld|status" >&2
+        echo "usage: $0 install|start|stop|start-ctld|stop-ctld|kill NAME|status" >&2
         exit 2
         ;;
 esac

@@ -9,6 +9,7 @@ dev/python.sh
 dev/controlplane.sh build
 dev/node.sh build
 dev/helm.sh build
+dev/toxiproxy.sh build
 dev/slurm.sh install
 dev/slurm.sh start
 dev/trixie.sh build

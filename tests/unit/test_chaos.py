@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import types
 
 import pytest
 
@@ -168,6 +169,12 @@ def test_settled_wants_ready_or_an_ended_outside_cancel():
     assert kinds(found) == [("ready-or-gone", "starting"), ("ready-or-gone", "still-ready")]
 
 
+def test_settled_lets_a_short_walltime_end_but_not_hang():
+    notebooks = [nb("ended", "u1", "Completed"), nb("ready", "u2"), nb("stuck", "u3", "Starting")]
+    found = settled(notebooks, set(), 100, frozenset({"ended", "ready", "stuck"}))
+    assert kinds(found) == [("ready-or-gone", "stuck")]
+
+
 # --- results ----------------------------------------------------------------------------------
 
 
@@ -196,19 +203,21 @@ def test_the_table_per_kind_and_violations_by_the_last_fault_before():
     assert list(rows) == ["operator", "slurmctld", "sshd", "none"]
     assert (rows["operator"].injected, rows["operator"].recovered) == (2, 2)
     assert (rows["operator"].p50, rows["operator"].p99) == (2.0, 4.0)
+    # The outage counts from the fault: one second down, then the recovery.
+    assert (rows["operator"].outage_p50, rows["operator"].outage_p99) == (3.0, 5.0)
     assert (rows["sshd"].injected, rows["sshd"].recovered, rows["sshd"].p50) == (1, 0, None)
     assert rows["slurmctld"].violations == 1 and rows["none"].violations == 1
     text = markdown(list(rows.values()), "# head")
-    assert "| operator | 2 | 2 | 2.0 s | 4.0 s | 0 |" in text
-    assert "| sshd | 1 | 0 | - | - | 0 |" in text
-    assert "| **all** | 4 | 3 | | | 2 |" in text
+    assert "| operator | 2 | 2 | 2.0 s | 4.0 s | 3.0 s | 5.0 s | 0 |" in text
+    assert "| sshd | 1 | 0 | - | - | - | - | 0 |" in text
+    assert "| **all** | 4 | 3 | | | | | 2 |" in text
 
 
 def test_write_leaves_markdown_and_json(tmp_path):
     write(tmp_path, "# head", [outcome("etcd", 1, 3.0)], [], {"seed": 4})
     raw = json.loads((tmp_path / "results.json").read_text())
     assert raw["seed"] == 4 and raw["rows"][0]["kind"] == "etcd"
-    assert raw["outcomes"][0]["recovery"] == 3.0
+    assert raw["outcomes"][0]["recovery"] == 3.0 and raw["outcomes"][0]["outage"] == 4.0
     assert (tmp_path / "results.md").read_text().startswith("# head\n")
 
 
@@ -256,6 +265,103 @@ def test_apply_says_what_did_not_recover():
     got = faults.apply(faults.Injector("x", refuse, refuse), Fault(0, "x", 0, 1), bool, 10,
                        clock, clock.sleep)  # fmt: skip
     assert got.injected_at is None and got.error == "RuntimeError: no"
+
+
+# --- what each kind breaks -------------------------------------------------------------------
+
+
+class FakeNetwork:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def add_toxic(self, toxic, names) -> None:
+        self.calls.append(("toxic", toxic.type, tuple(names)))
+
+    def drop(self, names, probability=None) -> None:
+        self.calls.append(("drop", tuple(names), probability))
+
+    def heal(self) -> None:
+        self.calls.append(("heal",))
+
+
+class FakeReplica:
+    def __init__(self, name: str) -> None:
+        self.name, self.alive, self.events = name, True, []
+
+    def kill(self) -> None:
+        self.alive = False
+        self.events.append("kill")
+
+    def start(self) -> None:
+        self.alive = True
+        self.events.append("start")
+
+
+class FakeStack:
+    def __init__(self) -> None:
+        self.network, self.slurm_calls = FakeNetwork(), []
+        self.operators = [FakeReplica("a"), FakeReplica("b")]
+        self.holder: FakeReplica | None = self.operators[1]
+        self.plane = types.SimpleNamespace(start=lambda: None)
+
+    def sshd(self, *args: str) -> None:
+        self.slurm_calls.append(("sshd", *args))
+
+    def leader(self):
+        return self.holder
+
+    def slurm(self, *args: str) -> None:
+        self.slurm_calls.append(args)
+
+
+def test_every_kind_has_an_injector():
+    assert set(faults.injectors(FakeStack())) == set(KINDS)  # type: ignore[arg-type]
+
+
+def test_the_operator_fault_kills_the_leader_and_starts_it_again():
+    stack = FakeStack()
+    failover = faults.injectors(stack)["operator"]  # type: ignore[arg-type]
+    failover.inject()
+    assert stack.operators[1].events == ["kill"] and stack.operators[0].events == []
+    failover.recover()
+    assert stack.operators[1].events == ["kill", "start"] and stack.operators[0].alive
+    stack.holder = None
+    with pytest.raises(RuntimeError, match="no replica holds the Lease"):
+        failover.inject()
+
+
+def test_slurm_daemons_crash_and_come_back_with_start():
+    stack = FakeStack()
+    slurmd = faults.injectors(stack)["slurmd"]  # type: ignore[arg-type]
+    slurmd.inject()
+    slurmd.recover()
+    assert stack.slurm_calls == [("kill", "slurmd"), ("start",)]
+
+
+def test_network_faults_cut_the_sites_or_everything_and_heal():
+    stack = FakeStack()
+    chosen = faults.injectors(stack)  # type: ignore[arg-type]
+    for kind in ("partition", "loss", "latency", "stall", "reset"):
+        chosen[kind].inject()
+        chosen[kind].recover()
+    assert stack.network.calls == [
+        ("drop", ("ssh", "rest"), None), ("heal",),
+        ("drop", ("ssh", "rest", "apiserver"), faults.LOSS), ("heal",),
+        ("toxic", "latency", ("ssh", "rest", "apiserver")), ("heal",),
+        ("toxic", "timeout", ("ssh", "rest")), ("heal",),
+        ("toxic", "reset_peer", ("ssh", "rest", "apiserver")), ("heal",),
+    ]  # fmt: skip
+
+
+def test_a_drop_rule_is_ours_and_on_the_loopback_only():
+    from chaos.network import drop_rule
+
+    assert drop_rule(4000, "bnb-chaos-x", None) == [
+        "OUTPUT", "-o", "lo", "-p", "tcp", "--dport", "4000",
+        "-m", "comment", "--comment", "bnb-chaos-x", "-j", "DROP",
+    ]  # fmt: skip
+    lossy = drop_rule(4000, "bnb-chaos-x", 0.3)
+    assert lossy[7:13] == ["-m", "statistic", "--mode", "random", "--probability", "0.3"]
 
 
 # --- reading the system -----------------------------------------------------------------------
