@@ -52,11 +52,16 @@ def timeline(plan: Plan) -> list[Fault]:
     """The faults of `plan`, one after another: the next is drawn to start after the one before
     has ended (the runner also waits for the recovery, so real starts may drift later)."""
     rng = random.Random(plan.seed)
-    faults, at = [], 0.0
+    faults, at, deck = [], 0.0, []
     for index in range(plan.count):
         at += round(rng.uniform(*plan.gap), 1)
         down = round(rng.uniform(*plan.down), 1)
-        faults.append(Fault(index, rng.choice(plan.kinds), round(at, 1), down))
+        # Dealt from shuffled decks of the kinds: every kind once in each run of len(kinds)
+        # faults, so a short campaign covers them all and a long one breaks each as often.
+        if not deck:
+            deck = list(plan.kinds)
+            rng.shuffle(deck)
+        faults.append(Fault(index, deck.pop(), round(at, 1), down))
         at += down
     return faults
 
