@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--api-port", type=int, default=Options.api_port)
     run.add_argument("--operator-port", type=int, default=Options.operator_port)
     run.add_argument("--sshd-port", type=int, default=Options.sshd_port)
+    run.add_argument("--hub-port", type=int, default=Options.hub_port)
     run.add_argument("--poll-interval", type=int, default=Options.poll_interval)
     run.add_argument("--bound", type=float, default=Options.bound,
                      help="seconds to Ready or gone once the system is healthy again")  # fmt: skip
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         api_port=args.api_port,
         operator_port=args.operator_port,
         sshd_port=args.sshd_port,
+        hub_port=args.hub_port,
         poll_interval=args.poll_interval,
         bound=args.bound,
         warmup=args.warmup,

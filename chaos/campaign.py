@@ -10,6 +10,7 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from devstack.processes import wait_until
 from tests.integration.stack import REPO, run
 
 from . import faults, results
+from .hub import HubSide
 from .invariants import Checker, Violation, settled
 from .schedule import Plan, command, describe, timeline
 from .stack import API_ERRORS, TIMEOUT, Stack
@@ -31,6 +33,7 @@ class Options:
     api_port: int = 37443
     operator_port: int = 38080
     sshd_port: int = 38102
+    hub_port: int = 38600  # the proxy's public port; its API on + 1, the hub on + 81
     poll_interval: int = 2
     bound: float = 90.0  # seconds to Ready, or to gone, once the system is healthy again
     warmup: float = 20.0
@@ -40,9 +43,11 @@ class Options:
 
 @dataclass
 class Monitor:
-    """Reads and checks once a second; `quiet_since` is None while a fault is in force."""
+    """Reads and checks once a second (the hub's servers every few); `quiet_since` is None while
+    a fault is in force."""
 
     stack: Stack
+    hub: HubSide
     checker: Checker
     quiet_since: float | None = field(default_factory=time.time)
     violations: list[Violation] = field(default_factory=list)
@@ -51,11 +56,16 @@ class Monitor:
     def check(self) -> None:
         reading = read(self.stack)
         if reading is not None:
-            found = self.checker.check(reading, time.time(), self.quiet_since)
-            with self.lock:
-                self.violations += found
-            for violation in found:
-                print(f"chaos: VIOLATION {violation}", file=sys.stderr, flush=True)
+            self.add(self.checker.check(reading, time.time(), self.quiet_since))
+
+    def check_hub(self) -> None:
+        self.add(self.hub.check(time.time(), self.quiet_since))
+
+    def add(self, found: list[Violation]) -> None:
+        with self.lock:
+            self.violations += found
+        for violation in found:
+            say(f"VIOLATION {violation}")
 
 
 def say(message: str) -> None:
@@ -71,34 +81,52 @@ def run_campaign(options: Options) -> int:
     stack = Stack(state, options.api_port, options.operator_port, options.sshd_port,
                   options.poll_interval)  # fmt: skip
     started = time.time()
+    hub: HubSide | None = None
     try:
         stack.start()
+        hub = HubSide(stack, options.hub_port, random.Random(f"hub-{plan.seed}"), options.bound)
+        hub.start()
     except BaseException:
+        if hub is not None:
+            hub.stop()
         stack.stop()
         raise
     workload = Workload(stack, random.Random(f"workload-{plan.seed}"), options.max_notebooks)
-    monitor = Monitor(stack, Checker(options.poll_interval, options.bound))
-    loops = [Loop(workload.step, options.tick), Loop(monitor.check, 1.0)]
+    monitor = Monitor(stack, hub, Checker(options.poll_interval, options.bound))
+    # The users' loops first: they stop before the checks do.
+    loops = [
+        Loop(workload.step, options.tick),
+        Loop(hub.step, 2 * options.tick),
+        Loop(monitor.check, 1.0),
+        Loop(monitor.check_hub, 3.0),
+    ]
+
+    def healthy(since: float) -> bool:
+        return hub.healthy() and stack.healthy(since)
+
     outcomes: list[results.Outcome] = []
     aborted = None
     try:
         for loop in loops:
             loop.start()
         time.sleep(options.warmup)
-        injectors, origin = faults.injectors(stack), time.time()
+        injectors = faults.injectors(stack) | {"hub": hub.injector()}
+        origin = time.time()
         for fault in planned:
             time.sleep(max(0.0, origin + fault.at - time.time()))
             monitor.quiet_since = None
-            outcome = faults.apply(injectors[fault.kind], fault, stack.healthy, options.bound)
+            outcome = faults.apply(injectors[fault.kind], fault, healthy, options.bound)
             outcomes.append(outcome)
             say(f"{fault.describe()}: {outcome.error or f'recovered in {outcome.recovery:.1f} s'}")
             if outcome.error:
-                heal(stack, injectors[fault.kind], options.bound)
+                heal(stack, injectors[fault.kind], healthy, options.bound)
             monitor.quiet_since = time.time()
             check_loops(loops)
-        loops[0].stop()
+        for loop in loops[:2]:
+            loop.stop()
         settle(stack, workload, monitor, options)
-        loops[1].stop()
+        for loop in loops[2:]:
+            loop.stop()
         check_loops(loops)
         report(stack, plan, planned, monitor.violations, workload.ended_unexpectedly)
     except Exception as error:  # what happened until then is still written
@@ -108,6 +136,7 @@ def run_campaign(options: Options) -> int:
         for loop in loops:
             loop.stop()
         leftovers = cancel_leftovers(stack)
+        hub.stop()
         stack.stop()
     violations = monitor.violations
     rows = results.write(
@@ -119,6 +148,9 @@ def run_campaign(options: Options) -> int:
             "plan": asdict(plan),
             "timeline": [asdict(f) for f in planned],
             "actions": workload.actions,
+            "hub_actions": hub.actions,
+            "hub_servers_started": hub.started,
+            "hub_failed_actions": hub.failed_actions,
             "notebooks_started": workload.created,
             "failed_actions": workload.failed_actions,
             "ended_unexpectedly": workload.ended_unexpectedly,
@@ -131,7 +163,9 @@ def run_campaign(options: Options) -> int:
     return 1 if violations or unrecovered or leftovers or aborted else 0
 
 
-def heal(stack: Stack, injector: faults.Injector, bound: float) -> None:
+def heal(
+    stack: Stack, injector: faults.Injector, healthy: Callable[[float], bool], bound: float
+) -> None:
     """After a failed recovery (already counted as such): one more restart, and the operator's
     if the fault took it down too; then the system must answer or the campaign stops."""
     try:
@@ -144,7 +178,7 @@ def heal(stack: Stack, injector: faults.Injector, bound: float) -> None:
         say(f"restarting {injector.name} again failed: {error}")
     since = time.time()
     wait_until(
-        lambda: stack.healthy(since),
+        lambda: healthy(since),
         bound,
         f"the stack to be healthy after {injector.name}",
         every=1,
@@ -181,6 +215,7 @@ def settle(stack: Stack, workload: Workload, monitor: Monitor, options: Options)
             time.time(),
             frozenset(workload.short_lived),
         )
+    monitor.add(hub_stops_all(stack, monitor.hub, options.bound))
     for notebook in reading.notebooks:
         delete_notebook(stack, notebook.name)
     try:
@@ -190,6 +225,24 @@ def settle(stack: Stack, workload: Workload, monitor: Monitor, options: Options)
         say(str(error))  # the monitor names each notebook stuck Terminating
     # Orphans show after two poll intervals without their notebook.
     time.sleep(3 * options.poll_interval + 2)
+
+
+def hub_stops_all(stack: Stack, hub: HubSide, bound: float) -> list[Violation]:
+    """Every server stopped through the hub: each notebook the hub made must go with it. One
+    left is a server the hub lost track of (a crash mid-spawn), which nobody would stop."""
+    hub.stop_all()
+
+    def made_by_hub() -> list[str] | None:
+        reading = read(stack)
+        return None if reading is None else [n.name for n in reading.notebooks if n.server]
+
+    try:
+        wait_until(lambda: made_by_hub() == [], bound, "the hub's notebooks to go", every=1)
+        return []
+    except TimeoutError:
+        now = time.time()
+        left = made_by_hub() or []
+        return [Violation("hub-stops", name, "the hub's stop left it", now) for name in left]
 
 
 def cancel_leftovers(stack: Stack) -> list[str]:

@@ -43,6 +43,8 @@ class Notebook:
     job_id: str | None = None
     deleting_since: float | None = None  # the deletionTimestamp, epoch seconds
     message: str = ""  # status.message: why it failed or ended
+    cluster: str = ""
+    server: str | None = None  # the hub's server name: the hub made it, the hub stops it
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 # What faults.py can break on the process stack, in the order the table lists them.
 KINDS = (
-    "operator", "apiserver", "etcd", "slurmctld", "slurmdbd", "slurmd", "slurmrestd", "sshd",
+    "operator", "hub", "apiserver", "etcd", "slurmctld", "slurmdbd", "slurmd", "slurmrestd", "sshd",
     "partition", "loss", "latency", "stall", "reset",
 )  # fmt: skip
 
@@ -52,7 +52,9 @@ def timeline(plan: Plan) -> list[Fault]:
     """The faults of `plan`, one after another: the next is drawn to start after the one before
     has ended (the runner also waits for the recovery, so real starts may drift later)."""
     rng = random.Random(plan.seed)
-    faults, at, deck = [], 0.0, []
+    faults: list[Fault] = []
+    deck: list[str] = []
+    at = 0.0
     for index in range(plan.count):
         at += round(rng.uniform(*plan.gap), 1)
         down = round(rng.uniform(*plan.down), 1)

@@ -24,17 +24,16 @@ from devstack import controlplane
 from devstack.controlplane import ControlPlane
 from devstack.host import OperatorProcess
 from devstack.processes import listens
-from tests.integration.stack import JOB_PYTHON, REPO, STAND_IN, kubectl, run
+from tests.integration.stack import REPO, kubectl, run
 
+from . import sites
 from .network import Network, Proxy
+from .sites import JWT_KEY, SLURMRESTD_PORT
 
 OPERATOR_NAMESPACE = "default"  # where the operator reads its SSH key Secret
-PARTITION = "bench"  # oversubscribed (dev/slurm.sh): dozens of stand-in servers fit
 TIMEOUT = 5  # seconds for any one API request: a dead API server must not hang the campaign
 # What a request to an API server that is down or restarting raises.
 API_ERRORS = (client.ApiException, urllib3.exceptions.HTTPError, OSError)
-SLURMRESTD_PORT = 6820  # dev/slurm.sh
-JWT_KEY = Path("/var/spool/slurm/jwt_hs256.key")
 # The Lease's timing (seconds): a standby takes over at most this long after the leader died.
 LEASE = {"DURATION": 15, "RENEW_DEADLINE": 10, "RETRY_PERIOD": 2}
 SECOND_REPLICA = 10  # the second replica listens on the operator's port + this
@@ -42,30 +41,6 @@ SECOND_REPLICA = 10  # the second replica listens on the operator's port + this
 
 def meta(name: str) -> client.V1ObjectMeta:
     return client.V1ObjectMeta(name=name)
-
-
-def cluster_spec(operator_port: int, poll_interval: int, connection: dict) -> dict:
-    return {
-        "scheduler": "slurm",
-        "callbackURL": f"http://127.0.0.1:{operator_port}",
-        "allowInsecureCallback": True,  # the report never leaves this machine
-        "execHosts": {"allowLoopback": True},  # the jobs run on this machine
-        "pollIntervalSeconds": poll_interval,
-        "python": JOB_PYTHON,
-        "jupyterCommand": [JOB_PYTHON, "-c", STAND_IN],
-        "connection": connection,
-        "profiles": [
-            {
-                "name": "chaos",
-                "displayName": "Chaos",
-                "description": "1 CPU shared",
-                "defaults": {"cpus": 1, "memory": "8M", "walltime": "01:00:00"}
-                | {"partition": PARTITION},
-                "limits": {"maxCpus": 1, "maxMemory": "64M", "maxWalltime": "02:00:00"}
-                | {"partitions": [PARTITION], "accounts": ["research"]},
-            }
-        ],
-    }
 
 
 class Stack:
@@ -93,10 +68,15 @@ class Stack:
         self.operator_kubeconfig = self.state / "operator.kubeconfig"
         self.operators = [
             self._replica(name, port)
-            for name, port in (("replica-a", operator_port), ("replica-b", operator_port + 10))
+            for name, port in (
+                ("replica-a", operator_port),
+                ("replica-b", operator_port + SECOND_REPLICA),
+            )
         ]
         self.namespace = f"chaos-{suffix}"
-        self.clusters = {kind: f"chaos-{kind}-{suffix}" for kind in ("local", "ssh", "rest")}
+        self.clusters = {
+            kind: f"chaos-{kind}-{suffix}" for kind in ("local", "ssh", "rest", sites.EMULATOR)
+        }
         self.core: client.CoreV1Api
         self.custom: client.CustomObjectsApi
 
@@ -195,7 +175,16 @@ class Stack:
                 "keepaliveSeconds": 2,
             },
         }
-        for kind, connection in (("local", {"type": "local"}), ("ssh", ssh), ("rest", rest)):
+        sites.install_emulator()
+        for kind, connection in (
+            ("local", {"type": "local"}),
+            ("ssh", ssh),
+            ("rest", rest),
+            (sites.EMULATOR, sites.emulator_connection()),
+        ):
+            scheduler, partition = (
+                (sites.EMULATOR, "batch") if kind == sites.EMULATOR else ("slurm", sites.PARTITION)
+            )
             self.custom.create_cluster_custom_object(
                 GROUP,
                 VERSION,
@@ -204,7 +193,9 @@ class Stack:
                     "apiVersion": f"{GROUP}/{VERSION}",
                     "kind": "BatchCluster",
                     "metadata": {"name": self.clusters[kind]},
-                    "spec": cluster_spec(self.operators[0].port, self.poll_interval, connection),
+                    "spec": sites.cluster_spec(
+                        scheduler, partition, self.operators[0].port, self.poll_interval, connection
+                    ),
                 },
             )
 
@@ -217,6 +208,7 @@ class Stack:
             and all(o.alive and o.answers() for o in self.operators)
             and self.network.healthy()
             and listens("127.0.0.1", self.sshd_port)
+            and sites.emulator_up()
         ):
             return False
         if run(REPO / "dev/slurm.sh", "status", check=False).returncode != 0:
@@ -253,3 +245,10 @@ class Stack:
         self.sshd("stop")
         self.plane.stop()
         self.slurm("start")
+        sites.emulator_down(False)
+
+    def cancel_outside(self, cluster: str, job_id: str) -> bool:
+        """As an admin or the user would, past the hub: scancel or the emulator's qdel."""
+        if cluster == self.clusters[sites.EMULATOR]:
+            return sites.emulator_cancel(job_id)
+        return run("scancel", job_id, check=False).returncode == 0

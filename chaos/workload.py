@@ -20,6 +20,7 @@ from kubernetes import client
 from batchnotebook_api import GROUP, NOTEBOOKS, VERSION
 from tests.integration.stack import run
 
+from . import sites
 from .invariants import ENDED_PHASES, Job, Notebook, Reading
 from .stack import API_ERRORS, TIMEOUT, Stack, meta
 
@@ -38,6 +39,8 @@ def notebook_of(item: dict) -> Notebook:
         job_id=status.get("jobId"),
         deleting_since=datetime.fromisoformat(deleting).timestamp() if deleting else None,
         message=status.get("message", ""),
+        cluster=item["spec"].get("clusterName", ""),
+        server=item["spec"].get("serverName"),
     )
 
 
@@ -65,6 +68,8 @@ def read(stack: Stack) -> Reading | None:
         "squeue", "--noheader", "--all", "--states=all", "--format=%i|%j|%u|%T|%k", check=False
     )
     jobs = None if queue.returncode else jobs_of(queue.stdout, f"batchnotebook:{stack.namespace}/")
+    if jobs is not None:
+        jobs += sites.emulator_jobs()
     return Reading(tuple(notebook_of(item) for item in items), jobs)
 
 
@@ -96,9 +101,11 @@ class Workload:
         elif action == "stop" and live:
             self._delete(self.rng.choice(sorted(n.name for n in live)))
         elif action == "scancel":
-            running = sorted((n.name, n.job_id) for n in live if n.phase == "Ready" and n.job_id)
+            running = sorted(
+                (n.name, n.cluster, n.job_id) for n in live if n.phase == "Ready" and n.job_id
+            )
             if running:
-                self._scancel(*self.rng.choice(running))
+                self._cancel_outside(*self.rng.choice(running))
         elif action == "edit":
             self._edit(self.rng.choice(sorted(self.stack.clusters.values())))
         self.actions[action] = self.actions.get(action, 0) + 1
@@ -121,7 +128,8 @@ class Workload:
             if notebook.phase in ENDED_PHASES:
                 if notebook.name not in self.cancelled_outside | self.short_lived | self.to_delete:
                     self.ended_unexpectedly[notebook.name] = f"{notebook.phase}: {notebook.message}"
-                self.to_delete.add(notebook.name)
+                if notebook.server is None:  # the real hub stops the servers it started
+                    self.to_delete.add(notebook.name)
 
     def _start(self, walltime: str | None) -> None:
         user = self.rng.choice(USERS)
@@ -159,8 +167,8 @@ class Workload:
         except API_ERRORS:
             self.failed_actions += 1
 
-    def _scancel(self, name: str, job_id: str) -> None:
-        if run("scancel", job_id, check=False).returncode == 0:
+    def _cancel_outside(self, name: str, cluster: str, job_id: str) -> None:
+        if self.stack.cancel_outside(cluster, job_id):
             self.cancelled_outside.add(name)
         else:
             self.failed_actions += 1

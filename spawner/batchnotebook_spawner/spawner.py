@@ -322,8 +322,11 @@ class BatchNotebookSpawner(Spawner):
             return status.get("exitCode") or (0 if phase is Phase.COMPLETED else 1)
         if status.get("readyAt") and phase is not Phase.READY:
             # Was Ready and is no longer (its job went back to the queue, or is ending): the host
-            # and port the proxy routes to may be anyone's now.
+            # and port the proxy routes to may be anyone's now. The hub polls it no more, nor
+            # stops it: deleted here, or a requeued job would run for nobody and an ended
+            # notebook would stay behind (found by the chaos campaign).
             self.log.info("%s no longer ready: %s", self.resource_name, status.get("message"))
+            await self._delete_notebook()
             return 1
         return None
 

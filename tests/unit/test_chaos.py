@@ -46,7 +46,7 @@ def test_every_kind_comes_once_in_each_round_of_kinds():
 @pytest.mark.parametrize(
     "bad",
     [
-        {"kinds": ("operator", "hub")},
+        {"kinds": ("operator", "printer")},
         {"kinds": ()},
         {"gap": (5, 1)},
         {"down": (-1, 2)},
@@ -318,7 +318,35 @@ class FakeStack:
 
 
 def test_every_kind_has_an_injector():
-    assert set(faults.injectors(FakeStack())) == set(KINDS)  # type: ignore[arg-type]
+    # The hub's comes with the hub (chaos.hub), which needs a real one.
+    assert set(faults.injectors(FakeStack())) | {"hub"} == set(KINDS)  # type: ignore[arg-type]
+
+
+# --- the hub's servers ------------------------------------------------------------------------
+
+
+def test_the_proxy_must_answer_with_the_users_own_server():
+    from chaos.hub import route_answer
+
+    assert route_answer("alice", 200, "stand-in for alice as uid 1001\n") is None
+    assert route_answer("alice", 200, "stand-in for alicex as uid 1003\n") is not None
+    assert route_answer("alice", 503, "") == "HTTP 503"
+
+
+def test_a_ready_server_may_be_unreachable_only_for_a_while_and_never_someone_elses():
+    from chaos.hub import Reachability
+
+    seen = Reachability(bound=60)
+    assert seen.observe("alice/h1", "HTTP 503", 100, None) is None  # a fault is in force
+    assert seen.observe("alice/h1", "HTTP 503", 150, 120) is None  # 30 s since healthy
+    late = seen.observe("alice/h1", "HTTP 503", 181, 120)
+    assert late is not None and late.invariant == "reachable" and late.detail.endswith("81 s")
+    assert seen.observe("alice/h1", None, 182, 120) is None and not seen.failing_since
+    wrong = seen.observe("bob/h2", "answered for someone else: 'x'", 10, None)
+    assert wrong is not None and wrong.invariant == "right-route"
+    seen.observe("bob/h3", "HTTP 502", 10, None)
+    seen.forget_all_but({"alice/h1"})
+    assert seen.failing_since == {}
 
 
 def test_the_operator_fault_kills_the_leader_and_starts_it_again():

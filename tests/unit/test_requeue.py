@@ -125,8 +125,17 @@ async def test_the_hub_hears_at_once_that_a_ready_server_is_no_longer(monkeypatc
     async def the_notebook() -> dict:
         return {"metadata": {}, "status": status}
 
+    deleted = []
+
+    async def delete() -> None:
+        deleted.append(True)
+
     monkeypatch.setattr(spawner, "notebook", the_notebook)
+    monkeypatch.setattr(spawner, "_delete_notebook", delete)
     assert await spawner.poll() == gone
+    # A server the hub hears has stopped is one it will neither poll nor stop again: its
+    # BatchNotebook goes now (the operator cancels a requeued job), not never.
+    assert deleted == ([True] if gone is not None else [])
 
 
 @pytest.mark.parametrize(
