@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import sites
 from .network import LATENCY, RESET, STALL, Toxic
 from .results import Outcome
 from .schedule import Fault
@@ -92,6 +93,10 @@ def injectors(stack: Stack) -> dict[str, Injector]:
             crash("slurmrestd"),
             # Ends every connection the login node holds, as a rebooting login node would.
             Injector("sshd", lambda: stack.sshd("stop"), lambda: stack.sshd("start")),
+            # The PBS Pro emulator's server down: its commands print "cannot connect".
+            Injector(
+                "emulator", lambda: sites.emulator_down(True), lambda: sites.emulator_down(False)
+            ),
             Injector("partition", lambda: network.drop(SITES), network.heal),
             Injector("loss", lambda: network.drop(EVERYTHING, LOSS), network.heal),
             toxic("latency", LATENCY, EVERYTHING),

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 # What faults.py can break on the process stack, in the order the table lists them.
 KINDS = (
-    "operator", "hub", "apiserver", "etcd", "slurmctld", "slurmdbd", "slurmd", "slurmrestd", "sshd",
-    "partition", "loss", "latency", "stall", "reset",
+    "operator", "hub", "apiserver", "etcd", "slurmctld", "slurmdbd", "slurmd", "slurmrestd",
+    "sshd", "emulator", "partition", "loss", "latency", "stall", "reset",
 )  # fmt: skip
 
 

@@ -6,6 +6,7 @@ emulators. Each scheduler is asked itself whose the job is, that it runs, and th
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,3 +232,45 @@ def test_named_servers_on_two_clusters_survive_a_hub_restart(hub, custom, make_c
         120,
         "bob's notebooks to go",
     )
+
+
+def test_a_server_seen_while_its_job_ends_leaves_nothing_behind(hub, custom, make_cluster):
+    """Found by the chaos campaign: a job cancelled outside the hub, which the hub's poll sees
+    while it is still ending (PBS's exiting state, made to last here), was reported stopped;
+    the hub then neither polls nor stops that server, and its BatchNotebook stayed forever."""
+    run(REPO / "dev/emulators.sh", "install", SPOOL)
+    settings = SPOOL / "pbspro" / "config.json"
+    saved = settings.read_text() if settings.exists() else None
+    settings.write_text(json.dumps({**json.loads(saved or "{}"), "exiting_seconds": 40}))
+    try:
+        through_hub = {
+            key: custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", CLUSTER)["spec"][
+                key
+            ]
+            for key in ("callbackURL", "python", "jupyterCommand")
+        }
+        cluster = emulated_cluster(
+            make_cluster, "pbspro", profiles=small(partition="workq"), **through_hub
+        )
+        start_server(hub, "alice", {"cluster": cluster, "profile": "small"}, name="ending")
+        notebook = job_of(custom, hub.namespace, "alice", "ending")
+        job_id, uid = notebook["status"]["jobId"], notebook["metadata"]["uid"]
+        env = {**os.environ, "BNB_EMULATOR_SPOOL": str(SPOOL)}
+        run(REPO / "tests/emulators/pbspro/bin/qdel", job_id, env=env)  # as root: an admin
+        wait_for(
+            lambda: (emulator_record("pbspro", job_id) or {}).get("state") == "exiting",
+            15,
+            "the job to be ending",
+        )
+        wait_for(
+            lambda: uid not in {i["metadata"]["uid"] for i in notebooks(custom, hub.namespace)},
+            35,
+            "the BatchNotebook of the server the hub saw stop to go, while its job still ends",
+        )
+        assert hub.server("alice", "ending") is None or not hub.server("alice", "ending")["ready"]
+    finally:
+        hub.api("DELETE", "/users/alice/servers/ending", {"remove": True})
+        if saved is None:
+            settings.unlink(missing_ok=True)
+        else:
+            settings.write_text(saved)
