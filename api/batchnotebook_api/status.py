@@ -190,4 +190,5 @@ class ClusterStatus(TypedDict, total=False):
     activeJobs: int
     availabilityTime: str
     partitions: list[dict]
+    pendingCancels: list[dict]  # the cancel backlog: only the operator's backlog.py writes it
     conditions: list[Condition]

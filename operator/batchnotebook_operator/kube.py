@@ -74,23 +74,46 @@ class Kube:
             return False
         return True
 
-    async def patch_cluster_status(self, name: str, status: dict) -> None:
-        await self.custom.patch_cluster_custom_object_status(
+    async def cluster(self, name: str) -> dict | None:
+        try:
+            return await self.custom.get_cluster_custom_object(GROUP, VERSION, CLUSTERS, name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    async def patch_cluster_status(
+        self, name: str, status: dict, resource_version: str | None = None
+    ) -> dict:
+        """The cluster as written. With `resource_version`, only if the cluster is still at it
+        (else ApiException 409): a list in a merge patch replaces the whole list."""
+        patch: dict = {"status": status}
+        if resource_version is not None:
+            patch["metadata"] = {"resourceVersion": resource_version}
+        return await self.custom.patch_cluster_custom_object_status(
             GROUP,
             VERSION,
             CLUSTERS,
             name,
-            {"status": status},
+            patch,
             # The stub omits _content_type; the real method takes it (in **kwargs).
             _content_type="application/merge-patch+json",  # type: ignore[call-arg]
         )
 
-    async def event(self, ref: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        """Post a core/v1 Event about `ref` (a body or anything with apiVersion, kind, metadata)."""
+    async def event(
+        self,
+        ref: Mapping[str, Any],
+        type_: str,
+        reason: str,
+        message: str,
+        namespace: str = "default",
+    ) -> None:
+        """Post a core/v1 Event about `ref` (a body or anything with apiVersion, kind, metadata);
+        about a cluster-scoped object, in `namespace`."""
         meta = ref["metadata"]
         when = timestamp(now())
         try:
-            await self._create_event(meta, ref, when, type_, reason, message)
+            await self._create_event(meta, ref, when, type_, reason, message, namespace)
         except ApiException as error:  # a lost event must not stop the reconciliation
             log.warning("cannot post event %s on %s: %s", reason, meta["name"], error.reason)
 
@@ -102,21 +125,25 @@ class Kube:
         type_: str,
         reason: str,
         message: str,
+        namespace: str,
     ) -> None:
         # The model says datetime, but the client sends a str as it is: Kubernetes' own format,
         # where a datetime would go out with isoformat()'s microseconds and offset.
         stamp = cast(dt.datetime, when)
+        # A cluster-scoped object's Events live in some namespace, but name none for the object
+        # (kubectl describe looks them up so).
+        where = meta.get("namespace") or namespace
         await self.core.create_namespaced_event(
-            meta["namespace"],
+            where,
             client.CoreV1Event(
                 metadata=client.V1ObjectMeta(
-                    name=f"{meta['name']}.{secrets.token_hex(8)}", namespace=meta["namespace"]
+                    name=f"{meta['name']}.{secrets.token_hex(8)}", namespace=where
                 ),
                 involved_object=client.V1ObjectReference(
                     api_version=ref.get("apiVersion", API_VERSION),
                     kind=ref.get("kind", "BatchNotebook"),
                     name=meta["name"],
-                    namespace=meta["namespace"],
+                    namespace=meta.get("namespace"),
                     uid=meta.get("uid"),
                 ),
                 type=type_,

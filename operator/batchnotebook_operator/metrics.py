@@ -1,6 +1,6 @@
 """What the operator tells Prometheus: how every scheduler command went and how long it took, how
-long jobs wait in the queue, how long a spawn takes to be ready, and how many notebooks are in
-each phase per cluster."""
+long jobs wait in the queue, how long a spawn takes to be ready, how many notebooks are in each
+phase per cluster, and how many cancels each cluster's backlog holds."""
 
 from __future__ import annotations
 
@@ -43,6 +43,11 @@ TIME_TO_READY = Histogram(
     buckets=WAIT_BUCKETS,
 )
 NOTEBOOKS = Gauge("batchnotebook_notebooks", "BatchNotebooks by phase", ["cluster", "phase"])
+PENDING_CANCELS = Gauge(
+    "batchnotebook_pending_cancels",
+    "Jobs of deleted notebooks the scheduler has not yet confirmed ended (status.pendingCancels)",
+    ["cluster"],
+)
 
 
 @dataclass
@@ -95,7 +100,13 @@ def count_phases(cluster: str, notebooks: Iterable[dict]) -> None:
         NOTEBOOKS.labels(cluster, phase.value).set(counts.get(phase.value, 0))
 
 
+def count_pending_cancels(cluster: str, pending: int) -> None:
+    PENDING_CANCELS.labels(cluster).set(pending)
+
+
 def forget_cluster(cluster: str) -> None:
     for phase in Phase:
         with suppress(KeyError):  # never counted
             NOTEBOOKS.remove(cluster, phase.value)
+    with suppress(KeyError):
+        PENDING_CANCELS.remove(cluster)

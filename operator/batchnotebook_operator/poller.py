@@ -3,7 +3,7 @@
 `ClusterPoller` holds what one cluster's rounds remember between them (when the version and the
 availability were last asked, the SchedulerReachable condition, the reports that already brought a
 round forward); the kopf daemon in handlers/clusters.py only runs `round` and `next_round` in a
-loop. rounds.py does the work of a round.
+loop. rounds.py does the work of a round, backlog.py that of the cluster's cancel backlog.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ import kopf
 from batchnotebook_api.status import Condition, ConditionType, Phase, Reason, condition
 from batchnotebook_api.times import now, seconds_between, timestamp
 
+from .backlog import PendingCancel, settle
 from .clients import SchedulerClient
 from .errors import SchedulerUnavailable
+from .registry import registry
 from .rounds import poll, snapshot
 
 log = logging.getLogger(__name__)
@@ -51,10 +53,16 @@ class ClusterPoller:
         return cls(name, kept)
 
     async def round(
-        self, client: SchedulerClient, spec: dict, generation: int | None, notebooks: list[dict]
+        self,
+        client: SchedulerClient,
+        spec: dict,
+        generation: int | None,
+        notebooks: list[dict],
+        backlog: list[PendingCancel],
     ) -> dict:
-        """One round over `notebooks`: the cluster's status update (its lastPollDurationSeconds
-        says how long the round took)."""
+        """One round over `notebooks` and the cancel `backlog`: the cluster's status update (its
+        lastPollDurationSeconds says how long the round took). The backlog is written apart
+        (backlog.change), never in the update."""
         started = time.monotonic()
         update: dict = {"observedGeneration": generation}
         answered = False
@@ -73,6 +81,14 @@ class ClusterPoller:
             self.reachable(False, Reason.NO_ANSWER, str(error)[:500], generation)
         except Exception:  # one bad round must not stop following the cluster
             log.exception("cluster %s: poll failed", self.name)
+        if answered and backlog:
+            try:
+                await settle(registry.kube, client, self.name, backlog)
+            except SchedulerUnavailable as error:  # the poll asks nothing without active notebooks
+                answered = False
+                self.reachable(False, Reason.NO_ANSWER, str(error)[:500], generation)
+            except Exception:  # the next round tries again
+                log.exception("cluster %s: the cancel backlog failed", self.name)
         # Its own cadence, and never in a round the scheduler was silent: a snapshot changes
         # neither a notebook's phase nor the SchedulerReachable condition.
         every = float(

@@ -1,14 +1,19 @@
-"""Faults lose nothing: an operator killed mid-submit, a silent slurmctld, many notebooks."""
+"""Faults lose nothing: an operator killed mid-submit, a silent slurmctld (while notebooks run,
+and while one is deleted), many notebooks."""
 
 from __future__ import annotations
 
+import pwd
 import time
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
+from batchnotebook_api import GROUP, NOTEBOOKS, VERSION
 from batchnotebook_operator.schedulers.slurm import QUERY_FIELDS
 from devstack.controlplane import ControlPlane
 
+from .conftest import OPERATOR_NAMESPACE
 from .stack import API_PORT, REPO, STATE, run, squeue, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm]
@@ -153,3 +158,68 @@ def test_api_server_restart_loses_nothing(
     assert len(squeue(before["jobName"])) == 1
     # And it still acts: a new notebook is submitted and becomes ready.
     wait_phase(make_notebook(cluster)["metadata"]["name"], "Ready", timeout=90)
+
+
+def test_a_notebook_deleted_while_slurmctld_is_down_leaves_its_job_in_the_backlog(
+    operator, make_cluster, make_notebook, wait_phase, custom, core, namespace
+):
+    """The notebook goes at once, its job waits in the cluster's status.pendingCancels for as
+    long as slurmctld is down, and is cancelled (as its owner, by its id) once it is back."""
+    cluster = make_cluster(pollIntervalSeconds=2)
+
+    def cluster_status() -> dict:
+        body = custom.get_cluster_custom_object(GROUP, VERSION, "batchclusters", cluster)
+        return body.get("status", {})
+
+    def pending() -> list[dict]:
+        return cluster_status().get("pendingCancels") or []
+
+    # Polled: the operator knows the cluster (after the API server's restart above, its watch
+    # may take a while to see a new one, and a notebook of a cluster it does not know fails).
+    wait_for(lambda: cluster_status().get("lastPollTime"), 60, "the operator to poll the cluster")
+    name = make_notebook(cluster)["metadata"]["name"]
+    job_id = wait_phase(name, "Ready")["jobId"]
+
+    def notebook_gone() -> bool:
+        try:
+            custom.get_namespaced_custom_object(GROUP, VERSION, namespace, NOTEBOOKS, name)
+        except ApiException as error:
+            return error.status == 404
+        return False
+
+    run(REPO / "dev/slurm.sh", "stop-ctld")
+    try:
+        started = time.monotonic()
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, NOTEBOOKS, name)
+        wait_for(notebook_gone, 120, "the notebook to go while slurmctld is down")
+        print(f"notebook gone {time.monotonic() - started:.1f} s after its deletion")
+        [entry] = pending()
+        assert (entry["jobId"], entry["unixUser"]) == (job_id, "alice")
+        assert entry["notebook"] == f"{namespace}/{name}"
+        time.sleep(3 * 2)  # rounds that get no answer drop nothing
+        assert [e["jobId"] for e in pending()] == [job_id]
+    finally:
+        run(REPO / "dev/slurm.sh", "start-ctld")
+
+    back = time.monotonic()
+    wait_for(lambda: not pending(), 90, "the backlog to be worked off")
+    print(f"backlog empty {time.monotonic() - back:.1f} s after slurmctld was back")
+    live = [j for j in squeue(entry["jobName"]) if j["state"] in ("PENDING", "RUNNING")]
+    assert not live, live
+    alice = str(pwd.getpwnam("alice").pw_uid)
+    wait_for(
+        lambda: (
+            run("sacct", "-j", job_id, "-X", "-n", "--format=State%40").stdout.split()
+            == ["CANCELLED", "by", alice]
+        ),
+        30,
+        f"accounting to say alice ({alice}) cancelled job {job_id}",
+    )
+    events = {
+        e.reason: e.message
+        for e in core.list_namespaced_event(
+            OPERATOR_NAMESPACE, field_selector=f"involvedObject.name={cluster}"
+        ).items
+    }
+    assert "waits to be cancelled" in events["CancelPending"]
+    assert events["CancelConfirmed"].startswith(f"job {job_id} of {namespace}/{name} (alice)")

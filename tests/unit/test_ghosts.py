@@ -53,12 +53,14 @@ async def test_a_status_write_that_finds_no_notebook_marks_it_gone(kube):
 
 async def test_a_cluster_is_held_only_by_notebooks_the_api_server_still_has(kube):
     ghosts = {"c": [indexed("ghost", "uid-ghost"), indexed("renamed", "uid-old")]}
-    await clusters.keep_while_in_use(name="c", notebooks_by_cluster=ghosts)  # may go
+    await clusters.keep_while_in_use(
+        name="c", spec={}, status={}, notebooks_by_cluster=ghosts
+    )  # may go
     assert registry.gone == {"uid-ghost", "uid-old"}  # a namesake is not the indexed notebook
 
     held = {"c": [*ghosts["c"], indexed("live", "uid-live")]}
     with pytest.raises(kopf.TemporaryError, match=r"still use this cluster: ns/live$"):
-        await clusters.keep_while_in_use(name="c", notebooks_by_cluster=held)
+        await clusters.keep_while_in_use(name="c", spec={}, status={}, notebooks_by_cluster=held)
 
 
 def test_ghosts_the_index_has_dropped_are_forgotten(kube):

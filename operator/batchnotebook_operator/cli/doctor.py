@@ -16,6 +16,7 @@ from batchnotebook_api.options import profile_resources, resolve
 from batchnotebook_api.status import ConditionType
 from batchnotebook_api.times import now
 
+from ..backlog import entries_of
 from ..clients import make_client
 from ..kube import Kube
 from ..render import HEREDOC_END, callback_problem
@@ -25,6 +26,7 @@ from .status import duration, parse_time
 CALLBACK_TIMEOUT_SECONDS = 10
 # A poll older than this many intervals (and at least a minute) means nobody is polling.
 STALE_POLLS = 3
+PENDING_SHOWN = 3  # of a cluster's pending cancels, named in its line
 
 
 class Level(enum.StrEnum):
@@ -93,6 +95,26 @@ def check_polling(name: str, spec: dict, status: dict, at: dt.datetime) -> Check
             f"last poll {duration(age)} ago, one every {interval}s expected: is the operator up?",
         )
     return Check(Level.OK, name, "operator", f"polls; the scheduler answered {duration(age)} ago")
+
+
+def check_pending_cancels(name: str, status: dict, at: dt.datetime) -> list[Check]:
+    """The jobs of deleted notebooks the scheduler has not yet confirmed ended, if any: the
+    operator cancels them as soon as it answers."""
+    pending = entries_of(status)
+    if not pending:
+        return []
+    oldest = min(parse_time(entry.since) for entry in pending)
+    shown = "; ".join(entry.describe() for entry in pending[:PENDING_SHOWN])
+    more = f" and {len(pending) - PENDING_SHOWN} more" if len(pending) > PENDING_SHOWN else ""
+    return [
+        Check(
+            Level.WARN,
+            name,
+            "pending cancels",
+            f"{len(pending)} jobs of deleted notebooks wait to be cancelled, the oldest for "
+            f"{duration((at - oldest).total_seconds())}: {shown}{more}",
+        )
+    ]
 
 
 def check_profile(name: str, spec: dict, profile: dict) -> Check:
@@ -174,7 +196,9 @@ async def check_cluster(name: str, cluster: dict | None, kube: Kube) -> list[Che
         check_connection(name, spec, kube), check_callback(name, spec)
     )
     profiles = [check_profile(name, spec, profile) for profile in spec.get("profiles", [])]
-    return [connection, check_polling(name, spec, status, now()), *profiles, callback]
+    at = now()
+    pending = check_pending_cancels(name, status, at)
+    return [connection, check_polling(name, spec, status, at), *pending, *profiles, callback]
 
 
 async def clusters_named(kube: Kube, names: list[str]) -> dict[str, dict | None]:

@@ -120,10 +120,17 @@ class SchedulerClient(ABC):
     async def job(self, job_id: str, tag: str, owner: str) -> JobStatus | None:
         """The job recorded for a notebook, by its id, wherever the scheduler still knows it; a job
         under that id owned by someone else is not ours (ids wrap around after years)."""
-        found = (await self.query([tag], [job_id])).get(job_id)
-        if found is None:
-            in_accounting = [
-                j for j in await self.accounting(job_ids=[job_id]) if j.job_id == job_id
-            ]
-            found = in_accounting[-1] if in_accounting else None
+        found = (await self.jobs([job_id], [tag])).get(job_id)
         return found if found is not None and found.owned_by(owner) else None
+
+    async def jobs(self, job_ids: Iterable[str], tags: Iterable[str]) -> dict[str, JobStatus]:
+        """Jobs by the ids recorded for them (named by `tags`), wherever the scheduler still knows
+        them: the queue, then accounting for those it forgot; one request each, however many.
+        Whoever owns them: the caller checks that (JobStatus.owned_by)."""
+        wanted = set(job_ids)
+        found = {i: j for i, j in (await self.query(tags, wanted)).items() if i in wanted}
+        if forgotten := wanted - found.keys():
+            for job in await self.accounting(job_ids=forgotten):
+                if job.job_id in forgotten:
+                    found[job.job_id] = job  # a job's later record wins, as in its listing
+        return found

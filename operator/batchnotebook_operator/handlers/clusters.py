@@ -1,6 +1,6 @@
 """BatchCluster: one poller per cluster asks the scheduler about all its notebooks at once
-(poller.py: when; rounds.py: what a round does). The handlers only run it and keep a cluster
-while notebooks use it."""
+(poller.py: when; rounds.py: what a round does; backlog.py: the cancels it still owes). The
+handlers only run it and keep a cluster while notebooks or pending cancels need it."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import kopf
 
 from batchnotebook_api import CLUSTERS, GROUP, VERSION
 
-from ..metrics import count_phases, forget_cluster
-from ..poller import ClusterPoller
+from ..backlog import PENDING_CANCELS, entries_of, settle
+from ..errors import SchedulerUnavailable
+from ..metrics import count_pending_cancels, count_phases, forget_cluster
+from ..poller import DEFAULT_POLL_INTERVAL_SECONDS, ClusterPoller
 from ..registry import registry
 
 log = logging.getLogger(__name__)
@@ -63,8 +65,12 @@ async def follow_cluster(
             forget_the_forgotten(notebooks_by_cluster)
             notebooks = followed(notebooks_by_cluster, name)
             count_phases(name, notebooks)
+            pending = entries_of(status)  # kopf keeps a daemon's status up to date
+            count_pending_cancels(name, len(pending))
             client = registry.client(name, dict(spec))
-            update = await poller.round(client, dict(spec), meta.get("generation"), notebooks)
+            update = await poller.round(
+                client, dict(spec), meta.get("generation"), notebooks, pending
+            )
             try:
                 await registry.kube.patch_cluster_status(name, update)
             except Exception:
@@ -82,9 +88,12 @@ async def follow_cluster(
 
 
 @kopf.on.delete(GROUP, VERSION, CLUSTERS)  # type: ignore[arg-type]  # index by name
-async def keep_while_in_use(name: str, notebooks_by_cluster: kopf.Index, **_: Any) -> None:
+async def keep_while_in_use(
+    name: str, spec: kopf.Spec, status: kopf.Status, notebooks_by_cluster: kopf.Index, **_: Any
+) -> None:
     """A cluster goes only after its notebooks: deleting them cancels their jobs, which needs the
-    cluster's connection and commands (like a PersistentVolumeClaim in use)."""
+    cluster's connection and commands (like a PersistentVolumeClaim in use); and only after its
+    cancel backlog, which kopf has stopped the rounds for, is worked off here."""
     # Each confirmed with the API server (the index may hold ghosts, see registry.gone), up to
     # five for the message.
     users: list[str] = []
@@ -99,3 +108,16 @@ async def keep_while_in_use(name: str, notebooks_by_cluster: kopf.Index, **_: An
             + (" and more" if len(users) == 5 else ""),
             delay=5,
         )
+    pending = entries_of(status)
+    if pending:
+        interval = spec.get("pollIntervalSeconds", DEFAULT_POLL_INTERVAL_SECONDS)
+        try:
+            pending = await settle(registry.kube, registry.client(name, dict(spec)), name, pending)
+        except SchedulerUnavailable as error:
+            raise kopf.TemporaryError(f"cancel backlog: {error}", delay=interval) from error
+        if pending:
+            raise kopf.TemporaryError(
+                f"{len(pending)} jobs of deleted notebooks wait to be cancelled "
+                f"(status.{PENDING_CANCELS}), e.g. {pending[0].describe()}",
+                delay=interval,
+            )

@@ -16,6 +16,8 @@ from batchnotebook_api.options import Resources, notebook_resources
 from batchnotebook_api.status import ConditionType, Phase, Reason, condition
 from batchnotebook_api.times import now, parse_timestamp, timestamp
 
+from .. import backlog
+from ..backlog import pending_cancel
 from ..clients import SchedulerClient
 from ..errors import SchedulerUnavailable, SubmissionRefused
 from ..model import JobState, JobStatus
@@ -24,8 +26,8 @@ from ..registry import registry
 from ..render import callback_problem, job_script
 from .report_auth import report_tokens
 
-# Deleting waits this many attempts (one per poll interval) for the scheduler to confirm that the
-# job ended, then lets the resource go with a Warning so that nothing hangs in Terminating.
+# Deleting waits this many attempts (one per poll interval) for a scheduler that answers to
+# confirm that the job ended, then hands the job to the cluster's cancel backlog (backlog.py).
 CANCEL_ATTEMPTS = 30
 
 
@@ -327,6 +329,9 @@ async def cancel(
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
+    """Cancel the notebook's job and wait, a little, for the scheduler to confirm that it ended;
+    a job it does not confirm goes to the cluster's cancel backlog (backlog.py) and the notebook
+    goes: nothing stays Terminating, and no job is left behind."""
     cluster_name = spec["clusterName"]
     cluster = cluster_spec(clusters_by_name, cluster_name)
     if cluster is None:
@@ -344,8 +349,9 @@ async def cancel(
         return
     client = registry.client(cluster_name, cluster)
     interval = cluster.get("pollIntervalSeconds", 10)
+    tag = client.scheduler.job_name(uid)
+    job_id = status.get("jobId", "")
     try:
-        tag = client.scheduler.job_name(uid)
         async with client.turns:
             if retry == 0 and not status.get("startedAt"):  # no job read what submit() staged
                 await client.discard_environment(uid, spec["unixUser"])
@@ -353,22 +359,39 @@ async def cancel(
             if job is None or job.state.ended:
                 logger.info("no job to cancel" if job is None else f"job {job.job_id} has ended")
                 return
-            await client.cancel([job.job_id], spec["unixUser"])
-            after = await client.job(job.job_id, tag, spec["unixUser"])
+            job_id = job.job_id
+            await client.cancel([job_id], spec["unixUser"])
+            after = await client.job(job_id, tag, spec["unixUser"])
         # COMPLETING: the scheduler has ended the job and is cleaning up after it.
         if after is None or after.state.ended or after.state is JobState.COMPLETING:
-            await registry.kube.event(body, "Normal", "Cancelled", f"job {job.job_id} cancelled")
+            await registry.kube.event(body, "Normal", "Cancelled", f"job {job_id} cancelled")
             return
-        problem = f"job {job.job_id} is still {after.raw_state}"
+        if retry + 1 < CANCEL_ATTEMPTS:  # the scheduler answers: the job is ending, or soon is
+            raise kopf.TemporaryError(f"job {job_id} is still {after.raw_state}", delay=interval)
+        problem = f"job {job_id} is still {after.raw_state} after {CANCEL_ATTEMPTS} attempts"
     except SchedulerUnavailable as error:
+        # Handed over at once: the cluster's rounds ask for the whole backlog in one query, where
+        # each deletion's retries would hold a turn and wait out a timeout of their own.
         problem = f"the scheduler did not answer: {error}"
-    if retry + 1 >= CANCEL_ATTEMPTS:
-        await registry.kube.event(
-            body,
-            "Warning",
-            "CancelUnconfirmed",
-            f"gave up waiting after {CANCEL_ATTEMPTS} attempts ({problem}); cancel job "
-            f"{status.get('jobId') or uid} by hand if it still runs",
-        )
+    if not job_id and not status.get("submitAttemptedAt"):
+        logger.info("no job to cancel: none was submitted")  # it is written before the submit
         return
-    raise kopf.TemporaryError(problem, delay=interval)
+    await hand_over(body, cluster_name, tag, job_id, problem, interval)
+
+
+async def hand_over(
+    body: kopf.Body, cluster_name: str, tag: str, job_id: str, problem: str, interval: float
+) -> None:
+    """Record the job in the cluster's cancel backlog, before kopf lets the notebook go."""
+    entry = pending_cancel(body.meta, body.spec["unixUser"], tag, job_id, now())
+    try:
+        await backlog.record(registry.kube, cluster_name, entry, problem)
+    except LookupError as error:  # the index still had it: look again
+        raise kopf.TemporaryError(str(error), delay=interval) from error
+    await registry.kube.event(
+        body,
+        "Warning",
+        "CancelPending",
+        f"{problem}; {entry.describe()} waits in BatchCluster {cluster_name}'s "
+        "status.pendingCancels and is cancelled as soon as the scheduler answers",
+    )
