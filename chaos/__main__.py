@@ -24,6 +24,14 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
         sub.add_argument("--gap", type=float, nargs=2, default=Plan.gap, metavar=("MIN", "MAX"))
         sub.add_argument("--down", type=float, nargs=2, default=Plan.down, metavar=("MIN", "MAX"))
+        sub.add_argument(
+            "--long",
+            type=float,
+            nargs=3,
+            default=None,
+            metavar=("SHARE", "MIN", "MAX"),
+            help="this share of the faults lasts MIN..MAX seconds instead",
+        )
     run = commands.choices["run"]
     run.add_argument("--state", type=Path, default=REPO / ".chaos")
     run.add_argument("--out", type=Path, default=REPO / "chaos" / "results")
@@ -37,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--warmup", type=float, default=Options.warmup)
     run.add_argument("--max-notebooks", type=int, default=Options.max_notebooks)
     args = parser.parse_args(argv)
-    plan = Plan(args.seed, args.faults, tuple(args.kinds), tuple(args.gap), tuple(args.down))
+    long = {"long_share": args.long[0], "long_down": tuple(args.long[1:])} if args.long else {}
+    plan = Plan(
+        args.seed, args.faults, tuple(args.kinds), tuple(args.gap), tuple(args.down), **long
+    )
     if args.command == "plan":
         print(describe(plan, timeline(plan)))
         return 0

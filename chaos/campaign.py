@@ -79,7 +79,7 @@ def run_campaign(options: Options) -> int:
     planned = timeline(plan)
     say(describe(plan, planned))
     stack = Stack(state, options.api_port, options.operator_port, options.sshd_port,
-                  options.poll_interval)  # fmt: skip
+                  options.poll_interval, plan.seed)  # fmt: skip
     started = time.time()
     hub: HubSide | None = None
     try:

@@ -61,15 +61,19 @@ def drop_rule(port: int, comment: str, probability: float | None) -> list[str]:
 
 
 class Network:
-    def __init__(self, state: Path, api_port: int, proxies: Sequence[Proxy], comment: str) -> None:
+    def __init__(
+        self, state: Path, api_port: int, proxies: Sequence[Proxy], comment: str, seed: int
+    ) -> None:
         self.api_port, self.proxies, self.comment = api_port, tuple(proxies), comment
         binary = run(REPO / "dev/toxiproxy.sh", "path").stdout.strip()
         self.daemon = Daemon(
             "toxiproxy",
-            [binary, "-host", "127.0.0.1", "-port", str(api_port)],
+            # The campaign's seed draws the toxics' jitter too: a replay slows the same way.
+            [binary, "-host", "127.0.0.1", "-port", str(api_port), "-seed", str(seed)],
             state / "run",
             state / "logs",
             marker=str(api_port),
+            env={"LOG_LEVEL": "warn"},  # not a line per connection
         )
 
     def port(self, name: str) -> int:

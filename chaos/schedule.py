@@ -36,12 +36,17 @@ class Plan:
     kinds: tuple[str, ...] = KINDS
     gap: tuple[float, float] = (5.0, 15.0)
     down: tuple[float, float] = (1.0, 15.0)
+    # This share of the faults lasts `long_down` seconds instead: outages past every retry.
+    long_share: float = 0.0
+    long_down: tuple[float, float] = (60.0, 120.0)
 
     def __post_init__(self) -> None:
         unknown = set(self.kinds) - set(KINDS)
         if unknown or not self.kinds:
             raise ValueError(f"fault kinds must be some of {', '.join(KINDS)}, not {self.kinds}")
-        for low, high in (self.gap, self.down):
+        if not 0 <= self.long_share <= 1:
+            raise ValueError(f"the share of long faults must be within 0..1, not {self.long_share}")
+        for low, high in (self.gap, self.down, self.long_down):
             if not 0 <= low <= high:
                 raise ValueError(f"bad range: {low}..{high}")
         if self.count < 0:
@@ -58,6 +63,8 @@ def timeline(plan: Plan) -> list[Fault]:
     for index in range(plan.count):
         at += round(rng.uniform(*plan.gap), 1)
         down = round(rng.uniform(*plan.down), 1)
+        if plan.long_share and rng.random() < plan.long_share:  # no draw: the old timelines
+            down = round(rng.uniform(*plan.long_down), 1)
         # Dealt from shuffled decks of the kinds: every kind once in each run of len(kinds)
         # faults, so a short campaign covers them all and a long one breaks each as often.
         if not deck:
@@ -70,10 +77,15 @@ def timeline(plan: Plan) -> list[Fault]:
 
 def command(plan: Plan) -> str:
     """The command line that draws this plan's timeline again."""
+    long = (
+        f" --long {plan.long_share:g} {plan.long_down[0]:g} {plan.long_down[1]:g}"
+        if plan.long_share
+        else ""
+    )
     return (
         f"python -m chaos run --seed {plan.seed} --faults {plan.count} "
         f"--kinds {' '.join(plan.kinds)} --gap {plan.gap[0]:g} {plan.gap[1]:g} "
-        f"--down {plan.down[0]:g} {plan.down[1]:g}"
+        f"--down {plan.down[0]:g} {plan.down[1]:g}{long}"
     )
 
 

@@ -45,7 +45,13 @@ def meta(name: str) -> client.V1ObjectMeta:
 
 class Stack:
     def __init__(
-        self, state: Path, api_port: int, operator_port: int, sshd_port: int, poll_interval: int
+        self,
+        state: Path,
+        api_port: int,
+        operator_port: int,
+        sshd_port: int,
+        poll_interval: int,
+        seed: int = 0,
     ) -> None:
         self.state = state.resolve()
         self.logs = self.state / "logs"
@@ -63,6 +69,7 @@ class Stack:
                 Proxy("apiserver", sshd_port + 4, api_port),
             ],
             comment=f"bnb-chaos-{suffix}",
+            seed=seed,
         )
         # The operators reach the API server through its proxy.
         self.operator_kubeconfig = self.state / "operator.kubeconfig"

@@ -36,6 +36,19 @@ def test_faults_follow_one_another_within_the_plans_ranges():
         assert after.at - (before.at + before.down) >= 2 - 0.11  # rounded to 0.1 s
 
 
+def test_a_share_of_long_outages_and_the_command_that_draws_them_again():
+    plan = Plan(4, 200, gap=(1, 2), down=(1, 5), long_share=0.1, long_down=(60, 90))
+    downs = [f.down for f in timeline(plan)]
+    long = [d for d in downs if d >= 60]
+    assert 5 <= len(long) <= 40 and all(d <= 90 for d in long)
+    assert all(1 <= d <= 5 for d in downs if d < 60)
+    assert describe(plan, []).endswith("--down 1 5 --long 0.1 60 90")
+    # Without long outages, the timeline is what it was before they existed.
+    assert timeline(Plan(4, 20)) == timeline(Plan(4, 20, long_share=0.0))
+    with pytest.raises(ValueError, match="share"):
+        Plan(1, 1, long_share=1.5)
+
+
 def test_every_kind_comes_once_in_each_round_of_kinds():
     drawn = [f.kind for f in timeline(Plan(3, 3 * len(KINDS) + 2))]
     for start in range(0, 3 * len(KINDS), len(KINDS)):
