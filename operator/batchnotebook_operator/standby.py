@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .handlers.report_auth import DNS_NAME, bounded_body, error
+from .handlers.report_auth import DNS_NAME, bounded_body, error, report_app
 
 log = logging.getLogger(__name__)
 FORWARD_TIMEOUT_SECONDS = 30
@@ -74,16 +74,10 @@ async def readyz(_: web.Request) -> web.Response:
 
 def make_app(prefix: str, routes: web.RouteTableDef) -> web.Application:
     """As handlers/reports.py: the report routes under the public prefix too, the rest not."""
-    app = web.Application(client_max_size=4096)
-    app.add_routes(routes)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/readyz", readyz)
-    prefix = prefix.rstrip("/")
-    if prefix:
-        under_prefix = web.Application(client_max_size=4096)
-        under_prefix.add_routes(routes)
-        app.add_subapp(prefix, under_prefix)
-    return app
+    private = web.RouteTableDef()
+    private.get("/metrics")(metrics)
+    private.get("/readyz")(readyz)
+    return report_app(prefix, routes, private)
 
 
 def liveness_app(liveness_url: str) -> tuple[web.Application, str, int]:

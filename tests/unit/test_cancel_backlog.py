@@ -15,15 +15,15 @@ from collections.abc import Callable, Iterable
 
 import kopf
 import pytest
+from fake_clients import QueueOnlyClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from batchnotebook_operator import backlog, metrics
 from batchnotebook_operator.backlog import PendingCancel
 from batchnotebook_operator.cli import doctor
-from batchnotebook_operator.clients import SchedulerClient
 from batchnotebook_operator.errors import SchedulerUnavailable
 from batchnotebook_operator.handlers import clusters, notebooks
-from batchnotebook_operator.model import Availability, JobState, JobStatus
+from batchnotebook_operator.model import JobState, JobStatus
 from batchnotebook_operator.poller import ClusterPoller
 from batchnotebook_operator.registry import registry
 from batchnotebook_operator.schedulers import BACKENDS
@@ -65,7 +65,7 @@ class Site:
         self.ends_on_cancel = True
 
 
-class FakeClient(SchedulerClient):
+class FakeClient(QueueOnlyClient):
     """The client contract over a Site: the queue by tag, accounting by id or tag."""
 
     name = "c"
@@ -74,9 +74,6 @@ class FakeClient(SchedulerClient):
         self.site, self.spec = site, CLUSTER
         self.scheduler = BACKENDS["slurm"]()
         self.turns = asyncio.Semaphore(1)
-
-    async def submit(self, script, user, *, environment=None, uid="") -> str:
-        raise AssertionError("nothing is submitted here")
 
     async def query(self, tags: Iterable[str], job_ids: Iterable[str] = ()) -> dict[str, JobStatus]:
         if self.site.silent:
@@ -99,15 +96,6 @@ class FakeClient(SchedulerClient):
                 j if j.job_id not in ids or j.user != user else job_ended(j)
                 for j in self.site.queue
             ]
-
-    async def version(self) -> str:
-        return "test"
-
-    async def availability(self) -> Availability:
-        raise AssertionError("no snapshot here")
-
-    async def close(self) -> None:
-        pass
 
 
 def job_ended(j: JobStatus) -> JobStatus:

@@ -8,11 +8,11 @@ import datetime as dt
 from collections.abc import Iterable
 
 import pytest
+from fake_clients import QueueOnlyClient
 
 from batchnotebook_operator import rounds
-from batchnotebook_operator.clients import SchedulerClient
 from batchnotebook_operator.handlers.notebooks import recorded_job
-from batchnotebook_operator.model import Availability, JobState, JobStatus
+from batchnotebook_operator.model import JobState, JobStatus
 from batchnotebook_operator.registry import registry
 from batchnotebook_operator.schedulers import BACKENDS
 
@@ -40,7 +40,7 @@ class Scheduler:
         self.cancelled: list[str] = []
 
 
-class FakeClient(SchedulerClient):
+class FakeClient(QueueOnlyClient):
     """The client contract over a fake scheduler: query by tag, answers by job id."""
 
     name = "c"
@@ -49,9 +49,6 @@ class FakeClient(SchedulerClient):
         self.site = scheduler
         self.scheduler = BACKENDS["slurm"]()
         self.turns = asyncio.Semaphore(1)
-
-    async def submit(self, script: str, user: str) -> str:
-        raise AssertionError("nothing is submitted here")
 
     async def query(self, tags: Iterable[str], job_ids: Iterable[str] = ()) -> dict[str, JobStatus]:
         wanted = set(tags)
@@ -62,15 +59,6 @@ class FakeClient(SchedulerClient):
 
     async def cancel(self, job_ids: Iterable[str], user: str) -> None:
         self.site.cancelled += list(job_ids)
-
-    async def version(self) -> str:
-        return "test"
-
-    async def availability(self) -> Availability:
-        raise AssertionError("no snapshot here")
-
-    async def close(self) -> None:
-        pass
 
 
 class FakeKube:

@@ -277,3 +277,21 @@ async def limited_event(notebook: dict, type_: str, reason: str, message: str) -
     """An event caused by a job's report: bad reports may come by the thousand."""
     if report_events.allow((notebook["metadata"].get("uid"), reason), time.monotonic()):
         await registry.kube.event(notebook, type_, reason, message)
+
+
+def report_app(
+    prefix: str, public: web.RouteTableDef, *private: web.RouteTableDef
+) -> web.Application:
+    """The operator's HTTP app, the leader's or a standby's. Behind the hub's proxy (a JupyterHub
+    service) the report routes live under the service prefix too, reachable from the internet:
+    metrics and readiness stay on the operator's own port."""
+    app = web.Application(client_max_size=4096)
+    app.add_routes(public)
+    for routes in private:
+        app.add_routes(routes)
+    prefix = prefix.rstrip("/")
+    if prefix:
+        under_prefix = web.Application(client_max_size=4096)
+        under_prefix.add_routes(public)
+        app.add_subapp(prefix, under_prefix)
+    return app

@@ -152,17 +152,7 @@ async def readyz(_: web.Request) -> web.Response:
 
 
 def make_app(prefix: str) -> web.Application:
-    app = web.Application(client_max_size=4096)
-    app.add_routes(routes)
-    app.add_routes(private_routes)
-    # Behind the hub's proxy (a JupyterHub service) the report routes live under the service
-    # prefix, reachable from the internet: metrics and readiness stay on the operator's port.
-    prefix = prefix.rstrip("/")
-    if prefix:
-        under_prefix = web.Application(client_max_size=4096)
-        under_prefix.add_routes(routes)
-        app.add_subapp(prefix, under_prefix)
-    return app
+    return report_auth.report_app(prefix, routes, private_routes)
 
 
 @kopf.on.startup()
