@@ -116,15 +116,17 @@ async def run_elected(args: argparse.Namespace) -> None:
         Election(identity, lease_timing()),
         url,
     )
-    standby = Standby(listen, os.environ.get("BATCHNOTEBOOK_URL_PREFIX", ""), args.liveness)
+    standby = Standby(listen, os.environ.get("BATCHNOTEBOOK_URL_PREFIX", ""), args.liveness, url)
     await standby.start(elector.election.leader_url)
     log.info("standby: %s waits for the Lease %s/%s", identity, namespace, args.leader_election)
     try:
         await elector.until_leading()
+        # Renewed from the moment it is won: however long the standby takes to stop, the Lease
+        # must not lapse meanwhile (another replica would take it, and both would exit).
+        renewing = asyncio.create_task(elector.keep_leading())
     finally:
         await standby.stop()
     operating = asyncio.create_task(operate(args))
-    renewing = asyncio.create_task(elector.keep_leading())
     done, _pending = await asyncio.wait({operating, renewing}, return_when=asyncio.FIRST_COMPLETED)
     if renewing in done:
         log.critical(

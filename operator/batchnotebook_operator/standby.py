@@ -17,10 +17,18 @@ from .handlers.report_auth import DNS_NAME, bounded_body, error, report_app
 
 log = logging.getLogger(__name__)
 FORWARD_TIMEOUT_SECONDS = 30
+# What a standby that starts to lead gives its in-flight requests before it lets the ports go:
+# its Lease is being renewed meanwhile, kopf waits for the ports.
+STOP_GRACE_SECONDS = 2.0
 
 
-def forwarder(leader_url: Callable[[], str], session: aiohttp.ClientSession) -> web.RouteTableDef:
-    """The report routes, each passed on as it came (body and token) to the leader's own."""
+def forwarder(
+    leader_url: Callable[[], str], session: aiohttp.ClientSession, own_url: str = ""
+) -> web.RouteTableDef:
+    """The report routes, each passed on as it came (body and token) to the leader's own. Never
+    to `own_url`: a replica restarted at its address finds its dead predecessor in the Lease
+    until it takes over, and forwarding there would send each report round to itself, holding
+    every request until it timed out (found by the chaos campaign)."""
     routes = web.RouteTableDef()
 
     async def forward(request: web.Request, suffix: str) -> web.Response:
@@ -31,7 +39,8 @@ def forwarder(leader_url: Callable[[], str], session: aiohttp.ClientSession) -> 
         if not (DNS_NAME.match(namespace) and DNS_NAME.match(name)):
             return error(401, "unknown notebook or wrong token")
         url = leader_url()
-        if not url:  # between two leaders: the launcher retries a 503
+        if not url or url.rstrip("/") == own_url.rstrip("/"):
+            # Between two leaders (or a dead one at our own address): the launcher retries a 503.
             return error(503, "no operator is active just now, try again")
         headers = {
             "Content-Type": request.headers.get("Content-Type", "application/json"),
@@ -95,8 +104,9 @@ def liveness_app(liveness_url: str) -> tuple[web.Application, str, int]:
 class Standby:
     """The standby's servers: started while waiting to lead, stopped before kopf takes the ports."""
 
-    def __init__(self, listen: str, prefix: str, liveness_url: str) -> None:
+    def __init__(self, listen: str, prefix: str, liveness_url: str, own_url: str = "") -> None:
         self.listen, self.prefix, self.liveness_url = listen, prefix, liveness_url
+        self.own_url = own_url
         self.runners: list[web.AppRunner] = []
         self.session: aiohttp.ClientSession | None = None
 
@@ -106,22 +116,24 @@ class Standby:
         host, _sep, port = self.listen.rpartition(":")
         apps = [
             (
-                make_app(self.prefix, forwarder(leader_url, self.session)),
+                make_app(self.prefix, forwarder(leader_url, self.session, self.own_url)),
                 host or "0.0.0.0",
                 int(port),
             ),
             liveness_app(self.liveness_url),
         ]
         for app, app_host, app_port in apps:
-            runner = web.AppRunner(app, access_log=None)
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=STOP_GRACE_SECONDS)
             await runner.setup()
             self.runners.append(runner)
             await web.TCPSite(runner, app_host, app_port).start()
 
     async def stop(self) -> None:
-        for runner in self.runners:
-            await runner.cleanup()
-        self.runners.clear()
+        """Lets the ports go at once: forwards in flight are cut first (their jobs get a 503 and
+        retry), then the servers stop."""
         if self.session is not None:
             await self.session.close()
             self.session = None
+        for runner in self.runners:
+            await runner.cleanup()
+        self.runners.clear()

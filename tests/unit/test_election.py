@@ -279,3 +279,56 @@ def test_the_peer_url_brackets_an_ipv6_pod_address(monkeypatch):
     assert peer_url("0.0.0.0:8080") == "http://[fd00::7]:8080"
     monkeypatch.setenv("BATCHNOTEBOOK_PEER_URL", "http://127.0.0.1:18081")
     assert peer_url("127.0.0.1:18081") == "http://127.0.0.1:18081"
+
+
+async def test_a_standby_never_forwards_to_its_own_address():
+    """A replica restarted at its address finds its dead predecessor's URL, its own, in the
+    Lease: forwarding there sent each report round to itself until every request timed out."""
+    seen: list[str] = []
+
+    async def leader_report(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.json_response({})
+
+    leader = web.Application()
+    leader.router.add_post("/v1/report/{namespace}/{name}", leader_report)
+    async with TestServer(leader) as leader_server:
+        own = str(leader_server.make_url("")).rstrip("/")
+        async with TestClient(TestServer(web.Application())) as scratch:
+            app = make_app("", forwarder(lambda: own + "/", scratch.session, own_url=own))
+            async with TestClient(TestServer(app)) as standby:
+                answer = await standby.post("/v1/report/ns/nb", headers={"Authorization": "x"})
+                assert answer.status == 503
+    assert seen == []
+
+
+async def test_a_standby_lets_go_at_once_of_a_forward_the_leader_never_answers(
+    unused_tcp_port_factory,
+):
+    """Promoted, the standby stops its servers: a report stuck on a silent leader must not hold
+    the ports (nor the Lease's first renewal) for the forward's 30 s."""
+    arrived = asyncio.Event()
+
+    async def silent(_: web.Request) -> web.Response:
+        arrived.set()
+        await asyncio.sleep(3600)
+        return web.json_response({})
+
+    leader = web.Application()
+    leader.router.add_post("/v1/report/{namespace}/{name}", silent)
+    port, liveness = unused_tcp_port_factory(), unused_tcp_port_factory()
+    async with TestServer(leader) as leader_server:
+        url = str(leader_server.make_url("")).rstrip("/")
+        standby = Standby(f"127.0.0.1:{port}", "", f"http://127.0.0.1:{liveness}/healthz")
+        await standby.start(lambda: url)
+        async with TestClient(TestServer(web.Application())) as scratch:
+            pending = asyncio.create_task(
+                scratch.session.post(
+                    f"http://127.0.0.1:{port}/v1/report/ns/nb", headers={"Authorization": "x"}
+                )
+            )
+            await asyncio.wait_for(arrived.wait(), 10)
+            # A hang guard, not a measurement: without the fix this waits out the forward.
+            await asyncio.wait_for(standby.stop(), 10)
+            answer = await pending
+            assert answer.status == 503
