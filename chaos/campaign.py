@@ -81,6 +81,8 @@ def run_campaign(options: Options) -> int:
     stack = Stack(state, options.api_port, options.operator_port, options.sshd_port,
                   options.poll_interval, plan.seed)  # fmt: skip
     started = time.time()
+    # The code under test is the commit the campaign started on.
+    commit = run("git", "rev-parse", "--short", "HEAD", cwd=REPO, check=False).stdout.strip()
     hub: HubSide | None = None
     try:
         stack.start()
@@ -141,7 +143,8 @@ def run_campaign(options: Options) -> int:
     violations = monitor.violations
     rows = results.write(
         options.out,
-        header(options, workload, started) + (f"\n\n**Aborted**: {aborted}" if aborted else ""),
+        header(options, workload, started, commit)
+        + (f"\n\n**Aborted**: {aborted}" if aborted else ""),
         outcomes,
         violations,
         {
@@ -284,8 +287,7 @@ def events(stack: Stack, name: str) -> list[str]:
     return [f"{e.last_timestamp or e.event_time} {e.type} {e.reason}: {e.message}" for e in listed]
 
 
-def header(options: Options, workload: Workload, started: float) -> str:
-    commit = run("git", "rev-parse", "--short", "HEAD", cwd=REPO, check=False).stdout.strip()
+def header(options: Options, workload: Workload, started: float, commit: str) -> str:
     minutes = (time.time() - started) / 60
     when = dt.datetime.fromtimestamp(started, dt.UTC).isoformat(timespec="seconds")
     plan = options.plan
