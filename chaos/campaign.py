@@ -101,6 +101,7 @@ def run_campaign(options: Options) -> int:
         Loop(hub.step, 2 * options.tick),
         Loop(monitor.check, 1.0),
         Loop(monitor.check_hub, 3.0),
+        Loop(stack.supervise, 1.0),
     ]
 
     def healthy(since: float) -> bool:
@@ -154,6 +155,7 @@ def run_campaign(options: Options) -> int:
             "hub_actions": hub.actions,
             "hub_servers_started": hub.started,
             "hub_failed_actions": hub.failed_actions,
+            "replica_exits": stack.exits,
             "notebooks_started": workload.created,
             "failed_actions": workload.failed_actions,
             "ended_unexpectedly": workload.ended_unexpectedly,
@@ -173,10 +175,8 @@ def heal(
     if the fault took it down too; then the system must answer or the campaign stops."""
     try:
         injector.recover()
-        for operator in stack.operators:
-            if not operator.alive:
-                say(f"{operator.name} died during the {injector.name} fault; starting it again")
-                operator.start()
+        stack.held_down.clear()
+        stack.supervise()
     except Exception as error:  # judged by what follows
         say(f"restarting {injector.name} again failed: {error}")
     since = time.time()

@@ -50,13 +50,16 @@ class Failover:
         leader = self.stack.leader()
         if leader is None:
             raise RuntimeError("no replica holds the Lease")
+        self.stack.held_down.add(leader.name)
         leader.kill()
         self.killed = leader
 
     def recover(self) -> None:
-        for operator in self.stack.operators:
-            if not operator.alive:
-                operator.start()
+        if self.killed is not None:
+            with self.stack.starting:
+                if not self.killed.alive:
+                    self.killed.start()
+                self.stack.held_down.discard(self.killed.name)
 
 
 # The proxies each network fault acts on: the sites only, or the API server too.

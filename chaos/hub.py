@@ -28,8 +28,11 @@ def route_answer(user: str, code: int, body: str) -> str | None:
     server started for that user (the stand-in names the user it was started for)."""
     if code != 200:
         return f"HTTP {code}"
-    if f"stand-in for {user} " not in body:
+    if body.startswith("stand-in for ") and not body.startswith(f"stand-in for {user} "):
         return f"answered for someone else: {body.strip()[:80]!r}"
+    if not body.startswith(f"stand-in for {user} "):
+        # The hub's own page: no route (yet, or any more) to the server.
+        return f"not the server: {body.strip()[:40]!r}"
     return None
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import threading
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
 
@@ -80,6 +81,11 @@ class Stack:
                 ("replica-b", operator_port + SECOND_REPLICA),
             )
         ]
+        # Replicas a fault keeps down; the others are started again when they exit, as the
+        # Deployment's kubelet would (a leader that cannot renew its Lease exits on purpose).
+        self.held_down: set[str] = set()
+        self.exits: list[str] = []
+        self.starting = threading.Lock()
         self.namespace = f"chaos-{suffix}"
         self.clusters = {
             kind: f"chaos-{kind}-{suffix}" for kind in ("local", "ssh", "rest", sites.EMULATOR)
@@ -102,6 +108,18 @@ class Stack:
                 **{f"BATCHNOTEBOOK_LEASE_{key}": str(value) for key, value in LEASE.items()},
             },
         )
+
+    def supervise(self) -> None:
+        """Starts again every replica that exited on its own (counted in `exits`)."""
+        for operator in self.operators:
+            with self.starting:
+                if operator.alive or operator.name in self.held_down:
+                    continue
+                self.exits.append(f"{operator.name} {datetime.now(UTC):%H:%M:%S}")
+                try:
+                    operator.start()
+                except RuntimeError as error:  # exited again at once: the next round retries
+                    print(f"chaos: {operator.name} did not start: {error}", flush=True)
 
     def leader(self) -> OperatorProcess | None:
         """The replica holding the Lease, as the Lease says (None: none, or no answer)."""

@@ -143,14 +143,20 @@ class LeaseElector:
     async def keep_leading(self) -> None:
         """Renew the Lease; return when it could not be renewed within the renew deadline (or
         another replica holds it): from then on this replica must not act."""
+        retry = self.election.timing.retry_period
         while self.election.leading(time.monotonic()):
-            await asyncio.sleep(self.election.timing.retry_period)
-            # A renewal that would come back after the deadline comes too late to count.
-            left = self.election.time_left(time.monotonic())
-            try:
-                await asyncio.wait_for(self.step(), max(left, 0.001))
-            except TimeoutError:
-                log.warning("could not renew the Lease %s in time", self.name)
+            await asyncio.sleep(retry)
+            while self.election.leading(time.monotonic()):
+                # One hung request must not use up the whole deadline (a connection the network
+                # broke can hang while new ones work): each try gets a retry period, the next
+                # follows at once, and none may come back after the deadline.
+                left = self.election.time_left(time.monotonic())
+                try:
+                    await asyncio.wait_for(self.step(), max(min(left, retry), 0.001))
+                    break
+                except TimeoutError:
+                    log.warning("a request for the Lease %s hung; asking again", self.name)
+        log.warning("could not renew the Lease %s in time", self.name)
 
     async def release(self) -> None:
         """Give the Lease up (a stopping leader), so that a standby need not wait it out."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import types
 
 import pytest
@@ -318,6 +319,8 @@ class FakeStack:
         self.network, self.slurm_calls = FakeNetwork(), []
         self.operators = [FakeReplica("a"), FakeReplica("b")]
         self.holder: FakeReplica | None = self.operators[1]
+        self.held_down: set[str] = set()
+        self.starting = threading.Lock()
         self.plane = types.SimpleNamespace(start=lambda: None)
 
     def sshd(self, *args: str) -> None:
@@ -344,6 +347,9 @@ def test_the_proxy_must_answer_with_the_users_own_server():
     assert route_answer("alice", 200, "stand-in for alice as uid 1001\n") is None
     assert route_answer("alice", 200, "stand-in for alicex as uid 1003\n") is not None
     assert route_answer("alice", 503, "") == "HTTP 503"
+    # The hub's own page (no route yet, or any more): not reached, but nobody else's either.
+    hub_page = route_answer("alice", 200, "<!DOCTYPE HTML>\n<html>")
+    assert hub_page is not None and hub_page.startswith("not the server")
 
 
 def test_a_ready_server_may_be_unreachable_only_for_a_while_and_never_someone_elses():
@@ -367,8 +373,10 @@ def test_the_operator_fault_kills_the_leader_and_starts_it_again():
     failover = faults.injectors(stack)["operator"]  # type: ignore[arg-type]
     failover.inject()
     assert stack.operators[1].events == ["kill"] and stack.operators[0].events == []
+    assert stack.held_down == {"b"}  # the supervisor leaves it down while the fault lasts
     failover.recover()
     assert stack.operators[1].events == ["kill", "start"] and stack.operators[0].alive
+    assert stack.held_down == set()
     stack.holder = None
     with pytest.raises(RuntimeError, match="no replica holds the Lease"):
         failover.inject()

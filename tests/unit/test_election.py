@@ -107,6 +107,7 @@ class FakeLeases:
         self.stored: dict | None = None
         self.version = 0
         self.down = False
+        self.hang_reads = 0  # so many reads hang forever, as on a connection the network broke
 
     def _lease(self) -> SimpleNamespace:
         assert self.stored is not None
@@ -129,6 +130,9 @@ class FakeLeases:
         return self._lease()
 
     async def read_namespaced_lease(self, name: str, namespace: str) -> SimpleNamespace:
+        if self.hang_reads:
+            self.hang_reads -= 1
+            await asyncio.sleep(3600)
         if self.down:
             raise ConnectionResetError("the API server went away")
         if self.stored is None:
@@ -201,6 +205,20 @@ async def test_a_leader_that_cannot_renew_stops_within_the_deadline():
     started = asyncio.get_running_loop().time()
     await asyncio.wait_for(a.keep_leading(), 2)
     assert asyncio.get_running_loop().time() - started < FAST.duration
+
+
+async def test_a_hung_request_does_not_cost_the_leader_its_lease():
+    """Found by the chaos campaign: after a second of reset connections one renewal's read hung
+    for the whole renew deadline, while fresh requests worked, and the leader exited."""
+    leases = FakeLeases()
+    a = elector(leases, "a")
+    await a.until_leading()
+    leases.hang_reads = 2
+    keeping = asyncio.create_task(a.keep_leading())
+    await asyncio.sleep(3 * FAST.renew_deadline)
+    assert not keeping.done() and leases.hang_reads == 0
+    assert a.election.leading(asyncio.get_running_loop().time())
+    keeping.cancel()
 
 
 async def test_a_released_lease_is_taken_at_once():
