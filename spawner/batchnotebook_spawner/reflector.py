@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubernetes_asyncio.client import ApiException
 from kubespawner.reflector import NamespacedResourceReflector
 
 from batchnotebook_api import GROUP, NOTEBOOKS, VERSION
@@ -48,3 +49,29 @@ class NotebookReflector(NamespacedResourceReflector):
 
     def get(self, namespace: str, name: str) -> dict | None:
         return self.resources.get(f"{namespace}/{name}")
+
+
+async def read_notebook(custom: Any, namespace: str, name: str) -> dict | None:
+    """A notebook as the API server has it, not the cache (None: there is none)."""
+    try:
+        return await custom.get_namespaced_custom_object(GROUP, VERSION, namespace, NOTEBOOKS, name)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+async def delete_notebook(custom: Any, core: Any, namespace: str, name: str, secret: str) -> None:
+    """A notebook and its Secret; either may be gone already."""
+    await ignore_missing(custom.delete_namespaced_custom_object, GROUP, VERSION, namespace,
+                         NOTEBOOKS, name)  # fmt: skip
+    await ignore_missing(core.delete_namespaced_secret, secret, namespace)
+
+
+async def ignore_missing(method: Any, *args: Any) -> None:
+    """An API call whose 404 is as good as its success (a deletion)."""
+    try:
+        await method(*args)
+    except ApiException as error:
+        if error.status != 404:
+            raise

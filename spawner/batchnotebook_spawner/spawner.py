@@ -17,6 +17,7 @@ import os
 import secrets
 from typing import Any, ClassVar
 
+import aiohttp
 from jupyterhub.spawner import Spawner
 from kubernetes_asyncio.client import ApiException
 from kubespawner.clients import load_config, shared_client
@@ -46,7 +47,7 @@ from .home import time_left_text
 from .pod import PodProfiles, PodServer, chosen_pod_profile, wants_pod
 from .progress import progress_event
 from .queue_cap import queue_refusal, waiting_notebooks
-from .reflector import NotebookReflector
+from .reflector import NotebookReflector, delete_notebook, ignore_missing, read_notebook
 from .resources import notebook_manifest, notebook_spec, owned_by, secret_manifest
 
 
@@ -301,14 +302,22 @@ class BatchNotebookSpawner(Spawner):
         if await self.notebook() is not None:
             self.log.info("Removing leftover BatchNotebook %s", self.resource_name)
             await self.stop()
-        await self._delete(self.core.delete_namespaced_secret, self.secret_name, self.namespace)
+        await ignore_missing(self.core.delete_namespaced_secret, self.secret_name, self.namespace)
 
     async def poll(self) -> int | None:
         if self.pod_server:
             return await self.pod_server.poll(self)
         notebook = await self.notebook()
         if notebook is None:
-            return 0
+            # The watch's cache can miss a notebook around an API server restart. "Gone" makes
+            # the hub skip stop() and leave the job running: only the API server may say it.
+            try:
+                notebook = await self._read_notebook()
+            except (ApiException, aiohttp.ClientError, OSError, TimeoutError) as error:
+                self.log.warning("cannot tell whether %s runs: %s", self.resource_name, error)
+                return None
+            if notebook is None:
+                return 0
         status = notebook.get("status", {})
         phase = Phase(status.get("phase") or "Pending")
         if phase.terminal or notebook["metadata"].get("deletionTimestamp"):
@@ -350,17 +359,14 @@ class BatchNotebookSpawner(Spawner):
                 return self.server.url
             await asyncio.sleep(0.5)  # the reflector's cache: no request to the API server
 
+    async def _read_notebook(self) -> dict | None:
+        return await read_notebook(self.custom, self.namespace, self.resource_name)
+
     async def _delete_notebook(self) -> None:
         """The BatchNotebook and its Secret go (the operator's finalizer cancels a live job)."""
-        await self._delete(
-            self.custom.delete_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            self.namespace,
-            NOTEBOOKS,
-            self.resource_name,
+        await delete_notebook(
+            self.custom, self.core, self.namespace, self.resource_name, self.secret_name
         )
-        await self._delete(self.core.delete_namespaced_secret, self.secret_name, self.namespace)
 
     async def stop(self, now: bool = False) -> None:
         if self.pod_server:
@@ -373,14 +379,6 @@ class BatchNotebookSpawner(Spawner):
                 self.log.warning("BatchNotebook %s still terminating", self.resource_name)
                 return
             await asyncio.sleep(0.5)
-
-    @staticmethod
-    async def _delete(method: Any, *args: Any) -> None:
-        try:
-            await method(*args)
-        except ApiException as error:
-            if error.status != 404:
-                raise
 
     async def progress(self) -> Any:
         if self.pod_server:

@@ -215,3 +215,33 @@ async def test_an_ended_server_keeps_the_hubs_address(monkeypatch, notebook):
 
     monkeypatch.setattr(spawner, "notebook", the_notebook)
     assert await spawner.get_url() == "http://vm:59497/user/alice/"
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ({"metadata": {}, "status": {"phase": "Ready", "readyAt": "t"}}, None),
+        (None, 0),
+        (ConnectionRefusedError("the API server is restarting"), None),
+    ],
+)
+async def test_a_notebook_missing_from_the_cache_is_asked_of_the_api_server(
+    monkeypatch, answer, expected
+):
+    """Found by the chaos campaign: around an API server restart the watch's cache missed a
+    running notebook, poll() said the server was gone, and the hub, which then calls no stop(),
+    left the BatchNotebook and its job behind. Only the API server may say "gone"."""
+    monkeypatch.setattr("batchnotebook_spawner.spawner.load_config", lambda **_: None)
+    spawner = BatchNotebookSpawner(user=SimpleNamespace(name="alice"))
+
+    async def not_cached() -> None:
+        return None
+
+    async def read() -> dict | None:
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(spawner, "notebook", not_cached)
+    monkeypatch.setattr(spawner, "_read_notebook", read)
+    assert await spawner.poll() == expected
