@@ -5,9 +5,9 @@ kubespawner's reflector does the list-and-watch; this only points it at our cust
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from kubernetes_asyncio.client import ApiException
 from kubespawner.reflector import NamespacedResourceReflector
 
 from batchnotebook_api import GROUP, NOTEBOOKS, VERSION
@@ -51,27 +51,20 @@ class NotebookReflector(NamespacedResourceReflector):
         return self.resources.get(f"{namespace}/{name}")
 
 
-async def read_notebook(custom: Any, namespace: str, name: str) -> dict | None:
-    """A notebook as the API server has it, not the cache (None: there is none)."""
-    try:
-        return await custom.get_namespaced_custom_object(GROUP, VERSION, namespace, NOTEBOOKS, name)
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
+# One watch per namespace, shared by every spawner of the hub process.
+SHARED: dict[str, NotebookReflector] = {}
 
 
-async def delete_notebook(custom: Any, core: Any, namespace: str, name: str, secret: str) -> None:
-    """A notebook and its Secret; either may be gone already."""
-    await ignore_missing(custom.delete_namespaced_custom_object, GROUP, VERSION, namespace,
-                         NOTEBOOKS, name)  # fmt: skip
-    await ignore_missing(core.delete_namespaced_secret, secret, namespace)
-
-
-async def ignore_missing(method: Any, *args: Any) -> None:
-    """An API call whose 404 is as good as its success (a deletion)."""
-    try:
-        await method(*args)
-    except ApiException as error:
-        if error.status != 404:
-            raise
+async def shared_reflector(parent: Any, namespace: str) -> NotebookReflector:
+    """The namespace's watch, once its first list is in."""
+    reflector = SHARED.get(namespace)
+    if reflector is None or reflector.broken:
+        # A failed first list (an API server still starting) or a watch that gave up is not
+        # kept: the next caller lists afresh, rather than trusting an empty or stale cache.
+        reflector = NotebookReflector(parent=parent, namespace=namespace)
+        SHARED[namespace] = reflector
+        reflector.start_task = asyncio.ensure_future(reflector.start())
+        # A failed start is logged by the reflector and raised below, through its future.
+        reflector.start_task.add_done_callback(lambda task: task.cancelled() or task.exception())
+    await reflector.first_load_future
+    return reflector

@@ -17,7 +17,6 @@ import os
 import secrets
 from typing import Any, ClassVar
 
-import aiohttp
 from jupyterhub.spawner import Spawner
 from kubernetes_asyncio.client import ApiException
 from kubespawner.clients import load_config, shared_client
@@ -37,6 +36,7 @@ from batchnotebook_api.errors import InvalidOptions
 from batchnotebook_api.status import REFUSALS, ConditionType, Phase
 from batchnotebook_api.times import now
 
+from . import notebooks
 from .form import (
     options_from_form,
     options_from_query,
@@ -47,7 +47,7 @@ from .home import time_left_text
 from .pod import PodProfiles, PodServer, chosen_pod_profile, wants_pod
 from .progress import progress_event
 from .queue_cap import queue_refusal, waiting_notebooks
-from .reflector import NotebookReflector, delete_notebook, ignore_missing, read_notebook
+from .reflector import NotebookReflector, shared_reflector
 from .resources import notebook_manifest, notebook_spec, owned_by, secret_manifest
 
 
@@ -134,7 +134,6 @@ class BatchNotebookSpawner(Spawner):
     def _poll_interval(self) -> int:
         return 5  # poll() reads the shared watch: no scheduler or API traffic
 
-    _reflectors: ClassVar[dict[str, NotebookReflector]] = {}
     # Per hub user, the BatchNotebooks whose start() runs here (they wait until Ready): counted
     # with the watch's, which sees a new one only after it has been created.
     _starting: ClassVar[dict[str, set[str]]] = {}
@@ -174,19 +173,7 @@ class BatchNotebookSpawner(Spawner):
         return shared_client("CoreV1Api")
 
     async def reflector(self) -> NotebookReflector:
-        reflector = self._reflectors.get(self.namespace)
-        if reflector is None or reflector.broken:
-            # A failed first list (an API server still starting) or a watch that gave up is not
-            # kept: the next caller lists afresh, rather than trusting an empty or stale cache.
-            reflector = NotebookReflector(parent=self, namespace=self.namespace)
-            self._reflectors[self.namespace] = reflector
-            reflector.start_task = asyncio.ensure_future(reflector.start())
-            # A failed start is logged by the reflector and raised below, through its future.
-            reflector.start_task.add_done_callback(
-                lambda task: task.cancelled() or task.exception()
-            )
-        await reflector.first_load_future
-        return reflector
+        return await shared_reflector(self, self.namespace)
 
     async def notebook(self) -> dict | None:
         return (await self.reflector()).get(self.namespace, self.resource_name)
@@ -302,7 +289,9 @@ class BatchNotebookSpawner(Spawner):
         if await self.notebook() is not None:
             self.log.info("Removing leftover BatchNotebook %s", self.resource_name)
             await self.stop()
-        await ignore_missing(self.core.delete_namespaced_secret, self.secret_name, self.namespace)
+        await notebooks.ignore_missing(
+            self.core.delete_namespaced_secret, self.secret_name, self.namespace
+        )
 
     async def poll(self) -> int | None:
         if self.pod_server:
@@ -313,7 +302,9 @@ class BatchNotebookSpawner(Spawner):
             # the hub skip stop() and leave the job running: only the API server may say it.
             try:
                 notebook = await self._read_notebook()
-            except (ApiException, aiohttp.ClientError, OSError, TimeoutError) as error:
+            except Exception as error:
+                if not notebooks.unanswered(error):
+                    raise
                 self.log.warning("cannot tell whether %s runs: %s", self.resource_name, error)
                 return None
             if notebook is None:
@@ -327,7 +318,8 @@ class BatchNotebookSpawner(Spawner):
                 self.log.info(
                     "%s ended (%s): %s", self.resource_name, phase.value, status.get("message")
                 )
-                await self._delete_notebook()
+                if not await self._delete_notebook():
+                    return None  # still the hub's to stop(), or a later poll() deletes it
             return status.get("exitCode") or (0 if phase is Phase.COMPLETED else 1)
         if status.get("readyAt") and phase is not Phase.READY:
             # Was Ready and is no longer (its job went back to the queue, or is ending): the host
@@ -335,8 +327,7 @@ class BatchNotebookSpawner(Spawner):
             # stops it: deleted here, or a requeued job would run for nobody and an ended
             # notebook would stay behind (found by the chaos campaign).
             self.log.info("%s no longer ready: %s", self.resource_name, status.get("message"))
-            await self._delete_notebook()
-            return 1
+            return 1 if await self._delete_notebook() else None
         return None
 
     async def get_url(self) -> str:
@@ -360,18 +351,30 @@ class BatchNotebookSpawner(Spawner):
             await asyncio.sleep(0.5)  # the reflector's cache: no request to the API server
 
     async def _read_notebook(self) -> dict | None:
-        return await read_notebook(self.custom, self.namespace, self.resource_name)
+        return await notebooks.read_notebook(self.custom, self.namespace, self.resource_name)
 
-    async def _delete_notebook(self) -> None:
-        """The BatchNotebook and its Secret go (the operator's finalizer cancels a live job)."""
-        await delete_notebook(
-            self.custom, self.core, self.namespace, self.resource_name, self.secret_name
-        )
+    async def _delete_notebook(self) -> bool:
+        """The BatchNotebook and its Secret go (the operator's finalizer cancels a live job);
+        False if the API server did not answer: a later poll() or stop() tries again."""
+        try:
+            await notebooks.delete_notebook(
+                self.custom, self.core, self.namespace, self.resource_name, self.secret_name
+            )
+            return True
+        except Exception as error:
+            if not notebooks.unanswered(error):
+                raise
+            self.log.warning("cannot delete %s yet: %s", self.resource_name, error)
+            return False
 
     async def stop(self, now: bool = False) -> None:
         if self.pod_server:
             return await self.pod_server.stop(now)
-        await self._delete_notebook()  # the operator cancels the job
+        # The hub forgets a server whose stop() raised: the deletion outlasts API server restarts.
+        if not await notebooks.delete_until_taken(self.custom, self.core, self.namespace,
+                                        self.resource_name, self.secret_name, self.stop_timeout,
+                                        self.log):  # fmt: skip
+            return
         # Wait (bounded) until the operator has confirmed that the job ended.
         deadline = asyncio.get_running_loop().time() + (0 if now else self.stop_timeout)
         while await self.notebook() is not None:

@@ -13,7 +13,7 @@ from batchnotebook_spawner.reflector import NotebookReflector
 @pytest.fixture
 def spawner(monkeypatch):
     monkeypatch.setattr("batchnotebook_spawner.spawner.load_config", lambda **_: None)
-    monkeypatch.setattr(BatchNotebookSpawner, "_reflectors", {})
+    monkeypatch.setattr("batchnotebook_spawner.reflector.SHARED", {})
     made = BatchNotebookSpawner(namespace="hub")
     return made
 

@@ -127,8 +127,9 @@ async def test_the_hub_hears_at_once_that_a_ready_server_is_no_longer(monkeypatc
 
     deleted = []
 
-    async def delete() -> None:
+    async def delete() -> bool:
         deleted.append(True)
+        return True
 
     monkeypatch.setattr(spawner, "notebook", the_notebook)
     monkeypatch.setattr(spawner, "_delete_notebook", delete)
