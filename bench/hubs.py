@@ -271,6 +271,7 @@ def run_ours(kubeconfig: Path, settings: Settings, n: int) -> dict:
             "OPERATOR_SERVICE_TOKEN": secrets.token_hex(16),
             # The config names the culler's token; no culler runs (IDLE_CULL_TIMEOUT 0).
             "IDLE_CULLER_TOKEN": secrets.token_hex(16),
+            "SWEEPER_TOKEN": secrets.token_hex(16),
         },
     )
     notebooks = NotebookWatch(custom, namespace)

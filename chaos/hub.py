@@ -73,6 +73,7 @@ class HubSide:
                 "OPERATOR_PORT": stack.operators[0].port,
                 "IDLE_CULL_TIMEOUT": CULL_AFTER,
                 "IDLE_CULL_EVERY": 30,
+                "SWEEP_EVERY": 20,  # within the bound, the sweeper deletes what the hub forgot
             },
         )
         self.reachability = Reachability(bound)

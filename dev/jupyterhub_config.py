@@ -57,7 +57,11 @@ c.JupyterHub.services = [
 # runs it beside the hub (a hub-managed service would outlive a hub stopped within 15 s: the culler
 # ignores the SIGINT the hub sends first), with this token.
 c.JupyterHub.services.append({"name": "idle-culler", "api_token": env["IDLE_CULLER_TOKEN"]})
+# The sweeper (batchnotebook_spawner.sweep, run beside the hub like the culler) deletes the
+# BatchNotebooks of servers the hub forgot; it only reads which servers the hub has.
+c.JupyterHub.services.append({"name": "sweeper", "api_token": env["SWEEPER_TOKEN"]})
 c.JupyterHub.load_roles = [
+    {"name": "sweeper", "services": ["sweeper"], "scopes": ["list:users", "read:servers"]},
     {
         "name": "idle-culler",
         "services": ["idle-culler"],

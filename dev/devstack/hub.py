@@ -1,6 +1,6 @@
-"""JupyterHub with configurable-http-proxy and jupyterhub-idle-culler as processes of this
-machine, for the tests' process stacks and the benchmark (`make dev` runs Zero to JupyterHub in
-pods instead, deploy.py). dev/hub.sh installs the proxy; the settings go to the processes'
+"""JupyterHub with configurable-http-proxy, jupyterhub-idle-culler and the sweeper as processes of
+this machine, for the tests' process stacks and the benchmark (`make dev` runs Zero to JupyterHub
+in pods instead, deploy.py). dev/hub.sh installs the proxy; the settings go to the processes'
 environment, where the hub's configuration (dev/jupyterhub_config.py) reads them. The proxy runs
 on its own so that it outlives a restarted hub, as Zero to JupyterHub's proxy pod does."""
 
@@ -27,9 +27,10 @@ def install() -> None:
 
 
 class ProcessHub:
-    """The proxy, the hub and (unless IDLE_CULL_TIMEOUT is 0) the idle culler of one stack, with
-    pid files in STATE/run and logs in STATE/logs. SETTINGS: PUBLIC_PORT, PROXY_API_PORT,
-    HUB_PORT, CONFIGPROXY_AUTH_TOKEN, IDLE_CULLER_TOKEN and what CONFIG reads."""
+    """The proxy, the hub, the sweeper and (unless IDLE_CULL_TIMEOUT is 0) the idle culler of one
+    stack, with pid files in STATE/run and logs in STATE/logs. SETTINGS: PUBLIC_PORT,
+    PROXY_API_PORT, HUB_PORT, CONFIGPROXY_AUTH_TOKEN, IDLE_CULLER_TOKEN, SWEEPER_TOKEN,
+    NAMESPACE and what CONFIG reads."""
 
     def __init__(
         self,
@@ -46,7 +47,7 @@ class ProcessHub:
         public, api, hub = (self.env[key] for key in ("PUBLIC_PORT", "PROXY_API_PORT", "HUB_PORT"))
         self.url = f"http://127.0.0.1:{public}"
         self.hub_url = f"http://127.0.0.1:{hub}"
-        proxy, hub, culler = markers(self.state)
+        proxy, hub, culler, sweeper = markers(self.state)
         node = shutil.which("node") or "/usr/bin/node"
         python = str(venv / "bin" / "python")
         self.proxy = self._daemon(
@@ -69,6 +70,16 @@ class ProcessHub:
                 JUPYTERHUB_API_TOKEN=self.env["IDLE_CULLER_TOKEN"],
             )  # fmt: skip
 
+        # Deletes the BatchNotebooks of servers the hub forgot (batchnotebook_spawner.sweep).
+        self.sweeper = self._daemon(
+            "sweeper",
+            [python, "-m", "batchnotebook_spawner.sweep", f"--url={self.hub_url}/hub/api",
+             f"--namespace={self.env['NAMESPACE']}", f"--every={self.env.get('SWEEP_EVERY', '60')}",
+             sweeper],
+            sweeper,
+            JUPYTERHUB_API_TOKEN=self.env["SWEEPER_TOKEN"],
+        )  # fmt: skip
+
     def _daemon(self, name: str, argv: list[str], marker: str, **env: str) -> Daemon:
         return Daemon(
             name, argv, self.state / "run", self.state / "logs", marker, env={**self.env, **env}
@@ -81,13 +92,14 @@ class ProcessHub:
         self.start_hub()
         if self.culler:
             self.culler.start()
+        self.sweeper.start()
 
     def start_hub(self) -> None:
         self.hub.start()
         self.hub.wait_ready(lambda: http_answers(f"{self.url}/hub/health"), 90)
 
     def restart_hub(self) -> None:
-        """Only the hub: the proxy, the culler and the servers stay."""
+        """Only the hub: the proxy, the culler, the sweeper and the servers stay."""
         self.hub.stop()
         self.start_hub()
 
@@ -95,20 +107,23 @@ class ProcessHub:
         stop(self.state)
 
 
-def markers(state: Path) -> tuple[str, str, str]:
-    """An argument of the proxy, the hub and the culler that names the stack, so that they are
-    known by their pid file and it (processes.Daemon) with no other setting at hand."""
+def markers(state: Path) -> tuple[str, str, str, str]:
+    """An argument of the proxy, the hub, the culler and the sweeper that names the stack, so that
+    they are known by their pid file and it (processes.Daemon) with no other setting at hand."""
     return (
         f"--pid-file={state}/run/proxy.pid",  # the proxy writes it too, the same pid
         f"--JupyterHub.db_url=sqlite:///{state}/jupyterhub.sqlite",
         # Read only with --ssl-enabled, which the culler is not given.
         f"--internal-certs-location={state}/internal-ssl",
+        f"--tag={state}/sweeper",
     )
 
 
 def stop(state: Path) -> None:
-    """Stops a stack's culler, hub and proxy, whatever started them (a test run that was killed
-    leaves them running)."""
+    """Stops a stack's sweeper, culler, hub and proxy, whatever started them (a test run that was
+    killed leaves them running)."""
     state = state.resolve()
-    for name, marker in zip(("culler", "hub", "proxy"), reversed(markers(state)), strict=True):
+    for name, marker in zip(
+        ("sweeper", "culler", "hub", "proxy"), reversed(markers(state)), strict=True
+    ):
         Daemon(name, [], state / "run", state / "logs", marker).stop()

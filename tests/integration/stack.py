@@ -137,6 +137,7 @@ class Hub:
             "OPERATOR_SERVICE_TOKEN": secrets.token_hex(16),
             "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
             "IDLE_CULLER_TOKEN": secrets.token_hex(16),
+            "SWEEPER_TOKEN": secrets.token_hex(16),
             **(extra_env or {}),
         }
         self.password = settings["DEV_PASSWORD"]

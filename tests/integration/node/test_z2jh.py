@@ -104,3 +104,26 @@ def test_the_proxy_sends_job_reports_to_the_operator(z2jh):
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code in (401, 403, 404), refused.value.read()
     assert refused.value.headers["Content-Type"].startswith("application/json")
+
+
+def test_the_sweeper_in_the_hubs_pod_deletes_what_the_hub_does_not_have(z2jh):
+    """A BatchNotebook of a server the hub does not have (one it forgot) goes within two of the
+    sweeper's rounds (60 s each); the hub's own server beside it stays."""
+    server, notebook = start(z2jh, "bob", "swept")
+    ghost = f"nb-bob--ghost-{uuid.uuid4().hex[:6]}"
+    manifest = {
+        "apiVersion": notebook["apiVersion"],
+        "kind": notebook["kind"],
+        "metadata": {"name": ghost, "labels": notebook["metadata"]["labels"]},
+        "spec": {**notebook["spec"], "serverName": "ghost", "envSecretName": f"{ghost}-env"},
+    }
+    z2jh.node.kubectl("-n", NOTEBOOKS, "create", "-f", "-", input=json.dumps(manifest))
+
+    def names() -> set[str]:
+        listing = json.loads(z2jh.node.kubectl("-n", NOTEBOOKS, "get", "bnb", "-o", "json"))
+        return {n["metadata"]["name"] for n in listing["items"]}
+
+    wait_for(lambda: ghost not in names(), 240, "the sweeper to delete the ghost notebook")
+    assert notebook["metadata"]["name"] in names()
+    assert server_of(z2jh, "bob", "swept")["ready"] and reachable(z2jh, server)
+    z2jh.api("DELETE", "/users/bob/servers/swept", {"remove": True})
