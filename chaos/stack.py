@@ -21,6 +21,7 @@ import urllib3
 from kubernetes import client, config
 
 from batchnotebook_api import GROUP, VERSION
+from batchnotebook_operator.lease import URL_ANNOTATION
 from devstack import controlplane
 from devstack.controlplane import ControlPlane
 from devstack.host import OperatorProcess
@@ -131,7 +132,7 @@ class Stack:
             return None
         if lease.metadata is None or not (lease.spec and lease.spec.holder_identity):
             return None  # released: nobody leads
-        url = (lease.metadata.annotations or {}).get(f"{GROUP}/leader-url", "")
+        url = (lease.metadata.annotations or {}).get(URL_ANNOTATION, "")
         return next((o for o in self.operators if f"127.0.0.1:{o.port}" in url), None)
 
     def slurm(self, *args: str) -> None:

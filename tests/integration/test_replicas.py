@@ -12,9 +12,10 @@ import uuid
 import pytest
 from kubernetes import client
 
+from batchnotebook_operator.lease import URL_ANNOTATION
 from devstack.host import OperatorProcess
 
-from .conftest import GROUP, OPERATOR_NAMESPACE
+from .conftest import OPERATOR_NAMESPACE
 from .stack import OPERATOR_PORT, REPO, STATE, delete_notebook, squeue, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slurm]
@@ -84,7 +85,7 @@ def holder(leases: client.CoordinationV1Api, lease: str) -> tuple[str, str]:
     if not found.spec.holder_identity:
         return "", ""
     annotations = found.metadata.annotations or {}
-    return found.spec.holder_identity, annotations.get(f"{GROUP}/leader-url", "")
+    return found.spec.holder_identity, annotations.get(URL_ANNOTATION, "")
 
 
 def leader_url(leases: client.CoordinationV1Api, lease: str) -> str:
