@@ -144,7 +144,7 @@ def run_campaign(options: Options) -> int:
     violations = monitor.violations
     rows = results.write(
         options.out,
-        header(options, workload, started, commit)
+        header(options, workload, hub.swept(), started, commit)
         + (f"\n\n**Aborted**: {aborted}" if aborted else ""),
         outcomes,
         violations,
@@ -160,6 +160,7 @@ def run_campaign(options: Options) -> int:
             "failed_actions": workload.failed_actions,
             "ended_unexpectedly": workload.ended_unexpectedly,
             "leftover_jobs_cancelled": leftovers,
+            "swept_by_the_sweeper": hub.swept(),
             "aborted": aborted,
         },
     )
@@ -287,7 +288,9 @@ def events(stack: Stack, name: str) -> list[str]:
     return [f"{e.last_timestamp or e.event_time} {e.type} {e.reason}: {e.message}" for e in listed]
 
 
-def header(options: Options, workload: Workload, started: float, commit: str) -> str:
+def header(
+    options: Options, workload: Workload, swept: list[str], started: float, commit: str
+) -> str:
     minutes = (time.time() - started) / 60
     when = dt.datetime.fromtimestamp(started, dt.UTC).isoformat(timespec="seconds")
     plan = options.plan
@@ -299,7 +302,8 @@ def header(options: Options, workload: Workload, started: float, commit: str) ->
         f"{workload.actions.get('edit', 0)} BatchCluster edits, "
         f"{len(workload.cancelled_outside)} jobs cancelled outside the hub, "
         f"{len(workload.ended_unexpectedly)} notebooks ended without such a cancel (results.json "
-        f"says how), pollIntervalSeconds {options.poll_interval}. Recovery: from the start "
+        f"says how), {len(swept)} notebooks of servers the hub forgot deleted by the sweeper, "
+        f"pollIntervalSeconds {options.poll_interval}. Recovery: from the start "
         f"command of the broken "
         f"component (the end of a network fault) until the API server, both operator replicas, "
         f"every Slurm daemon and the login node answer and the leader has polled every site "

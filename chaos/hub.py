@@ -87,6 +87,14 @@ class HubSide:
     def stop(self) -> None:
         self.hub.stop()
 
+    def swept(self) -> list[str]:
+        """The notebooks the sweeper deleted: servers the hub forgot (its log says which)."""
+        log = self.hub.state / "logs" / "sweeper.log"
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [
+            line.split("deleting ", 1)[1].split(":")[0] for line in lines if "deleting " in line
+        ]
+
     def injector(self) -> Injector:
         processes = self.hub.processes
         return Injector("hub", lambda: kill(processes.hub), processes.start_hub)
