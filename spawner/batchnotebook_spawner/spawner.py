@@ -84,7 +84,9 @@ class BatchNotebookSpawner(Spawner):
     ).tag(config=True)
 
     stop_timeout = Float(
-        120, help="Seconds stop() waits for the operator to confirm the job ended."
+        120,
+        help="Seconds stop() tries to delete the BatchNotebook while the API server does not "
+        "answer, then waits for the operator to confirm the job ended.",
     ).tag(config=True)
 
     k8s_api_host = Unicode(None, allow_none=True, help="API server URL (default: kubeconfig).").tag(
@@ -302,9 +304,7 @@ class BatchNotebookSpawner(Spawner):
             # the hub skip stop() and leave the job running: only the API server may say it.
             try:
                 notebook = await self._read_notebook()
-            except Exception as error:
-                if not notebooks.unanswered(error):
-                    raise
+            except notebooks.API_ERRORS as error:
                 self.log.warning("cannot tell whether %s runs: %s", self.resource_name, error)
                 return None
             if notebook is None:
@@ -361,16 +361,14 @@ class BatchNotebookSpawner(Spawner):
                 self.custom, self.core, self.namespace, self.resource_name, self.secret_name
             )
             return True
-        except Exception as error:
-            if not notebooks.unanswered(error):
-                raise
+        except notebooks.API_ERRORS as error:
             self.log.warning("cannot delete %s yet: %s", self.resource_name, error)
             return False
 
     async def stop(self, now: bool = False) -> None:
         if self.pod_server:
             return await self.pod_server.stop(now)
-        # The hub forgets a server whose stop() raised: the deletion outlasts API server restarts.
+        # The hub forgets the server however stop() ends: the deletion outlasts API restarts.
         if not await notebooks.delete_until_taken(self.custom, self.core, self.namespace,
                                         self.resource_name, self.secret_name, self.stop_timeout,
                                         self.log):  # fmt: skip

@@ -22,6 +22,7 @@ import logging
 import os
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from kubespawner.clients import load_config, shared_client
@@ -32,6 +33,7 @@ from .notebooks import delete_notebook, unanswered
 
 SPAWNER_LABEL = "app.kubernetes.io/managed-by=batchnotebook-spawner"
 PAGE = 200
+ROUND_TIMEOUT = 120.0  # seconds
 log = logging.getLogger("batchnotebook-sweeper")
 
 
@@ -79,6 +81,16 @@ async def hub_servers(session: aiohttp.ClientSession, url: str) -> set[tuple[str
         offset = following["offset"]
 
 
+async def user_servers(session: aiohttp.ClientSession, url: str, user: str) -> set[str]:
+    """One user's servers, pending or ready, asked again before any is deleted: a user whose
+    stop moved the others between two pages may have been left out of the listing."""
+    async with session.get(f"{url}/users/{quote(user, safe='')}") as answer:
+        if answer.status == 404:
+            return set()
+        answer.raise_for_status()
+        return set((await answer.json()).get("servers") or {})
+
+
 class Sweeper:
     """One namespace's sweep; `suspects` carries the strays of the round before."""
 
@@ -101,8 +113,8 @@ class Sweeper:
         deleted = []
         for notebook in notebooks:
             name, uid = notebook["metadata"]["name"], notebook["metadata"]["uid"]
-            if uid in doomed:
-                user, server = server_of(notebook)
+            user, server = server_of(notebook)
+            if uid in doomed and server not in await user_servers(self.session, self.url, user):
                 log.warning("deleting %s: the hub has no server %r of %s", name, server, user)
                 secret = own_secret_name(name)
                 await delete_notebook(self.custom, self.core, self.namespace, name, secret, uid)
@@ -112,12 +124,18 @@ class Sweeper:
     async def run(self, every: float) -> None:
         while True:
             try:
-                await self.round()
+                # kubernetes_asyncio waits forever on a stalled connection: a round may not.
+                await asyncio.wait_for(self.round(), ROUND_TIMEOUT)
+            except aiohttp.ClientResponseError as error:
+                if error.status < 500:  # a token without list:users and read:servers, say
+                    log.error("round skipped: the hub refused (%s %s)", error.status, error)
+                else:
+                    log.warning("round skipped: %s", error)
             except Exception as error:
-                if not (unanswered(error) or isinstance(error, aiohttp.ClientResponseError)):
+                if not unanswered(error):
                     raise
                 # Nothing is known this round; the suspects wait for the next.
-                log.warning("round skipped: %s", error)
+                log.warning("round skipped: %r", error)
             await asyncio.sleep(every)
 
 

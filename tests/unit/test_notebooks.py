@@ -4,6 +4,7 @@ the error and forgot the server, and its BatchNotebook and job ran on for nobody
 
 from __future__ import annotations
 
+import json
 import logging
 from types import SimpleNamespace
 
@@ -16,6 +17,13 @@ from batchnotebook_spawner import BatchNotebookSpawner, notebooks
 LOG = logging.getLogger("test")
 
 
+def missing(name: str) -> ApiException:
+    """The API server's 404 for an object that does not exist."""
+    error = ApiException(status=404, reason="Not Found")
+    error.body = json.dumps({"kind": "Status", "reason": "NotFound", "details": {"name": name}})
+    return error
+
+
 class ApiServer:
     """Deletions as the API server answers them: the first `down` calls find it restarting."""
 
@@ -24,6 +32,7 @@ class ApiServer:
         self.answer = answer
         self.calls: list[tuple] = []
         self.deleted: list[str] = []
+        self.secret_owner = "old-uid"
 
     async def delete_namespaced_custom_object(self, *args, body=None) -> None:
         self.calls.append((args, body))
@@ -37,7 +46,11 @@ class ApiServer:
             raise self.answer
         self.deleted.append(args[-1])
 
-    async def delete_namespaced_secret(self, name: str, namespace: str) -> None:
+    async def read_namespaced_secret(self, name: str, namespace: str) -> SimpleNamespace:
+        owners = [SimpleNamespace(uid=self.secret_owner)]
+        return SimpleNamespace(metadata=SimpleNamespace(uid="secret-uid", owner_references=owners))
+
+    async def delete_namespaced_secret(self, name: str, namespace: str, body=None) -> None:
         self.deleted.append(name)
 
 
@@ -73,7 +86,8 @@ async def test_a_refusal_is_not_retried(status):
     [
         (ApiException(status=503), True),
         (ApiException(status=429), True),
-        (ApiException(status=404), False),
+        (missing("nb-a"), False),
+        (ApiException(status=404), True),  # a restarted API server without our resource type
         (ApiException(status=403), False),
         (TimeoutError(), True),
         (ConnectionResetError(), True),
@@ -87,9 +101,29 @@ def test_what_counts_as_unanswered(error, expected):
 async def test_a_uid_precondition_spares_a_notebook_made_since():
     """The sweeper deletes the notebook it saw, never a new server's of the same name."""
     api = ApiServer(answer=ApiException(status=409, reason="Precondition failed: UID"))
+    api.secret_owner = "new-uid"
     await notebooks.delete_notebook(api, api, "hub", "nb-a", "nb-a-env", uid="old-uid")
     assert api.calls[0][1] == {"preconditions": {"uid": "old-uid"}}
     assert api.deleted == []  # nor the new server's Secret
+
+
+async def test_a_new_servers_secret_stays_when_the_old_notebook_is_gone():
+    """The old notebook went already (404) and a new start has made its Secret but not yet its
+    notebook: the Secret is the new server's, not the old notebook's."""
+    api = ApiServer(answer=missing("nb-a"))
+    api.secret_owner = "new-uid"
+    await notebooks.delete_notebook(api, api, "hub", "nb-a", "nb-a-env", uid="old-uid")
+    assert api.deleted == []
+    api.secret_owner = "old-uid"
+    await notebooks.delete_notebook(api, api, "hub", "nb-a", "nb-a-env", uid="old-uid")
+    assert api.deleted == ["nb-a-env"]
+
+
+async def test_a_404_without_a_name_is_no_deletion():
+    """Right after a restart the API server answers 404 for our resource type itself."""
+    api = ApiServer(answer=ApiException(status=404))
+    assert not await notebooks.delete_until_taken(api, api, "hub", "nb-a", "nb-a-env", 0.1, LOG)
+    assert not api.deleted
 
 
 def spawner_on(api: ApiServer, monkeypatch) -> BatchNotebookSpawner:
@@ -122,3 +156,18 @@ async def test_poll_keeps_an_ended_server_the_hub_must_still_stop(monkeypatch):
     assert await spawner.poll() is None
     assert await spawner.poll() == 3
     assert api.deleted == [spawner.resource_name, spawner.secret_name]
+
+
+@pytest.mark.parametrize("missing_type", [False, True])
+async def test_only_a_404_that_names_the_notebook_says_it_is_gone(missing_type):
+    error = ApiException(status=404) if missing_type else missing("nb-a")
+
+    class Custom:
+        async def get_namespaced_custom_object(self, *_args):
+            raise error
+
+    if missing_type:
+        with pytest.raises(ApiException):
+            await notebooks.read_notebook(Custom(), "hub", "nb-a")
+    else:
+        assert await notebooks.read_notebook(Custom(), "hub", "nb-a") is None

@@ -8,6 +8,7 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
+from kubernetes_asyncio.client import ApiException
 
 from batchnotebook_api.times import now
 from batchnotebook_operator import rounds
@@ -224,6 +225,9 @@ async def test_an_ended_server_keeps_the_hubs_address(monkeypatch, notebook):
         ({"metadata": {}, "status": {"phase": "Ready", "readyAt": "t"}}, None),
         (None, 0),
         (ConnectionRefusedError("the API server is restarting"), None),
+        # Not "gone" either: the hub would forget the server, and stop() nothing.
+        (ApiException(status=403, reason="Forbidden"), None),
+        (ApiException(status=404, reason="our resource type is not registered yet"), None),
     ],
 )
 async def test_a_notebook_missing_from_the_cache_is_asked_of_the_api_server(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
 import aiohttp
 import pytest
 from aiohttp import web
@@ -36,11 +39,12 @@ def test_a_user_shown_without_servers_keeps_them_all():
 
 
 class Cluster:
-    """BatchNotebooks and Secrets as the API server keeps them, uid preconditions included."""
+    """BatchNotebooks and their Secrets as the API server keeps them, uid preconditions and
+    owner references included."""
 
     def __init__(self, notebooks: list[dict]) -> None:
         self.notebooks = {n["metadata"]["name"]: n for n in notebooks}
-        self.secrets = {f"{name}-env" for name in self.notebooks}
+        self.secrets = {f"{name}-env": n["metadata"]["uid"] for name, n in self.notebooks.items()}
 
     async def list_namespaced_custom_object(self, *_args, label_selector: str) -> dict:
         assert label_selector == sweep.SPAWNER_LABEL
@@ -48,19 +52,30 @@ class Cluster:
 
     async def delete_namespaced_custom_object(self, *args, body=None) -> None:
         name = args[-1]
+        if name not in self.notebooks:
+            error = ApiException(status=404)
+            error.body = json.dumps({"details": {"name": name}})
+            raise error
         uid = (body or {}).get("preconditions", {}).get("uid")
         if uid and self.notebooks[name]["metadata"]["uid"] != uid:
             raise ApiException(status=409, reason="Precondition failed: UID")
         del self.notebooks[name]
 
-    async def delete_namespaced_secret(self, name: str, _namespace: str) -> None:
-        self.secrets.discard(name)
+    async def read_namespaced_secret(self, name: str, _namespace: str) -> SimpleNamespace:
+        if name not in self.secrets:
+            raise ApiException(status=404)
+        owners = [SimpleNamespace(uid=self.secrets[name])]
+        return SimpleNamespace(metadata=SimpleNamespace(uid=f"{name}-uid", owner_references=owners))
+
+    async def delete_namespaced_secret(self, name: str, _namespace: str, body=None) -> None:
+        self.secrets.pop(name, None)
 
 
 @pytest.fixture
 async def hub():
     """A hub API that pages its users two at a time, as JupyterHub's does on request."""
     users: list[dict] = []
+    hidden: list[dict] = []  # users a listing's pages missed (others stopped in between)
 
     async def list_users(request: web.Request) -> web.Response:
         assert request.headers["Accept"] == "application/jupyterhub-pagination+json"
@@ -70,36 +85,41 @@ async def hub():
         page = {"items": users[offset : offset + 2], "_pagination": {"next": following}}
         return web.json_response(page)
 
+    async def one_user(request: web.Request) -> web.Response:
+        found = [u for u in users + hidden if u["name"] == request.match_info["name"]]
+        return web.json_response(found[0]) if found else web.json_response({}, status=404)
+
     app = web.Application()
     app.router.add_get("/hub/api/users", list_users)
+    app.router.add_get("/hub/api/users/{name}", one_user)
     async with TestServer(app) as server:
         headers = {"Accept": "application/jupyterhub-pagination+json"}
         async with aiohttp.ClientSession(headers=headers) as session:
-            yield users, session, str(server.make_url("/hub/api"))
+            yield users, session, str(server.make_url("/hub/api")), hidden
 
 
 async def test_every_page_of_the_hubs_users_is_read(hub):
-    users, session, url = hub
+    users, session, url, _ = hub
     users += [{"name": f"u{i}", "servers": {"": {}, f"s{i}": {}}} for i in range(5)]
     servers = await sweep.hub_servers(session, url)
     assert servers == {(f"u{i}", name) for i in range(5) for name in ("", f"s{i}")}
 
 
 async def test_a_stray_goes_on_its_second_round_and_a_running_server_stays(hub):
-    users, session, url = hub
+    users, session, url, _ = hub
     users.append({"name": "alice", "servers": {"": {}}})
     cluster = Cluster([notebook("alice", "", "a"), notebook("alice", "lost", "b")])
     sweeper = sweep.Sweeper(cluster, cluster, session, url, "hub")
     assert await sweeper.round() == []  # a suspect, not yet a stray
     assert await sweeper.round() == ["nb-alice--lost"]
     assert set(cluster.notebooks) == {"nb-alice--default"}
-    assert cluster.secrets == {"nb-alice--default-env"}
+    assert set(cluster.secrets) == {"nb-alice--default-env"}
 
 
 async def test_a_server_started_again_keeps_its_new_notebook(hub):
     """Between two rounds the lost server is started again under its name: the new notebook
     (another uid) is no suspect, and the deletion of the old one could not touch it."""
-    _, session, url = hub
+    _, session, url, _ = hub
     cluster = Cluster([notebook("alice", "lost", "old")])
     sweeper = sweep.Sweeper(cluster, cluster, session, url, "hub")
     await sweeper.round()
@@ -110,7 +130,7 @@ async def test_a_server_started_again_keeps_its_new_notebook(hub):
 
 
 async def test_a_hub_that_does_not_answer_deletes_nothing(hub):
-    _, session, url = hub
+    _, session, url, _ = hub
     cluster = Cluster([notebook("alice", "", "a")])
     sweeper = sweep.Sweeper(cluster, cluster, session, url + "/nowhere", "hub")
     for _ in range(3):
@@ -127,3 +147,14 @@ def test_the_url_comes_from_the_hub_when_it_starts_the_sweeper(monkeypatch):
         "notebooks",
         60,
     )
+
+
+async def test_a_user_the_listing_missed_is_asked_before_anything_is_deleted(hub):
+    """Pages are offsets into a list that moves: a user on the next page slips back into the
+    one already read when a user before them stops. Their server must not look forgotten."""
+    _, session, url, hidden = hub
+    hidden.append({"name": "carol", "servers": {"": {}}})
+    cluster = Cluster([notebook("carol", "", "c")])
+    sweeper = sweep.Sweeper(cluster, cluster, session, url, "hub")
+    assert await sweeper.round() == [] and await sweeper.round() == []
+    assert set(cluster.notebooks) == {"nb-carol--default"}
