@@ -315,7 +315,9 @@ wait_node_idle() {
     while :; do
         st=$(node_state || true)
         case $st in
-            idle | mix | alloc) return 0 ;;
+            # comp: finishing a job that was killed while slurmd was down; slurmd answers, and
+            # slurmctld clears the state itself once it hears the job is gone.
+            idle | mix | alloc | comp) return 0 ;;
             drain* | drng | down* | fail*)
                 # Left over from an earlier unclean stop: bring the node back.
                 scontrol update "nodename=$NODE" state=resume >/dev/null 2>&1 || true ;;
