@@ -68,3 +68,8 @@ async def shared_reflector(parent: Any, namespace: str) -> NotebookReflector:
         reflector.start_task.add_done_callback(lambda task: task.cancelled() or task.exception())
     await reflector.first_load_future
     return reflector
+
+
+def running_reflector(namespace: str) -> NotebookReflector | None:
+    """The namespace's watch if one was started, without starting one (no await)."""
+    return SHARED.get(namespace)

@@ -47,7 +47,7 @@ from .home import time_left_text
 from .pod import PodProfiles, PodServer, chosen_pod_profile, wants_pod
 from .progress import progress_event
 from .queue_cap import queue_refusal, waiting_notebooks
-from .reflector import NotebookReflector, shared_reflector
+from .reflector import NotebookReflector, running_reflector, shared_reflector
 from .resources import notebook_manifest, notebook_spec, owned_by, secret_manifest
 
 
@@ -402,7 +402,7 @@ class BatchNotebookSpawner(Spawner):
     def batch_time_left(self) -> str:
         """How long the running server may still run, for the hub's home page; "" if unknown.
         Read from the shared watch, so the page costs no API call."""
-        reflector = self._reflectors.get(self.namespace)
+        reflector = running_reflector(self.namespace)
         notebook = reflector.get(self.namespace, self.resource_name) if reflector else None
         status = (notebook or {}).get("status", {})
         if status.get("phase") != Phase.READY.value:

@@ -3,6 +3,9 @@ still starting) or a watch that gave up is replaced by a fresh one on the next c
 
 from __future__ import annotations
 
+import datetime as dt
+from types import SimpleNamespace
+
 import pytest
 from kubernetes_asyncio.client import ApiException
 
@@ -14,7 +17,7 @@ from batchnotebook_spawner.reflector import NotebookReflector
 def spawner(monkeypatch):
     monkeypatch.setattr("batchnotebook_spawner.spawner.load_config", lambda **_: None)
     monkeypatch.setattr("batchnotebook_spawner.reflector.SHARED", {})
-    made = BatchNotebookSpawner(namespace="hub")
+    made = BatchNotebookSpawner(namespace="hub", user=SimpleNamespace(name="alice"))
     return made
 
 
@@ -50,3 +53,18 @@ async def test_a_watch_that_gave_up_is_replaced(spawner, monkeypatch):
     first.on_failure()  # what kubespawner's watch loop calls when it gives up
     assert first.broken
     assert await spawner.reflector() is started[1]
+
+
+async def test_the_home_page_reads_the_time_left_from_the_shared_watch(spawner, monkeypatch):
+    """The hub's home page asks each spawner for batch_time_left: from the namespace's one
+    watch, without an API call (a lost watch would leave the page without its column)."""
+    monkeypatch.setattr(
+        "batchnotebook_spawner.spawner.now", lambda: dt.datetime(2026, 12, 3, 9, tzinfo=dt.UTC)
+    )
+    assert spawner.batch_time_left == ""  # no watch yet
+    listing(monkeypatch, [None])
+    reflector = await spawner.reflector()
+    name = spawner.resource_name
+    status = {"phase": "Ready", "endsAt": "2026-12-03T10:20:00Z"}
+    reflector.resources[f"hub/{name}"] = {"metadata": {"name": name}, "status": status}
+    assert spawner.batch_time_left.startswith("1 h 20 min left")
