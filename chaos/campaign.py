@@ -142,9 +142,10 @@ def run_campaign(options: Options) -> int:
         hub.stop()
         stack.stop()
     violations = monitor.violations
+    swept = hub.swept()
     rows = results.write(
         options.out,
-        header(options, workload, hub.swept(), started, commit)
+        header(options, workload, swept, started, commit)
         + (f"\n\n**Aborted**: {aborted}" if aborted else ""),
         outcomes,
         violations,
@@ -160,7 +161,7 @@ def run_campaign(options: Options) -> int:
             "failed_actions": workload.failed_actions,
             "ended_unexpectedly": workload.ended_unexpectedly,
             "leftover_jobs_cancelled": leftovers,
-            "swept_by_the_sweeper": hub.swept(),
+            "swept_by_the_sweeper": swept,
             "aborted": aborted,
         },
     )

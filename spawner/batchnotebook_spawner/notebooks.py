@@ -18,8 +18,10 @@ from batchnotebook_api import GROUP, NOTEBOOKS, VERSION
 FIRST_RETRY = 0.5
 LAST_RETRY = 5.0
 ONE_TRY = 30.0
+# What a request raises when no answer came (refused, reset, timed out).
+NO_ANSWER = (aiohttp.ClientError, OSError, TimeoutError)
 # What a request to the API server may raise when it did not decide anything.
-API_ERRORS = (ApiException, aiohttp.ClientError, OSError, TimeoutError)
+API_ERRORS = (ApiException, *NO_ANSWER)
 
 
 def unanswered(error: BaseException) -> bool:
@@ -28,7 +30,7 @@ def unanswered(error: BaseException) -> bool:
         return error.status in (429, 500, 502, 503, 504) or (
             error.status == 404 and not named_in(error)
         )
-    return isinstance(error, (aiohttp.ClientError, OSError, TimeoutError))
+    return isinstance(error, NO_ANSWER)
 
 
 def named_in(error: ApiException) -> str | None:

@@ -158,3 +158,18 @@ async def test_a_user_the_listing_missed_is_asked_before_anything_is_deleted(hub
     sweeper = sweep.Sweeper(cluster, cluster, session, url, "hub")
     assert await sweeper.round() == [] and await sweeper.round() == []
     assert set(cluster.notebooks) == {"nb-carol--default"}
+
+
+@pytest.mark.parametrize("name", ["bob/../alice", "eve?state=inactive", "mallory#x", "ünï cödé"])
+async def test_a_hostile_user_name_is_asked_as_itself(hub, name):
+    """A hub user name is the user's choice (with many authenticators): quoted whole, it can
+    neither ask about another user nor bend the query; that user's server is kept, and another
+    user's forgotten one still goes."""
+    users, session, url, hidden = hub
+    hidden.append({"name": name, "servers": {"": {}}})
+    users.append({"name": "alice", "servers": {}})  # alice: active, servers not shown
+    cluster = Cluster([notebook(name, "", "h"), notebook("bob", "", "b")])
+    sweeper = sweep.Sweeper(cluster, cluster, session, url, "hub")
+    await sweeper.round()
+    assert await sweeper.round() == ["nb-bob--default"]
+    assert [n["spec"]["hubUser"] for n in cluster.notebooks.values()] == [name]
